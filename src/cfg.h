@@ -1,0 +1,89 @@
+/* cfg.h - the module's configuration (src/config.c).
+ *
+ * Sources, lowest precedence first: built-in defaults, the INI file, Vault's standard
+ * environment variables (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
+ * VAULT_CLIENT_KEY, VAULT_NAMESPACE, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME), which override
+ * the file's [vault] section as the Vault CLI does. A missing file is not an error: one slot
+ * over mount "transit" is made from the environment alone.
+ */
+#ifndef VTP_CFG_H
+#define VTP_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vtp-pkcs11.h"
+
+#define VTP_MAX_ADDRESSES 8
+#define VTP_MAX_SLOTS 64
+#define VTP_DEFAULT_CONFIG_PATH VTP_SYSCONFDIR "/vault-transit-pkcs11/vault-transit-pkcs11.conf"
+
+enum vtp_auth_method {
+    VTP_AUTH_TOKEN = 0, /* token = ... or VAULT_TOKEN */
+    VTP_AUTH_TOKEN_FILE,
+    VTP_AUTH_PIN, /* the C_Login PIN is the Vault token */
+    VTP_AUTH_APPROLE,
+    VTP_AUTH_KUBERNETES,
+    VTP_AUTH_CERT,
+};
+
+struct vtp_vault_conf {
+    char *addresses[VTP_MAX_ADDRESSES]; /* without trailing '/'; failover order */
+    size_t n_addresses;
+    char *ca_cert;     /* file */
+    char *ca_path;     /* directory */
+    char *client_cert; /* mTLS */
+    char *client_key;
+    char *tls_server_name;
+    bool skip_verify;
+    char *namespace_; /* X-Vault-Namespace default for every slot; NULL = none */
+    enum vtp_auth_method auth;
+    char *token; /* secret: wiped on free */
+    char *token_file;
+    char *auth_mount; /* approle/kubernetes/cert mount; default per method */
+    char *role_id;
+    char *secret_id; /* secret */
+    char *secret_id_file;
+    char *role;     /* kubernetes role / cert role name */
+    char *jwt_file; /* kubernetes service-account token */
+    long timeout_ms;         /* deadline of one operation, retries included; default 30000 */
+    long connect_timeout_ms; /* default 5000 */
+};
+
+struct vtp_slot_conf {
+    char *name;       /* [slot NAME] */
+    char *mount;      /* Transit mount, default "transit" */
+    char *key_prefix; /* only keys with this prefix; created keys get it; default "" */
+    char *kv_mount;   /* KV v2 mount for IDs/labels/certificates; NULL = none */
+    char *kv_prefix;  /* path under kv_mount, default "vault-transit-pkcs11" */
+    char *label;      /* token label; default "Vault Transit <mount>" */
+    char *namespace_; /* overrides [vault] namespace */
+    bool allow_destroy;   /* C_DestroyObject may delete Transit keys; default true */
+    long cache_ttl_ms;    /* key-list refresh interval; default 60000 */
+};
+
+struct vtp_config {
+    char *path; /* the file read, or NULL */
+    struct vtp_vault_conf vault;
+    struct vtp_slot_conf slots[VTP_MAX_SLOTS];
+    size_t n_slots;
+    char *log_errors; /* [module] log_errors = stderr | syslog; NULL = off */
+};
+
+/* Where the config comes from: pReserved "config=/path" (may be NULL), else
+ * $VAULT_TRANSIT_PKCS11_CONFIG, else VTP_DEFAULT_CONFIG_PATH. Returns a malloc'ed path. */
+char *vtp_config_locate(const char *reserved);
+
+/* Loads path (NULL or a missing file: defaults + environment). CKR_ARGUMENTS_BAD with a log line
+ * naming file and line for a syntax error or a bad value; CKR_GENERAL_ERROR for a file holding
+ * secrets that group or others may write. Always at least one slot on success. */
+CK_RV vtp_config_load(const char *path, struct vtp_config **out);
+/* Parses INI text (unit tests); environment is applied too when apply_env. */
+CK_RV vtp_config_parse_string(const char *text, bool apply_env, struct vtp_config **out);
+void vtp_config_free(struct vtp_config *cfg);
+
+/* Helpers shared with tests. */
+bool vtp_config_parse_bool(const char *s, bool *out);
+bool vtp_config_parse_duration_ms(const char *s, long *out); /* "30", "30s", "500ms", "2m" */
+
+#endif /* VTP_CFG_H */

@@ -1,0 +1,2 @@
+/* placeholder */
+typedef int vtp_placeholder_t;

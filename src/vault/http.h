@@ -1,0 +1,74 @@
+/* http.h - libcurl client for Vault/OpenBao (src/vault/http.c).
+ *
+ * One struct vtp_http per [vault] section: the ordered server addresses, TLS settings, the
+ * current client token and a pool of reusable CURL easy handles (keep-alive; a handle is used by
+ * one thread at a time; CURLOPT_NOSIGNAL). No lock is held during a transfer.
+ */
+#ifndef VTP_HTTP_H
+#define VTP_HTTP_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "vtp-pkcs11.h"
+#include "cfg.h"
+
+/* Responses larger than this are refused (CKR_DEVICE_ERROR). */
+#define VTP_HTTP_MAX_RESPONSE (8u * 1024u * 1024u)
+
+struct vtp_http;
+
+struct vtp_http_req {
+    const char *method;     /* "GET", "POST", "PUT", "DELETE", "LIST" */
+    const char *path;       /* below /v1/, e.g. "transit/keys/k1"; caller escapes segments */
+    const char *namespace_; /* X-Vault-Namespace, or NULL */
+    const json_t *body;     /* JSON body, or NULL for none */
+    bool no_token;          /* do not send X-Vault-Token (login endpoints) */
+};
+
+struct vtp_http_resp {
+    long status;  /* final HTTP status */
+    json_t *json; /* parsed body (NULL for an empty body, e.g. 204) */
+};
+
+/* Statistics (module counter, exposed in the debug log and to tests). */
+struct vtp_http_stats {
+    unsigned long requests;  /* HTTP requests sent, retries included */
+    unsigned long failures;  /* transport failures */
+    unsigned long retries;
+};
+
+CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out);
+void vtp_http_free(struct vtp_http *h);
+
+/* Sets (or clears, with NULL) the client token; the old one is wiped. Thread-safe. */
+CK_RV vtp_http_set_token(struct vtp_http *h, const char *token);
+bool vtp_http_has_token(struct vtp_http *h);
+
+/* Sends one request and returns CKR_OK once a final HTTP response arrived, whatever its status
+ * (the caller maps it with vtp_vault_rv). Transport failures, 429, 502, 503 and 504 are retried
+ * against the next address with exponential backoff and jitter until the configured deadline;
+ * 307 redirects are followed keeping method and body. CKR_DEVICE_ERROR when no server answered
+ * in time, CKR_HOST_MEMORY on allocation failure. resp->json must be released with
+ * vtp_http_resp_clear. */
+CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
+                       struct vtp_http_resp *resp);
+void vtp_http_resp_clear(struct vtp_http_resp *resp);
+
+void vtp_http_get_stats(struct vtp_http *h, struct vtp_http_stats *out);
+
+/* The one mapping of Vault answers to CK_RV (table in docs/errors.md).
+ * status 2xx -> CKR_OK. body may be NULL. */
+CK_RV vtp_vault_rv(long status, const json_t *body);
+/* Maps one batch item's "error" text to a CK_RV. */
+CK_RV vtp_vault_item_rv(const char *error);
+/* The first entry of "errors" (or ""), for log lines; points into body. */
+const char *vtp_vault_error_text(const json_t *body);
+
+/* Escapes one path segment (key names are [\w.-] already; this is belt and braces). */
+char *vtp_http_escape(const char *segment);
+
+/* Called after fork() in the child: forget handles without touching the parent's sockets. */
+void vtp_http_forget(struct vtp_http *h);
+
+#endif /* VTP_HTTP_H */

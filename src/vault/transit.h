@@ -1,0 +1,81 @@
+/* transit.h - typed Transit and KV v2 requests (src/vault/transit.c). */
+#ifndef VTP_TRANSIT_H
+#define VTP_TRANSIT_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "vtp-pkcs11.h"
+#include "vault/http.h"
+
+/* Where a slot's keys live. All strings are borrowed. */
+struct vtp_transit {
+    struct vtp_http *http;
+    const char *namespace_; /* or NULL */
+    const char *mount;      /* Transit mount */
+    const char *kv_mount;   /* KV v2 mount, or NULL */
+    const char *kv_prefix;  /* path under kv_mount */
+};
+
+struct vtp_transit_key {
+    char *name;
+    char *type; /* Transit key type, e.g. "ecdsa-p256" */
+    unsigned long latest_version;
+    unsigned long min_encryption_version;
+    bool deletion_allowed;
+    bool supports_signing;
+    unsigned char *spki; /* DER SubjectPublicKeyInfo of latest_version; NULL if none */
+    size_t spki_len;
+};
+
+void vtp_transit_key_free(struct vtp_transit_key *k);
+/* Parses the "data" object of a read-key response (unit-tested). Ed25519's raw base64 key
+ * is turned into an SPKI too. */
+CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out);
+
+/* LIST <mount>/keys. No keys (404) is success with *n = 0. names: free each, then the array. */
+CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n);
+/* GET <mount>/keys/<name>. CKR_OBJECT_HANDLE_INVALID if the key does not exist. */
+CK_RV vtp_transit_read_key(const struct vtp_transit *t, const char *name,
+                           struct vtp_transit_key **out);
+/* POST <mount>/keys/<name> {"type":type}. CKR_ATTRIBUTE_VALUE_INVALID... never: if the key
+ * exists already Vault returns it unchanged; the caller compares the type. */
+CK_RV vtp_transit_create_key(const struct vtp_transit *t, const char *name, const char *type,
+                             struct vtp_transit_key **out);
+/* Sets deletion_allowed, then DELETE <mount>/keys/<name>. */
+CK_RV vtp_transit_delete_key(const struct vtp_transit *t, const char *name);
+
+struct vtp_sign_params {
+    const char *hash_algorithm;      /* "sha2-256", ..., "none"; NULL = not sent */
+    bool prehashed;                  /* input is a digest (or DigestInfo for "none") */
+    const char *signature_algorithm; /* "pss", "pkcs1v15"; NULL = not sent */
+    long salt_length;                /* PSS salt in bytes; < 0 = not sent */
+};
+
+struct vtp_sign_item {
+    const unsigned char *input; /* digest or message */
+    size_t input_len;
+    unsigned char *sig; /* out: malloc'ed raw signature bytes as Transit made them (ECDSA: DER) */
+    size_t sig_len;
+    CK_RV rv; /* out: this item's result */
+};
+
+/* POST <mount>/sign/<name> with batch_input (one item per entry, each with a reference) and
+ * key_version = version; marshaling asn1. Returns the request's CK_RV; on CKR_OK each item
+ * has its own rv. n is at most VTP_TRANSIT_MAX_BATCH. */
+#define VTP_TRANSIT_MAX_BATCH 250
+CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+                       const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n);
+
+/* KV v2 under kv_mount/kv_prefix. path is relative to kv_prefix. */
+/* Read: *data = the secret's data object (new reference) or NULL if absent. */
+CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data);
+CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data);
+/* Deletes all versions and metadata; absent is success. */
+CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path);
+/* Lists names under path; absent is success with *n = 0. */
+CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n);
+
+void vtp_strv_free(char **v, size_t n);
+
+#endif /* VTP_TRANSIT_H */
