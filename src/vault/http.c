@@ -1,2 +1,1009 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* http.c - libcurl client for Vault/OpenBao.
+ *
+ * One struct vtp_http per [vault] section. It owns:
+ *  - a copy of the ordered address list and the TLS settings;
+ *  - the client token, guarded by a mutex; the "X-Vault-Token: ..." header is built per request
+ *    and wiped (OPENSSL_cleanse) after the transfer;
+ *  - a free list of CURL easy handles. A handle is taken from the list for one request and put
+ *    back afterwards, so a handle is never used by two threads at once while its connection
+ *    cache still gives keep-alive. No lock is held during curl_easy_perform.
+ *
+ * vtp_http_request() retries transport failures, 412, 429, 502, 503 and 504 with exponential
+ * backoff and jitter (50 ms doubling up to 2 s) within one deadline (timeout_ms, retries
+ * included), moving to the next address on transport failures and 503. 307/308 redirects (HA
+ * standbys that do not forward) are followed by hand, keeping method and body.
+ *
+ * vtp_vault_rv() is the one mapping of Vault/OpenBao answers to CK_RV; docs/errors.md has the
+ * table and tests/unit/test-errmap.c tests every row.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "util.h"
+#include "vault/http.h"
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000L
+#define BACKOFF_START_MS 50
+#define BACKOFF_CAP_MS 2000
+#define MAX_REDIRECTS 5
+#define MAX_POOLED_HANDLES 32
+#define TOKEN_HEADER "X-Vault-Token: "
+
+struct pooled {
+    CURL *curl;
+    struct pooled *next;
+};
+
+struct vtp_http {
+    char *addresses[VTP_MAX_ADDRESSES];
+    size_t n_addresses;
+    char *ca_cert;
+    char *ca_path;
+    char *client_cert;
+    char *client_key;
+    char *tls_server_name;
+    bool skip_verify;
+    long timeout_ms;
+    long connect_timeout_ms;
+
+    pthread_mutex_t lock; /* token, pool */
+    char *token;          /* secret */
+    struct pooled *pool;
+    size_t n_pooled;
+
+    atomic_size_t preferred; /* index of the last address that answered */
+    atomic_ulong requests;
+    atomic_ulong failures;
+    atomic_ulong retries;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* global init */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+    const curl_version_info_data *info;
+
+    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (global_rc != CURLE_OK) {
+        VTP_LOG_ERR("curl_global_init failed: %s", curl_easy_strerror(global_rc));
+        return;
+    }
+    info = curl_version_info(CURLVERSION_NOW);
+#ifdef CURL_VERSION_THREADSAFE
+    if (info == NULL || !(info->features & CURL_VERSION_THREADSAFE))
+        VTP_LOG_WARN("libcurl %s is not built thread-safe (CURL_VERSION_THREADSAFE absent); "
+                     "curl_global_init may race with other libcurl users",
+                     info != NULL ? info->version : "?");
+#else
+    VTP_LOG_WARN("libcurl %s predates CURL_VERSION_THREADSAFE; curl_global_init may race with "
+                 "other libcurl users",
+                 info != NULL ? info->version : "?");
+#endif
+    /* curl_global_cleanup is never called: the process may use libcurl elsewhere, and the
+     * once-control cannot be re-armed. */
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* small helpers */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Equal jitter: a random wait in [backoff/2, backoff]. */
+static int64_t jittered(int64_t backoff)
+{
+    unsigned int r = 0;
+
+    if (backoff < 2)
+        return backoff;
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = (unsigned int)vtp_now_ms();
+    return backoff / 2 + (int64_t)(r % (unsigned int)(backoff / 2 + 1));
+}
+
+static char *str_concat(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+
+    if (s == NULL)
+        return NULL;
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc);
+    s[la + lb + lc] = '\0';
+    return s;
+}
+
+/* Wipes every header string (one of them carries the token), then frees the list. */
+static void headers_free(struct curl_slist *list)
+{
+    struct curl_slist *it;
+
+    for (it = list; it != NULL; it = it->next) {
+        if (it->data != NULL)
+            OPENSSL_cleanse(it->data, strlen(it->data));
+    }
+    curl_slist_free_all(list);
+}
+
+static bool headers_add(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+
+    if (n == NULL)
+        return false;
+    *list = n;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* response body */
+
+struct body {
+    unsigned char *data;
+    size_t len;
+    size_t cap;
+    bool too_large;
+};
+
+static void body_wipe(struct body *b)
+{
+    if (b->data != NULL)
+        OPENSSL_clear_free(b->data, b->cap);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+/* Grows without realloc so that no copy of a (possibly secret) body is left unwiped. */
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct body *b = userdata;
+    size_t n = size * nmemb;
+    size_t cap;
+    unsigned char *nd;
+
+    if (n == 0)
+        return 0;
+    if (n > VTP_HTTP_MAX_RESPONSE || b->len + n > VTP_HTTP_MAX_RESPONSE) {
+        b->too_large = true;
+        return 0;
+    }
+    if (b->len + n > b->cap) {
+        cap = b->cap != 0 ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        if (cap > VTP_HTTP_MAX_RESPONSE)
+            cap = VTP_HTTP_MAX_RESPONSE;
+        nd = malloc(cap);
+        if (nd == NULL)
+            return 0;
+        if (b->data != NULL) {
+            memcpy(nd, b->data, b->len);
+            OPENSSL_clear_free(b->data, b->cap);
+        }
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* handle pool */
+
+static CURL *pool_take(struct vtp_http *h)
+{
+    struct pooled *p;
+    CURL *c = NULL;
+
+    pthread_mutex_lock(&h->lock);
+    p = h->pool;
+    if (p != NULL) {
+        h->pool = p->next;
+        h->n_pooled--;
+    }
+    pthread_mutex_unlock(&h->lock);
+
+    if (p != NULL) {
+        c = p->curl;
+        free(p);
+        return c;
+    }
+    return curl_easy_init();
+}
+
+static void pool_give(struct vtp_http *h, CURL *c)
+{
+    struct pooled *p;
+
+    if (c == NULL)
+        return;
+    p = malloc(sizeof(*p));
+    if (p == NULL) {
+        curl_easy_cleanup(c);
+        return;
+    }
+    p->curl = c;
+    pthread_mutex_lock(&h->lock);
+    if (h->n_pooled < MAX_POOLED_HANDLES) {
+        p->next = h->pool;
+        h->pool = p;
+        h->n_pooled++;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (p != NULL) {
+        curl_easy_cleanup(c);
+        free(p);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* construction */
+
+static CK_RV dup_opt(const char *src, char **dst)
+{
+    *dst = NULL;
+    if (src == NULL || src[0] == '\0')
+        return CKR_OK;
+    *dst = strdup(src);
+    return *dst != NULL ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out)
+{
+    struct vtp_http *h = NULL;
+    CK_RV rv = CKR_HOST_MEMORY;
+    size_t i;
+
+    VTP_RETURN_VAL_IF_FAIL(conf != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(out != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(conf->n_addresses <= VTP_MAX_ADDRESSES, CKR_ARGUMENTS_BAD);
+
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return CKR_GENERAL_ERROR;
+
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return CKR_HOST_MEMORY;
+    if (pthread_mutex_init(&h->lock, NULL) != 0) {
+        free(h);
+        return CKR_CANT_LOCK;
+    }
+    atomic_init(&h->preferred, 0);
+    atomic_init(&h->requests, 0);
+    atomic_init(&h->failures, 0);
+    atomic_init(&h->retries, 0);
+
+    for (i = 0; i < conf->n_addresses; i++) {
+        size_t len;
+
+        if (conf->addresses[i] == NULL || conf->addresses[i][0] == '\0')
+            continue;
+        h->addresses[h->n_addresses] = strdup(conf->addresses[i]);
+        if (h->addresses[h->n_addresses] == NULL)
+            goto out;
+        /* "https://v:8200/" -> "https://v:8200" */
+        len = strlen(h->addresses[h->n_addresses]);
+        while (len > 0 && h->addresses[h->n_addresses][len - 1] == '/')
+            h->addresses[h->n_addresses][--len] = '\0';
+        h->n_addresses++;
+    }
+    if (dup_opt(conf->ca_cert, &h->ca_cert) != CKR_OK ||
+        dup_opt(conf->ca_path, &h->ca_path) != CKR_OK ||
+        dup_opt(conf->client_cert, &h->client_cert) != CKR_OK ||
+        dup_opt(conf->client_key, &h->client_key) != CKR_OK ||
+        dup_opt(conf->tls_server_name, &h->tls_server_name) != CKR_OK)
+        goto out;
+    h->skip_verify = conf->skip_verify;
+    h->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : DEFAULT_TIMEOUT_MS;
+    h->connect_timeout_ms =
+        conf->connect_timeout_ms > 0 ? conf->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+
+    if (h->skip_verify)
+        VTP_LOG_WARN("TLS verification is DISABLED (skip_verify / VAULT_SKIP_VERIFY): the Vault "
+                     "server's identity is not checked");
+    if (h->n_addresses == 0)
+        VTP_LOG_WARN("no Vault address configured (address = / VAULT_ADDR)");
+
+    *out = h;
+    h = NULL;
+    rv = CKR_OK;
+out:
+    if (h != NULL)
+        vtp_http_free(h);
+    return rv;
+}
+
+void vtp_http_free(struct vtp_http *h)
+{
+    struct pooled *p, *next;
+    size_t i;
+
+    if (h == NULL)
+        return;
+    for (p = h->pool; p != NULL; p = next) {
+        next = p->next;
+        curl_easy_cleanup(p->curl);
+        free(p);
+    }
+    vtp_free_secret(h->token);
+    for (i = 0; i < h->n_addresses; i++)
+        free(h->addresses[i]);
+    free(h->ca_cert);
+    free(h->ca_path);
+    free(h->client_cert);
+    free(h->client_key);
+    free(h->tls_server_name);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+/* After fork() the child owns copies of the parent's sockets (and, for TLS, of its session
+ * state). curl_easy_cleanup would close them and may send a TLS close_notify on a connection
+ * the parent keeps using, breaking the parent. So the child forgets the handles and leaks them
+ * on purpose. The lock may have been held by a thread that does not exist in the child: it is
+ * re-created rather than taken. */
+void vtp_http_forget(struct vtp_http *h)
+{
+    struct pooled *p, *next;
+
+    if (h == NULL)
+        return;
+    for (p = h->pool; p != NULL; p = next) {
+        next = p->next;
+        free(p); /* the node only; p->curl is leaked deliberately */
+    }
+    h->pool = NULL;
+    h->n_pooled = 0;
+    pthread_mutex_init(&h->lock, NULL);
+}
+
+CK_RV vtp_http_set_token(struct vtp_http *h, const char *token)
+{
+    char *copy = NULL;
+    char *old;
+
+    VTP_RETURN_VAL_IF_FAIL(h != NULL, CKR_ARGUMENTS_BAD);
+    if (token != NULL && token[0] != '\0') {
+        copy = strdup(token);
+        if (copy == NULL)
+            return CKR_HOST_MEMORY;
+    }
+    pthread_mutex_lock(&h->lock);
+    old = h->token;
+    h->token = copy;
+    pthread_mutex_unlock(&h->lock);
+    vtp_free_secret(old);
+    return CKR_OK;
+}
+
+bool vtp_http_has_token(struct vtp_http *h)
+{
+    bool has;
+
+    if (h == NULL)
+        return false;
+    pthread_mutex_lock(&h->lock);
+    has = h->token != NULL;
+    pthread_mutex_unlock(&h->lock);
+    return has;
+}
+
+void vtp_http_get_stats(struct vtp_http *h, struct vtp_http_stats *out)
+{
+    if (h == NULL || out == NULL)
+        return;
+    out->requests = atomic_load(&h->requests);
+    out->failures = atomic_load(&h->failures);
+    out->retries = atomic_load(&h->retries);
+}
+
+void vtp_http_resp_clear(struct vtp_http_resp *resp)
+{
+    if (resp == NULL)
+        return;
+    if (resp->json != NULL)
+        json_decref(resp->json);
+    resp->json = NULL;
+    resp->status = 0;
+}
+
+char *vtp_http_escape(const char *segment)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    bool all_dots = true;
+    size_t i, j, len;
+    char *out;
+
+    if (segment == NULL)
+        return NULL;
+    len = strlen(segment);
+    for (i = 0; i < len; i++) {
+        if (segment[i] != '.')
+            all_dots = false;
+    }
+    out = malloc(len * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    for (i = 0, j = 0; i < len; i++) {
+        unsigned char c = (unsigned char)segment[i];
+        bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '~' || (c == '.' && !all_dots);
+
+        if (plain) {
+            out[j++] = (char)c;
+        } else {
+            /* "." and ".." are encoded so that no layer resolves them as dot-segments */
+            out[j++] = '%';
+            out[j++] = hex[c >> 4];
+            out[j++] = hex[c & 15];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* one transfer */
+
+struct attempt {
+    CURLcode cc;
+    long status;
+    char *location; /* redirect target, malloc'ed */
+};
+
+#define SETOPT(c, opt, val)                                                                        \
+    do {                                                                                           \
+        CURLcode setopt_rc_ = curl_easy_setopt((c), (opt), (val));                                 \
+        if (setopt_rc_ != CURLE_OK) {                                                              \
+            VTP_LOG_ERR("curl_easy_setopt(%s) failed: %s", #opt, curl_easy_strerror(setopt_rc_));  \
+            rv = setopt_rc_ == CURLE_OUT_OF_MEMORY ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;          \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* With tls_server_name, the URL names that host (so SNI and certificate verification use it)
+ * and CURLOPT_CONNECT_TO sends the connection to the configured address. Builds the URL and,
+ * when needed, the connect-to entry. */
+static CK_RV build_url(const struct vtp_http *h, const char *base, const char *path,
+                       char **url_out, struct curl_slist **connect_to)
+{
+    CURLU *u = NULL;
+    char *url = NULL, *entry = NULL;
+    char *host = NULL, *port = NULL, *scheme = NULL, *named = NULL; /* curl_free */
+    CK_RV rv = CKR_HOST_MEMORY;
+    size_t n;
+
+    url = str_concat(base, "/v1/", path);
+    if (url == NULL)
+        goto out;
+    if (h->tls_server_name == NULL)
+        goto done;
+    u = curl_url();
+    if (u == NULL)
+        goto out;
+    rv = CKR_GENERAL_ERROR;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+        VTP_LOG_ERR("cannot parse Vault address %s", base);
+        goto out;
+    }
+    if (strcmp(scheme, "https") != 0)
+        goto done; /* no TLS, no name to check */
+    if (curl_url_set(u, CURLUPART_HOST, h->tls_server_name, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &named, 0) != CURLUE_OK) {
+        VTP_LOG_ERR("invalid tls_server_name %s", h->tls_server_name);
+        goto out;
+    }
+    /* "name:port:host:port": connections to name:port go to host:port */
+    rv = CKR_HOST_MEMORY;
+    n = strlen(h->tls_server_name) + strlen(port) * 2 + strlen(host) + 4;
+    entry = malloc(n);
+    if (entry == NULL)
+        goto out;
+    snprintf(entry, n, "%s:%s:%s:%s", h->tls_server_name, port, host, port);
+    if (!headers_add(connect_to, entry))
+        goto out;
+    free(url);
+    url = strdup(named);
+    if (url == NULL)
+        goto out;
+done:
+    *url_out = url;
+    url = NULL;
+    rv = CKR_OK;
+out:
+    curl_url_cleanup(u);
+    free(url);
+    free(entry);
+    curl_free(host);
+    curl_free(port);
+    curl_free(scheme);
+    curl_free(named);
+    return rv;
+}
+
+static CK_RV perform(struct vtp_http *h, CURL *c, const char *method, const char *url,
+                     struct curl_slist *headers, struct curl_slist *connect_to, const char *body,
+                     size_t body_len, long timeout_ms, struct body *resp_body, struct attempt *a)
+{
+    CK_RV rv = CKR_OK;
+    char *loc = NULL;
+
+    curl_easy_reset(c); /* keeps live connections, DNS and TLS session caches */
+    SETOPT(c, CURLOPT_URL, url);
+    SETOPT(c, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(c, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(c, CURLOPT_FOLLOWLOCATION, 0L);
+    SETOPT(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    SETOPT(c, CURLOPT_CONNECTTIMEOUT_MS,
+           h->connect_timeout_ms < timeout_ms ? h->connect_timeout_ms : timeout_ms);
+    SETOPT(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(c, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
+    SETOPT(c, CURLOPT_HTTPHEADER, headers);
+    SETOPT(c, CURLOPT_WRITEFUNCTION, write_cb);
+    SETOPT(c, CURLOPT_WRITEDATA, resp_body);
+    if (connect_to != NULL)
+        SETOPT(c, CURLOPT_CONNECT_TO, connect_to);
+
+    if (h->ca_cert != NULL)
+        SETOPT(c, CURLOPT_CAINFO, h->ca_cert);
+    if (h->ca_path != NULL)
+        SETOPT(c, CURLOPT_CAPATH, h->ca_path);
+    if (h->client_cert != NULL)
+        SETOPT(c, CURLOPT_SSLCERT, h->client_cert);
+    if (h->client_key != NULL)
+        SETOPT(c, CURLOPT_SSLKEY, h->client_key);
+    if (h->skip_verify) {
+        SETOPT(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        SETOPT(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    } else {
+        SETOPT(c, CURLOPT_SSL_VERIFYPEER, 1L);
+        SETOPT(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    }
+
+    if (strcmp(method, "GET") == 0) {
+        SETOPT(c, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+        SETOPT(c, CURLOPT_POST, 1L);
+        SETOPT(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+        SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        if (strcmp(method, "PUT") == 0)
+            SETOPT(c, CURLOPT_CUSTOMREQUEST, "PUT");
+    } else {
+        /* DELETE, LIST: both products accept the LIST verb */
+        SETOPT(c, CURLOPT_CUSTOMREQUEST, method);
+        if (body != NULL) {
+            SETOPT(c, CURLOPT_POSTFIELDS, body);
+            SETOPT(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        }
+    }
+
+    a->cc = curl_easy_perform(c);
+    a->status = 0;
+    a->location = NULL;
+    if (a->cc != CURLE_OK)
+        goto out;
+    if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status) != CURLE_OK)
+        a->status = 0;
+    if ((a->status == 307 || a->status == 308) &&
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc != NULL) {
+        a->location = strdup(loc);
+        if (a->location == NULL)
+            rv = CKR_HOST_MEMORY;
+    }
+out:
+    return rv;
+}
+
+static bool retryable_status(long status)
+{
+    return status == 412 || status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+/* Transport errors that another try against the same server will not fix. */
+static bool permanent_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_FILESIZE_EXCEEDED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static CK_RV build_headers(struct vtp_http *h, const struct vtp_http_req *req,
+                           struct curl_slist **out)
+{
+    struct curl_slist *list = NULL;
+    char *line = NULL;
+    size_t len = 0;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    if (!headers_add(&list, "X-Vault-Request: true") || !headers_add(&list, "Expect:"))
+        goto out;
+    if (req->body != NULL && !headers_add(&list, "Content-Type: application/json"))
+        goto out;
+    if (req->namespace_ != NULL && req->namespace_[0] != '\0') {
+        line = str_concat("X-Vault-Namespace: ", req->namespace_, "");
+        if (line == NULL || !headers_add(&list, line))
+            goto out;
+        free(line);
+        line = NULL;
+    }
+    if (!req->no_token) {
+        pthread_mutex_lock(&h->lock);
+        if (h->token != NULL) {
+            len = strlen(TOKEN_HEADER) + strlen(h->token);
+            line = str_concat(TOKEN_HEADER, h->token, "");
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (len != 0 && (line == NULL || !headers_add(&list, line)))
+            goto out;
+    }
+    *out = list;
+    list = NULL;
+    rv = CKR_OK;
+out:
+    if (line != NULL)
+        OPENSSL_clear_free(line, strlen(line));
+    headers_free(list);
+    return rv;
+}
+
+CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
+                       struct vtp_http_resp *resp)
+{
+    struct curl_slist *headers = NULL, *connect_to = NULL;
+    struct body rb = {0};
+    struct attempt a = {CURLE_OK, 0, NULL};
+    char *body = NULL, *url = NULL, *redirect = NULL;
+    size_t body_len = 0, idx, tried_permanent = 0;
+    int64_t start, deadline, now, backoff = BACKOFF_START_MS, wait;
+    int redirects = 0;
+    bool answered = false;
+    json_t *json = NULL;
+    json_error_t jerr;
+    CURL *c = NULL;
+    CK_RV rv;
+
+    VTP_RETURN_VAL_IF_FAIL(h != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(req != NULL && req->method != NULL && req->path != NULL,
+                           CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(resp != NULL, CKR_ARGUMENTS_BAD);
+
+    if (h->n_addresses == 0) {
+        VTP_LOG_ERR("no Vault address configured");
+        return CKR_DEVICE_ERROR;
+    }
+    if (req->body != NULL) {
+        body = json_dumps(req->body, JSON_COMPACT);
+        if (body == NULL)
+            return CKR_HOST_MEMORY;
+        body_len = strlen(body);
+    }
+    rv = build_headers(h, req, &headers);
+    if (rv != CKR_OK)
+        goto out;
+    c = pool_take(h);
+    if (c == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+
+    start = vtp_now_ms();
+    deadline = start + h->timeout_ms;
+    idx = atomic_load(&h->preferred) % h->n_addresses;
+
+    for (;;) {
+        int64_t t0 = vtp_now_ms();
+        const char *target;
+
+        now = t0;
+        if (now >= deadline) {
+            VTP_LOG_ERR("%s %s: no usable answer within %ld ms", req->method, req->path,
+                        h->timeout_ms);
+            break;
+        }
+        free(url);
+        url = NULL;
+        if (connect_to != NULL) {
+            curl_slist_free_all(connect_to);
+            connect_to = NULL;
+        }
+        if (redirect != NULL) {
+            target = redirect;
+        } else {
+            rv = build_url(h, h->addresses[idx], req->path, &url, &connect_to);
+            if (rv != CKR_OK)
+                goto out;
+            target = url;
+        }
+        body_wipe(&rb);
+        rb.too_large = false;
+        rv = perform(h, c, req->method, target, headers, connect_to, body, body_len,
+                     (long)(deadline - now), &rb, &a);
+        if (rv != CKR_OK)
+            goto out;
+        atomic_fetch_add(&h->requests, 1);
+        now = vtp_now_ms();
+
+        if (a.cc != CURLE_OK) {
+            atomic_fetch_add(&h->failures, 1);
+            if (rb.too_large) {
+                VTP_LOG_ERR("%s %s: response larger than %u bytes, refused", req->method,
+                            req->path, VTP_HTTP_MAX_RESPONSE);
+                rv = CKR_DEVICE_ERROR;
+                goto out;
+            }
+            if (a.cc == CURLE_OUT_OF_MEMORY) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+            }
+            VTP_LOG_WARN("%s %s via %s: %s (%lld ms)", req->method, req->path,
+                         h->addresses[idx], curl_easy_strerror(a.cc), (long long)(now - t0));
+            answered = false;
+            free(redirect); /* a dead redirect target: start over from the list */
+            redirect = NULL;
+            if (permanent_error(a.cc) && ++tried_permanent >= h->n_addresses)
+                break;
+            idx = (idx + 1) % h->n_addresses;
+            if (permanent_error(a.cc))
+                continue; /* next address at once; no point in waiting */
+        } else {
+            answered = true;
+            VTP_LOG_DEBUG("%s %s -> %ld (%lld ms)", req->method, req->path, a.status,
+                          (long long)(now - t0));
+            if (a.location != NULL) {
+                if (++redirects > MAX_REDIRECTS) {
+                    VTP_LOG_ERR("%s %s: too many redirects", req->method, req->path);
+                    break;
+                }
+                free(redirect);
+                redirect = a.location;
+                a.location = NULL;
+                continue;
+            }
+            if (!retryable_status(a.status)) {
+                if (redirect == NULL)
+                    atomic_store(&h->preferred, idx);
+                break;
+            }
+            if (a.status == 503) {
+                free(redirect);
+                redirect = NULL;
+                idx = (idx + 1) % h->n_addresses;
+            }
+        }
+
+        /* back off and retry, within the deadline */
+        now = vtp_now_ms();
+        if (now >= deadline)
+            break;
+        wait = jittered(backoff);
+        if (now + wait >= deadline)
+            break; /* keep the last answer rather than sleep past the deadline */
+        sleep_ms(wait);
+        backoff = backoff * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : backoff * 2;
+        atomic_fetch_add(&h->retries, 1);
+    }
+
+    if (!answered) {
+        rv = CKR_DEVICE_ERROR;
+        goto out;
+    }
+    if (rb.len > 0) {
+        json = json_loadb((const char *)rb.data, rb.len, 0, &jerr);
+        if (json == NULL)
+            VTP_LOG_WARN("%s %s -> %ld: body is not JSON (%s)", req->method, req->path,
+                         a.status, jerr.text);
+    }
+    resp->status = a.status;
+    resp->json = json;
+    rv = CKR_OK;
+out:
+    free(a.location);
+    free(redirect);
+    free(url);
+    curl_slist_free_all(connect_to);
+    headers_free(headers);
+    if (body != NULL)
+        OPENSSL_clear_free(body, body_len);
+    body_wipe(&rb);
+    if (c != NULL) {
+        if (rv == CKR_OK || answered)
+            pool_give(h, c);
+        else
+            curl_easy_cleanup(c); /* a handle in an unknown state is not reused */
+    }
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Vault answers -> CK_RV (docs/errors.md) */
+
+const char *vtp_vault_error_text(const json_t *body)
+{
+    const json_t *errors, *first;
+    const char *s;
+
+    if (body == NULL || !json_is_object(body))
+        return "";
+    errors = json_object_get(body, "errors");
+    if (!json_is_array(errors) || json_array_size(errors) == 0)
+        return "";
+    first = json_array_get(errors, 0);
+    s = json_string_value(first);
+    return s != NULL ? s : "";
+}
+
+/* Does any entry of "errors" contain needle? */
+static bool errors_contain(const json_t *body, const char *needle)
+{
+    const json_t *errors, *e;
+    size_t i;
+
+    if (body == NULL || !json_is_object(body))
+        return false;
+    errors = json_object_get(body, "errors");
+    if (!json_is_array(errors))
+        return false;
+    json_array_foreach(errors, i, e)
+    {
+        const char *s = json_string_value(e);
+
+        if (s != NULL && strstr(s, needle) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/* OpenBao's invalid token: exactly {"errors":["permission denied"]}, not multierror-wrapped
+ * (a policy denial is "1 error occurred:\n\t* permission denied\n\n" on both products). */
+static bool bare_permission_denied(const json_t *body)
+{
+    const json_t *errors;
+
+    if (body == NULL || !json_is_object(body))
+        return false;
+    errors = json_object_get(body, "errors");
+    return json_is_array(errors) && json_array_size(errors) == 1 &&
+           strcmp(vtp_vault_error_text(body), "permission denied") == 0;
+}
+
+static const char *const key_missing_texts[] = {
+    "signing key not found",
+    "encryption key not found",
+    "signature verification key not found",
+    "no existing key named",
+    "could not delete key; not found",
+    "key not found",
+};
+
+static bool any_key_missing(const json_t *body)
+{
+    size_t i;
+
+    for (i = 0; i < VTP_ARRAY_SIZE(key_missing_texts); i++) {
+        if (errors_contain(body, key_missing_texts[i]))
+            return true;
+    }
+    return false;
+}
+
+static bool too_long(const json_t *body)
+{
+    return errors_contain(body, "message too long") || errors_contain(body, "input must be hashed");
+}
+
+CK_RV vtp_vault_rv(long status, const json_t *body)
+{
+    if (status >= 200 && status < 300)
+        return CKR_OK;
+
+    switch (status) {
+    case 400:
+        if (errors_contain(body, "missing client token"))
+            return CKR_USER_NOT_LOGGED_IN; /* Vault without a token */
+        if (any_key_missing(body))
+            return CKR_KEY_HANDLE_INVALID;
+        if (errors_contain(body, "deletion is not allowed"))
+            return CKR_ACTION_PROHIBITED;
+        if (too_long(body) || errors_contain(body, "refused JSON input due to high complexity"))
+            return CKR_DATA_LEN_RANGE;
+        if (errors_contain(body, "salt length"))
+            return CKR_MECHANISM_PARAM_INVALID;
+        return CKR_ARGUMENTS_BAD;
+    case 403:
+        if (errors_contain(body, "invalid token") || bare_permission_denied(body))
+            return CKR_USER_NOT_LOGGED_IN;
+        return CKR_ACTION_PROHIBITED;
+    case 404:
+        if (errors_contain(body, "no handler for route") ||
+            errors_contain(body, "namespace not found"))
+            return CKR_DEVICE_ERROR; /* mount or namespace missing: misconfiguration */
+        return CKR_KEY_HANDLE_INVALID;
+    case 405:
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    case 413:
+        return CKR_DATA_LEN_RANGE;
+    case 500:
+        if (too_long(body))
+            return CKR_DATA_LEN_RANGE;
+        if (errors_contain(body, "requested salt length"))
+            return CKR_MECHANISM_PARAM_INVALID;
+        if (errors_contain(body, "decryption error"))
+            return CKR_ENCRYPTED_DATA_INVALID;
+        if (errors_contain(body, "requested version for signing"))
+            return CKR_KEY_HANDLE_INVALID;
+        if (errors_contain(body, "local node not active"))
+            return CKR_DEVICE_ERROR; /* HA cluster without a leader */
+        return CKR_FUNCTION_FAILED;
+    default:
+        break;
+    }
+    if (status == 0 || (status >= 300 && status < 400) || status == 412 || status == 429 ||
+        status >= 500)
+        return CKR_DEVICE_ERROR;
+    return CKR_FUNCTION_FAILED;
+}
+
+CK_RV vtp_vault_item_rv(const char *error)
+{
+    if (error == NULL || error[0] == '\0')
+        return CKR_OK;
+    if (strstr(error, "missing input") != NULL || strstr(error, "unable to decode input") != NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (strstr(error, "salt length") != NULL)
+        return CKR_MECHANISM_PARAM_INVALID;
+    if (strstr(error, "message too long") != NULL || strstr(error, "input must be hashed") != NULL)
+        return CKR_DATA_LEN_RANGE;
+    if (strstr(error, "requested version for signing") != NULL)
+        return CKR_KEY_HANDLE_INVALID;
+    return CKR_FUNCTION_FAILED;
+}
