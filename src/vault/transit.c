@@ -1,2 +1,819 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* transit.c - typed Transit and KV v2 requests and their JSON (jansson).
+ *
+ * Paths are built from escaped segments. Every answer goes through vtp_vault_rv (http.c), the
+ * one mapping of Vault/OpenBao answers to CK_RV; the only local adjustments are the ones the
+ * interface promises (a missing key on read is CKR_OBJECT_HANDLE_INVALID, absent KV data and
+ * empty lists are success).
+ */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "util.h"
+#include "vault/transit.h"
+
+/* DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), followed by the 32-byte key. */
+static const unsigned char ed25519_spki_prefix[] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
+                                                    0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+#define ED25519_KEY_LEN 32
+
+/* ---------------------------------------------------------------------------------------- */
+/* paths */
+
+/* Escapes each '/'-separated segment of p, dropping empty ones ("a//b/" -> "a/b"). */
+static char *escape_segments(const char *p)
+{
+    char *out = NULL, *copy = NULL, *seg, *save = NULL, *esc;
+    size_t len = 0, cap;
+
+    if (p == NULL)
+        return strdup("");
+    copy = strdup(p);
+    cap = strlen(p) * 3 + 1;
+    out = malloc(cap);
+    if (copy == NULL || out == NULL)
+        goto fail;
+    out[0] = '\0';
+    for (seg = strtok_r(copy, "/", &save); seg != NULL; seg = strtok_r(NULL, "/", &save)) {
+        size_t el;
+
+        esc = vtp_http_escape(seg);
+        if (esc == NULL)
+            goto fail;
+        el = strlen(esc);
+        /* an escaped segment is at most 3x its length, so cap always suffices */
+        if (len != 0)
+            out[len++] = '/';
+        memcpy(out + len, esc, el);
+        len += el;
+        out[len] = '\0';
+        free(esc);
+    }
+    free(copy);
+    return out;
+fail:
+    free(copy);
+    free(out);
+    return NULL;
+}
+
+/* Joins already-escaped parts with '/', skipping NULL and empty ones. NULL-terminated list. */
+static char *join_path(const char *first, ...)
+{
+    va_list ap;
+    const char *part;
+    size_t len = 0;
+    char *out;
+
+    va_start(ap, first);
+    for (part = first; part != NULL; part = va_arg(ap, const char *))
+        len += strlen(part) + 1;
+    va_end(ap);
+    out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    out[0] = '\0';
+    len = 0;
+    va_start(ap, first);
+    for (part = first; part != NULL; part = va_arg(ap, const char *)) {
+        size_t pl = strlen(part);
+
+        if (pl == 0)
+            continue;
+        if (len != 0)
+            out[len++] = '/';
+        memcpy(out + len, part, pl);
+        len += pl;
+        out[len] = '\0';
+    }
+    va_end(ap);
+    return out;
+}
+
+/* "<mount>/<what>/<name>[/<suffix>]" with mount and name escaped. */
+static char *transit_path(const struct vtp_transit *t, const char *what, const char *name,
+                          const char *suffix)
+{
+    char *mount = escape_segments(t->mount);
+    char *ename = name != NULL ? vtp_http_escape(name) : strdup("");
+    char *path = NULL;
+
+    if (mount != NULL && ename != NULL)
+        path = join_path(mount, what, ename, suffix != NULL ? suffix : "", (const char *)NULL);
+    free(mount);
+    free(ename);
+    return path;
+}
+
+/* "<kv_mount>/<kind>/<kv_prefix>/<path>" */
+static char *kv_path(const struct vtp_transit *t, const char *kind, const char *path)
+{
+    char *mount = escape_segments(t->kv_mount);
+    char *prefix = escape_segments(t->kv_prefix);
+    char *rel = escape_segments(path);
+    char *out = NULL;
+
+    if (mount != NULL && prefix != NULL && rel != NULL)
+        out = join_path(mount, kind, prefix, rel, (const char *)NULL);
+    free(mount);
+    free(prefix);
+    free(rel);
+    return out;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* requests */
+
+/* Sends one request. *rv_vault is vtp_vault_rv of the answer (logged when not CKR_OK unless
+ * quiet_missing and the answer means "not found"). The return value is the transport result. */
+static CK_RV call(const struct vtp_transit *t, const char *method, const char *path,
+                  const json_t *body, bool quiet_missing, struct vtp_http_resp *resp,
+                  CK_RV *rv_vault)
+{
+    struct vtp_http_req req = {0};
+    CK_RV rv;
+
+    req.method = method;
+    req.path = path;
+    req.namespace_ = t->namespace_;
+    req.body = body;
+    resp->status = 0;
+    resp->json = NULL;
+    rv = vtp_http_request(t->http, &req, resp);
+    if (rv != CKR_OK) {
+        VTP_LOG_ERR("%s %s: %s", method, path, vtp_rv_name(rv));
+        return rv;
+    }
+    *rv_vault = vtp_vault_rv(resp->status, resp->json);
+    if (*rv_vault != CKR_OK && !(quiet_missing && *rv_vault == CKR_KEY_HANDLE_INVALID))
+        VTP_LOG_WARN("%s %s -> HTTP %ld \"%s\" -> %s", method, path, resp->status,
+                     vtp_vault_error_text(resp->json), vtp_rv_name(*rv_vault));
+    return CKR_OK;
+}
+
+static const json_t *resp_data(const struct vtp_http_resp *resp)
+{
+    const json_t *data;
+
+    if (resp->json == NULL || !json_is_object(resp->json))
+        return NULL;
+    data = json_object_get(resp->json, "data");
+    return json_is_object(data) ? data : NULL;
+}
+
+/* data.keys (array of strings) -> a new string vector. */
+static CK_RV parse_names(const json_t *data, char ***names, size_t *n)
+{
+    const json_t *keys, *k;
+    char **v = NULL;
+    size_t i, count = 0;
+    CK_RV rv = CKR_DEVICE_ERROR;
+
+    keys = data != NULL ? json_object_get(data, "keys") : NULL;
+    if (!json_is_array(keys)) {
+        VTP_LOG_ERR("list answer without a keys array");
+        goto out;
+    }
+    v = calloc(json_array_size(keys) + 1, sizeof(*v));
+    if (v == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    json_array_foreach(keys, i, k)
+    {
+        const char *s = json_string_value(k);
+
+        if (s == NULL)
+            continue;
+        v[count] = strdup(s);
+        if (v[count] == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        count++;
+    }
+    *names = v;
+    *n = count;
+    v = NULL;
+    rv = CKR_OK;
+out:
+    vtp_strv_free(v, count);
+    return rv;
+}
+
+void vtp_strv_free(char **v, size_t n)
+{
+    size_t i;
+
+    if (v == NULL)
+        return;
+    for (i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* keys */
+
+void vtp_transit_key_free(struct vtp_transit_key *k)
+{
+    if (k == NULL)
+        return;
+    free(k->name);
+    free(k->type);
+    free(k->spki);
+    free(k);
+}
+
+static bool get_ulong(const json_t *obj, const char *field, unsigned long *out)
+{
+    const json_t *v = json_object_get(obj, field);
+
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return false;
+    *out = (unsigned long)json_integer_value(v);
+    return true;
+}
+
+static bool get_bool(const json_t *obj, const char *field)
+{
+    return json_is_true(json_object_get(obj, field));
+}
+
+static CK_RV ed25519_spki(const char *b64, unsigned char **out, size_t *out_len)
+{
+    unsigned char *raw = NULL, *spki = NULL;
+    size_t raw_len = 0;
+    CK_RV rv = CKR_DEVICE_ERROR;
+
+    if (!vtp_b64_decode(b64, strlen(b64), &raw, &raw_len) || raw_len != ED25519_KEY_LEN) {
+        VTP_LOG_ERR("Ed25519 public key is not base64 of 32 bytes");
+        goto out;
+    }
+    spki = malloc(sizeof(ed25519_spki_prefix) + ED25519_KEY_LEN);
+    if (spki == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    memcpy(spki, ed25519_spki_prefix, sizeof(ed25519_spki_prefix));
+    memcpy(spki + sizeof(ed25519_spki_prefix), raw, ED25519_KEY_LEN);
+    *out = spki;
+    *out_len = sizeof(ed25519_spki_prefix) + ED25519_KEY_LEN;
+    rv = CKR_OK;
+out:
+    free(raw);
+    return rv;
+}
+
+CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out)
+{
+    struct vtp_transit_key *k = NULL;
+    const json_t *keys, *ver;
+    const char *name, *type, *pub;
+    char vstr[32];
+    CK_RV rv = CKR_DEVICE_ERROR;
+
+    VTP_RETURN_VAL_IF_FAIL(out != NULL, CKR_ARGUMENTS_BAD);
+    if (!json_is_object(data)) {
+        VTP_LOG_ERR("read-key answer has no data object");
+        return CKR_DEVICE_ERROR;
+    }
+    name = json_string_value(json_object_get(data, "name"));
+    type = json_string_value(json_object_get(data, "type"));
+    if (name == NULL || type == NULL) {
+        VTP_LOG_ERR("read-key answer lacks name or type");
+        return CKR_DEVICE_ERROR;
+    }
+    k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return CKR_HOST_MEMORY;
+    k->name = strdup(name);
+    k->type = strdup(type);
+    if (k->name == NULL || k->type == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if (!get_ulong(data, "latest_version", &k->latest_version)) {
+        VTP_LOG_ERR("key %s: no latest_version", name);
+        goto out;
+    }
+    if (!get_ulong(data, "min_encryption_version", &k->min_encryption_version))
+        k->min_encryption_version = 0;
+    k->deletion_allowed = get_bool(data, "deletion_allowed");
+    k->supports_signing = get_bool(data, "supports_signing");
+
+    /* keys: version -> {public_key, ...} for asymmetric types, version -> int otherwise */
+    keys = json_object_get(data, "keys");
+    snprintf(vstr, sizeof(vstr), "%lu", k->latest_version);
+    ver = json_is_object(keys) ? json_object_get(keys, vstr) : NULL;
+    pub = json_is_object(ver) ? json_string_value(json_object_get(ver, "public_key")) : NULL;
+    if (pub == NULL || pub[0] == '\0') {
+        /* symmetric, hmac, derived Ed25519 without context, ...: no public key */
+        rv = CKR_OK;
+        goto done;
+    }
+    if (strcmp(type, "ed25519") == 0) {
+        rv = ed25519_spki(pub, &k->spki, &k->spki_len);
+        if (rv != CKR_OK)
+            goto out;
+    } else if (strncmp(pub, "-----BEGIN", 10) == 0) {
+        if (!vtp_pem_to_der(pub, &k->spki, &k->spki_len)) {
+            VTP_LOG_ERR("key %s: public key PEM does not decode", name);
+            rv = CKR_DEVICE_ERROR;
+            goto out;
+        }
+    } else {
+        VTP_LOG_INFO("key %s of type %s: public key in an unknown format, ignored", name, type);
+    }
+    rv = CKR_OK;
+done:
+    *out = k;
+    k = NULL;
+out:
+    vtp_transit_key_free(k);
+    return rv;
+}
+
+CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
+{
+    struct vtp_http_resp resp = {0};
+    char *path = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
+
+    path = transit_path(t, "keys", NULL, NULL);
+    if (path == NULL)
+        return CKR_HOST_MEMORY;
+    rv = call(t, "LIST", path, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_KEY_HANDLE_INVALID) {
+        /* 404 {"errors":[]}: no keys at all */
+        *names = NULL;
+        *n = 0;
+        goto out;
+    }
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    rv = parse_names(resp_data(&resp), names, n);
+out:
+    vtp_http_resp_clear(&resp);
+    free(path);
+    return rv;
+}
+
+CK_RV vtp_transit_read_key(const struct vtp_transit *t, const char *name,
+                           struct vtp_transit_key **out)
+{
+    struct vtp_http_resp resp = {0};
+    char *path = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(name != NULL && out != NULL, CKR_ARGUMENTS_BAD);
+
+    path = transit_path(t, "keys", name, NULL);
+    if (path == NULL)
+        return CKR_HOST_MEMORY;
+    rv = call(t, "GET", path, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vrv == CKR_KEY_HANDLE_INVALID ? CKR_OBJECT_HANDLE_INVALID : vrv;
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_transit_parse_key(resp_data(&resp), out);
+out:
+    vtp_http_resp_clear(&resp);
+    free(path);
+    return rv;
+}
+
+CK_RV vtp_transit_create_key(const struct vtp_transit *t, const char *name, const char *type,
+                             struct vtp_transit_key **out)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = NULL;
+    char *path = NULL;
+    const json_t *data;
+    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(name != NULL && type != NULL && out != NULL, CKR_ARGUMENTS_BAD);
+
+    path = transit_path(t, "keys", name, NULL);
+    body = json_object();
+    if (path == NULL || body == NULL || json_object_set_new(body, "type", json_string(type)) != 0)
+        goto out;
+    rv = call(t, "POST", path, body, false, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    data = resp_data(&resp);
+    if (data != NULL && json_object_get(data, "name") != NULL) {
+        rv = vtp_transit_parse_key(data, out);
+    } else {
+        /* older Vault answers 204 No Content: read the key back */
+        rv = vtp_transit_read_key(t, name, out);
+    }
+    if (rv == CKR_OK)
+        VTP_LOG_INFO("created Transit key %s/%s (%s)", t->mount, name, type);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(path);
+    return rv;
+}
+
+CK_RV vtp_transit_delete_key(const struct vtp_transit *t, const char *name)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = NULL;
+    char *path = NULL, *cfg_path = NULL;
+    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(name != NULL, CKR_ARGUMENTS_BAD);
+
+    path = transit_path(t, "keys", name, NULL);
+    cfg_path = transit_path(t, "keys", name, "config");
+    body = json_object();
+    if (path == NULL || cfg_path == NULL || body == NULL ||
+        json_object_set_new(body, "deletion_allowed", json_true()) != 0)
+        goto out;
+    rv = call(t, "POST", cfg_path, body, false, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    vtp_http_resp_clear(&resp);
+    rv = call(t, "DELETE", path, NULL, false, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vrv;
+    if (rv == CKR_OK)
+        VTP_LOG_INFO("deleted Transit key %s/%s", t->mount, name);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(path);
+    free(cfg_path);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* sign */
+
+/* "vault:v<N>:<b64>" -> N and the bytes. */
+static CK_RV decode_signature(const char *s, unsigned long *version, unsigned char **sig,
+                              size_t *sig_len)
+{
+    const char *p, *colon;
+    char *end = NULL;
+    unsigned long v;
+
+    if (strncmp(s, "vault:v", 7) != 0)
+        return CKR_DEVICE_ERROR;
+    p = s + 7;
+    colon = strchr(p, ':');
+    if (colon == NULL || colon == p || *p < '0' || *p > '9')
+        return CKR_DEVICE_ERROR;
+    v = strtoul(p, &end, 10);
+    if (end != colon)
+        return CKR_DEVICE_ERROR;
+    if (!vtp_b64_decode(colon + 1, strlen(colon + 1), sig, sig_len) || *sig_len == 0)
+        return CKR_DEVICE_ERROR;
+    *version = v;
+    return CKR_OK;
+}
+
+/* "17" -> 17 if < n. */
+static bool parse_reference(const char *ref, size_t n, size_t *idx)
+{
+    char *end = NULL;
+    unsigned long v;
+
+    if (ref == NULL || ref[0] < '0' || ref[0] > '9')
+        return false;
+    v = strtoul(ref, &end, 10);
+    if (*end != '\0' || v >= n)
+        return false;
+    *idx = (size_t)v;
+    return true;
+}
+
+static void items_reset(struct vtp_sign_item *items, size_t n, CK_RV rv)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(items[i].sig);
+        items[i].sig = NULL;
+        items[i].sig_len = 0;
+        items[i].rv = rv;
+    }
+}
+
+CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
+                                     struct vtp_sign_item *items, size_t n)
+{
+    const json_t *results, *r;
+    bool *seen = NULL;
+    size_t i, idx;
+    CK_RV rv = CKR_DEVICE_ERROR;
+
+    VTP_RETURN_VAL_IF_FAIL(items != NULL || n == 0, CKR_ARGUMENTS_BAD);
+    for (i = 0; i < n; i++) {
+        items[i].sig = NULL;
+        items[i].sig_len = 0;
+        items[i].rv = CKR_FUNCTION_FAILED;
+    }
+    results = json_is_object(data) ? json_object_get(data, "batch_results") : NULL;
+    if (!json_is_array(results)) {
+        VTP_LOG_ERR("sign answer without batch_results");
+        goto out;
+    }
+    seen = calloc(n + 1, sizeof(*seen));
+    if (seen == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    json_array_foreach(results, i, r)
+    {
+        const char *ref = json_string_value(json_object_get(r, "reference"));
+        const char *err = json_string_value(json_object_get(r, "error"));
+        const char *sig = json_string_value(json_object_get(r, "signature"));
+        unsigned long got = 0;
+
+        if (!parse_reference(ref, n, &idx) || seen[idx]) {
+            VTP_LOG_WARN("sign result %zu has an unknown or repeated reference", i);
+            continue;
+        }
+        seen[idx] = true;
+        if (err != NULL && err[0] != '\0') {
+            items[idx].rv = vtp_vault_item_rv(err);
+            VTP_LOG_WARN("sign item %zu: \"%s\" -> %s", idx, err, vtp_rv_name(items[idx].rv));
+            continue;
+        }
+        if (sig == NULL) {
+            VTP_LOG_ERR("sign item %zu: neither signature nor error", idx);
+            continue;
+        }
+        if (decode_signature(sig, &got, &items[idx].sig, &items[idx].sig_len) != CKR_OK) {
+            VTP_LOG_ERR("sign item %zu: malformed signature", idx);
+            continue;
+        }
+        if (version != 0 && got != version) {
+            VTP_LOG_ERR("sign item %zu: signed with version %lu, asked for %lu", idx, got,
+                        version);
+            free(items[idx].sig);
+            items[idx].sig = NULL;
+            items[idx].sig_len = 0;
+            continue;
+        }
+        items[idx].rv = CKR_OK;
+    }
+    for (i = 0; i < n; i++) {
+        if (!seen[i])
+            VTP_LOG_ERR("sign item %zu: no result", i);
+    }
+    rv = CKR_OK;
+out:
+    if (rv != CKR_OK)
+        items_reset(items, n, rv);
+    free(seen);
+    return rv;
+}
+
+/* json_object_set_new that reports failure (it also releases value on failure). */
+static bool set_new(json_t *obj, const char *key, json_t *value)
+{
+    return value != NULL && json_object_set_new(obj, key, value) == 0;
+}
+
+static CK_RV build_sign_body(unsigned long version, const struct vtp_sign_params *p,
+                             const struct vtp_sign_item *items, size_t n, json_t **out)
+{
+    json_t *body = NULL, *batch = NULL, *item = NULL;
+    char *b64 = NULL;
+    char buf[32];
+    size_t i;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    body = json_object();
+    batch = json_array();
+    if (body == NULL || batch == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        b64 = vtp_b64_encode(items[i].input, items[i].input_len);
+        item = json_object();
+        snprintf(buf, sizeof(buf), "%zu", i);
+        /* all batch item values must be JSON strings */
+        if (b64 == NULL || item == NULL || !set_new(item, "input", json_string(b64)) ||
+            !set_new(item, "reference", json_string(buf)))
+            goto out;
+        if (json_array_append_new(batch, item) != 0) {
+            item = NULL; /* released by jansson */
+            goto out;
+        }
+        item = NULL;
+        free(b64);
+        b64 = NULL;
+    }
+    if (json_object_set_new(body, "batch_input", batch) != 0) {
+        batch = NULL;
+        goto out;
+    }
+    batch = NULL;
+    if (version != 0 && !set_new(body, "key_version", json_integer((json_int_t)version)))
+        goto out;
+    if (!set_new(body, "marshaling_algorithm", json_string("asn1")))
+        goto out;
+    if (p != NULL) {
+        if (p->hash_algorithm != NULL &&
+            !set_new(body, "hash_algorithm", json_string(p->hash_algorithm)))
+            goto out;
+        if (p->prehashed && !set_new(body, "prehashed", json_true()))
+            goto out;
+        if (p->signature_algorithm != NULL &&
+            !set_new(body, "signature_algorithm", json_string(p->signature_algorithm)))
+            goto out;
+        if (p->salt_length >= 0) {
+            snprintf(buf, sizeof(buf), "%ld", p->salt_length);
+            if (!set_new(body, "salt_length", json_string(buf)))
+                goto out;
+        }
+    }
+    *out = body;
+    body = NULL;
+    rv = CKR_OK;
+out:
+    free(b64);
+    json_decref(item);
+    json_decref(batch);
+    json_decref(body);
+    return rv;
+}
+
+CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+                       const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = NULL;
+    char *path = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL && name != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(items != NULL && n > 0 && n <= VTP_TRANSIT_MAX_BATCH,
+                           CKR_ARGUMENTS_BAD);
+
+    rv = build_sign_body(version, p, items, n, &body);
+    if (rv != CKR_OK)
+        goto out;
+    path = transit_path(t, "sign", name, NULL);
+    if (path == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    rv = call(t, "POST", path, body, false, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_transit_parse_sign_results(resp_data(&resp), version, items, n);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(path);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* KV v2 */
+
+CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
+{
+    struct vtp_http_resp resp = {0};
+    const json_t *d, *secret;
+    char *p = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(path != NULL && data != NULL, CKR_ARGUMENTS_BAD);
+
+    p = kv_path(t, "data", path);
+    if (p == NULL)
+        return CKR_HOST_MEMORY;
+    rv = call(t, "GET", p, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_KEY_HANDLE_INVALID) {
+        /* 404: never written, or its latest version deleted/destroyed (then the body is a
+         * full envelope with data.data null) */
+        *data = NULL;
+        goto out;
+    }
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    d = resp_data(&resp);
+    secret = d != NULL ? json_object_get(d, "data") : NULL;
+    if (secret == NULL || json_is_null(secret)) {
+        *data = NULL;
+        goto out;
+    }
+    if (!json_is_object(secret)) {
+        VTP_LOG_ERR("KV %s: data is not an object", p);
+        rv = CKR_DEVICE_ERROR;
+        goto out;
+    }
+    *data = json_incref((json_t *)secret);
+out:
+    vtp_http_resp_clear(&resp);
+    free(p);
+    return rv;
+}
+
+CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = NULL;
+    char *p = NULL;
+    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(path != NULL && json_is_object(data), CKR_ARGUMENTS_BAD);
+
+    p = kv_path(t, "data", path);
+    body = json_object();
+    if (p == NULL || body == NULL || json_object_set(body, "data", data) != 0)
+        goto out;
+    rv = call(t, "POST", p, body, false, &resp, &vrv);
+    if (rv == CKR_OK)
+        rv = vrv;
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(p);
+    return rv;
+}
+
+CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
+{
+    struct vtp_http_resp resp = {0};
+    char *p = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(path != NULL, CKR_ARGUMENTS_BAD);
+
+    p = kv_path(t, "metadata", path);
+    if (p == NULL)
+        return CKR_HOST_MEMORY;
+    rv = call(t, "DELETE", p, NULL, true, &resp, &vrv);
+    if (rv == CKR_OK)
+        rv = vrv == CKR_KEY_HANDLE_INVALID ? CKR_OK : vrv;
+    vtp_http_resp_clear(&resp);
+    free(p);
+    return rv;
+}
+
+CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
+{
+    struct vtp_http_resp resp = {0};
+    char *p = NULL;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
+
+    p = kv_path(t, "metadata", path != NULL ? path : "");
+    if (p == NULL)
+        return CKR_HOST_MEMORY;
+    rv = call(t, "LIST", p, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_KEY_HANDLE_INVALID) {
+        *names = NULL;
+        *n = 0;
+        goto out;
+    }
+    rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    rv = parse_names(resp_data(&resp), names, n);
+out:
+    vtp_http_resp_clear(&resp);
+    free(p);
+    return rv;
+}

@@ -67,6 +67,13 @@ struct vtp_sign_item {
 CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
                        const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n);
 
+/* Maps data.batch_results of a sign answer back to items by reference ("0".."n-1"); decodes
+ * "vault:vN:<b64>" and checks N == version (unless version is 0). A missing or malformed
+ * result leaves that item CKR_FUNCTION_FAILED. Sets every item's sig, sig_len and rv
+ * (unit-tested). */
+CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
+                                     struct vtp_sign_item *items, size_t n);
+
 /* KV v2 under kv_mount/kv_prefix. path is relative to kv_prefix. */
 /* Read: *data = the secret's data object (new reference) or NULL if absent. */
 CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data);
