@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# Shared helpers for the client tests in tests/clients/. Sourced, never run.
+#
+#   vtp_say MSG...              print a step
+#   vtp_check DESC CMD...       run CMD; print "ok: DESC" or print its output and exit 1
+#   vtp_check_fails DESC CMD... the same, but CMD must fail
+#   vtp_require TOOL...         exit 77 (skip) when a tool is missing; exit 99 under CI=true
+#   vtp_p11 ARGS...             pkcs11-tool, with the sanitizer runtime preloaded if needed
+#   vtp_ossl ARGS...            openssl, likewise
+#   vtp_engine_path             print the path of libengine-pkcs11-openssl's pkcs11.so
+#   vtp_random_hex N            N random bytes as hex
+#   vtp_listing_has TEXT KIND LABEL ID   an object listing shows that object
+#   vtp_softhsm_setup           a fresh softhsm2 token "t" (PIN 1234)
+#   VTP_TMP                     a scratch dir (the run-test one, else a private one)
+
+set -euo pipefail
+
+: "${VTP_SRCDIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${VTP_BUILDDIR:=$VTP_SRCDIR}"
+: "${VTP_MODULE:=$VTP_BUILDDIR/src/.libs/vault-transit-pkcs11.so}"
+export VTP_SRCDIR VTP_BUILDDIR VTP_MODULE
+
+# shellcheck source=tests/lib/bao.sh
+. "$VTP_SRCDIR/tests/lib/bao.sh"
+
+# Under a sanitizer build run-test hands us LD_PRELOAD/ASAN_OPTIONS so that foreign binaries
+# (pkcs11-tool, openssl) can load the ASan-built module. Keep them for those binaries only.
+VTP_PRELOAD=${VTP_PRELOAD:-${LD_PRELOAD:-}}
+VTP_ASAN_OPTIONS=${VTP_ASAN_OPTIONS:-${ASAN_OPTIONS:-}}
+export VTP_PRELOAD VTP_ASAN_OPTIONS
+unset LD_PRELOAD
+
+vtp_foreign() {
+    if [ -n "$VTP_PRELOAD" ]; then
+        LD_PRELOAD="$VTP_PRELOAD" ASAN_OPTIONS="$VTP_ASAN_OPTIONS" "$@"
+    else
+        "$@"
+    fi
+}
+vtp_p11() { vtp_foreign pkcs11-tool "$@"; }
+vtp_ossl() { vtp_foreign openssl "$@"; }
+
+VTP_NAME=$(basename "$0" .sh)
+
+vtp_say() { printf '%s: %s\n' "$VTP_NAME" "$*"; }
+
+VTP_LAST_OUT=
+vtp_check() {
+    local desc=$1 rc=0
+    shift
+    VTP_LAST_OUT=$("$@" 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        printf '%s: ok: %s\n' "$VTP_NAME" "$desc"
+    else
+        printf '%s: FAIL: %s (exit %s)\n  command: %s\n' "$VTP_NAME" "$desc" "$rc" "$*"
+        printf '%s\n' "$VTP_LAST_OUT" | sed 's/^/  | /'
+        exit 1
+    fi
+}
+
+vtp_check_fails() {
+    local desc=$1 rc=0
+    shift
+    VTP_LAST_OUT=$("$@" 2>&1) || rc=$?
+    if [ "$rc" != 0 ]; then
+        printf '%s: ok: %s (exit %s as expected)\n' "$VTP_NAME" "$desc" "$rc"
+    else
+        printf '%s: FAIL: %s: command succeeded but must fail\n  command: %s\n' \
+            "$VTP_NAME" "$desc" "$*"
+        printf '%s\n' "$VTP_LAST_OUT" | sed 's/^/  | /'
+        exit 1
+    fi
+}
+
+# vtp_expect DESC PATTERN: the output of the last vtp_check must match the extended regex.
+vtp_expect() {
+    if grep -Eq -- "$2" <<<"$VTP_LAST_OUT"; then
+        printf '%s: ok: %s\n' "$VTP_NAME" "$1"
+    else
+        printf '%s: FAIL: %s: output does not match /%s/\n' "$VTP_NAME" "$1" "$2"
+        printf '%s\n' "$VTP_LAST_OUT" | sed 's/^/  | /'
+        exit 1
+    fi
+}
+
+# vtp_listing_has TEXT KIND LABEL ID: pkcs11-tool's object listing TEXT has an object of KIND
+# ("Private Key", "Public Key") with both that label and that ID (hex).
+vtp_listing_has() {
+    awk -v kind="$2" -v label="$3" -v id="$4" '
+        /^[A-Z].*Object;/ { if (k && l && i) found = 1; k = index($0, kind " Object;") == 1; l = i = 0 }
+        $1 == "label:" { sub(/^ *label: */, ""); l = ($0 == label) }
+        $1 == "ID:" { i = (tolower($2) == tolower(id)) }
+        END { if (k && l && i) found = 1; exit !found }' <<<"$1"
+}
+
+vtp_fail() {
+    printf '%s: FAIL: %s\n' "$VTP_NAME" "$*"
+    exit 1
+}
+
+vtp_require() {
+    local t
+    for t in "$@"; do
+        if ! command -v "$t" >/dev/null 2>&1 && [ ! -e "$t" ]; then
+            if [ "${CI:-}" = true ]; then
+                printf '%s: ERROR: %s is missing, and CI must skip nothing\n' "$VTP_NAME" "$t"
+                exit 99
+            fi
+            printf '%s: SKIP: %s is missing (tests/lib/install-deps.sh installs it)\n' \
+                "$VTP_NAME" "$t"
+            exit 77
+        fi
+    done
+}
+
+vtp_engine_path() {
+    local dir
+    dir=$(openssl version -e 2>/dev/null | sed -n 's/^ENGINESDIR: "\(.*\)"$/\1/p')
+    if [ -n "$dir" ] && [ -e "$dir/pkcs11.so" ]; then
+        echo "$dir/pkcs11.so"
+        return 0
+    fi
+    for dir in /usr/lib/*/engines-3 /usr/lib/engines-3 /usr/lib64/engines-3; do
+        if [ -e "$dir/pkcs11.so" ]; then
+            echo "$dir/pkcs11.so"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# vtp_softhsm_setup: a softhsm2 token labelled "t" (user PIN 1234, SO PIN 5678) in a scratch
+# token dir; sets SOFTHSM2_CONF and VTP_SOFTHSM_MODULE.
+vtp_softhsm_setup() {
+    VTP_SOFTHSM_MODULE=${VTP_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+    vtp_require softhsm2-util "$VTP_SOFTHSM_MODULE"
+    mkdir -p "$VTP_TMP/softhsm-tokens"
+    cat >"$VTP_TMP/softhsm2.conf" <<CONF
+directories.tokendir = $VTP_TMP/softhsm-tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+    SOFTHSM2_CONF="$VTP_TMP/softhsm2.conf"
+    export SOFTHSM2_CONF VTP_SOFTHSM_MODULE
+    vtp_check "initialize a softhsm2 token" \
+        vtp_foreign softhsm2-util --init-token --free --label t --pin 1234 --so-pin 5678
+}
+
+# A private scratch dir inside the run-test one (or a fresh one when run by hand).
+if [ -n "${VTP_TEST_TMP:-}" ] && [ -d "$VTP_TEST_TMP" ]; then
+    VTP_TMP=$(mktemp -d "$VTP_TEST_TMP/$VTP_NAME.XXXXXX")
+else
+    VTP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vtp-$VTP_NAME.XXXXXX")
+    trap 'rm -rf "$VTP_TMP"' EXIT
+fi
+export VTP_TMP
