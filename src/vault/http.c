@@ -703,7 +703,7 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
     struct body rb = {0};
     struct attempt a = {CURLE_OK, 0, NULL};
     char *body = NULL, *url = NULL, *redirect = NULL;
-    size_t body_len = 0, idx, tried_permanent = 0;
+    size_t body_len = 0, idx, tried_permanent = 0, failed_in_round = 0;
     int64_t start, deadline, now, backoff = BACKOFF_START_MS, wait;
     int redirects = 0;
     bool answered = false;
@@ -793,8 +793,12 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
             if (permanent_error(a.cc) && ++tried_permanent >= h->n_addresses)
                 break;
             idx = (idx + 1) % h->n_addresses;
-            if (permanent_error(a.cc))
-                continue; /* next address at once; no point in waiting */
+            /* another address may well be up: try it at once; wait only after a full round */
+            if (permanent_error(a.cc) || ++failed_in_round < h->n_addresses) {
+                atomic_fetch_add(&h->retries, 1);
+                continue;
+            }
+            failed_in_round = 0;
         } else {
             answered = true;
             VTP_LOG_DEBUG("%s %s -> %ld (%lld ms)", req->method, req->path, a.status,
