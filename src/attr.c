@@ -1,2 +1,269 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* attr.c - attribute values of key objects, by the spec's rules. */
+#include "common.h"
+
+#include <string.h>
+
+#include "attr.h"
+
+enum avail {
+    AV_OK,
+    AV_SENSITIVE,
+    AV_INVALID,
+};
+
+struct aval {
+    const void *ptr;
+    CK_ULONG len;
+    /* scalar storage for values computed on the fly */
+    union {
+        CK_BBOOL b;
+        CK_ULONG ul;
+        CK_MECHANISM_TYPE mechs[32];
+    } u;
+};
+
+static enum avail set_bool(struct aval *v, CK_BBOOL b)
+{
+    v->u.b = b;
+    v->ptr = &v->u.b;
+    v->len = sizeof(CK_BBOOL);
+    return AV_OK;
+}
+
+static enum avail set_ulong(struct aval *v, CK_ULONG ul)
+{
+    v->u.ul = ul;
+    v->ptr = &v->u.ul;
+    v->len = sizeof(CK_ULONG);
+    return AV_OK;
+}
+
+static enum avail set_bytes(struct aval *v, const void *p, size_t len)
+{
+    v->ptr = p;
+    v->len = (CK_ULONG)len;
+    return AV_OK;
+}
+
+static enum avail allowed_mechs(const struct vtp_key *k, struct aval *v)
+{
+    CK_ULONG n = 0;
+
+    for (size_t i = 0; i < vtp_mech_count() && n < VTP_ARRAY_SIZE(v->u.mechs); i++) {
+        const struct vtp_mech *m = vtp_mech_at(i);
+        if (vtp_mech_allowed_for(m, k->kt->kind))
+            v->u.mechs[n++] = m->type;
+    }
+    v->ptr = v->u.mechs;
+    v->len = n * sizeof(CK_MECHANISM_TYPE);
+    return AV_OK;
+}
+
+/* Attributes both halves share. */
+static enum avail common_value(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t,
+                               struct aval *v)
+{
+    bool rsa = k->kt->kind == VTP_KIND_RSA;
+
+    switch (t) {
+    case CKA_CLASS:
+        return set_ulong(v, cls);
+    case CKA_TOKEN:
+    case CKA_MODIFIABLE:
+    case CKA_DESTROYABLE:
+    case CKA_LOCAL:
+        return set_bool(v, CK_TRUE);
+    case CKA_COPYABLE:
+    case CKA_DERIVE:
+        return set_bool(v, CK_FALSE);
+    case CKA_LABEL:
+        return set_bytes(v, k->label, strlen(k->label));
+    case CKA_ID:
+        return set_bytes(v, k->id, k->id_len);
+    case CKA_KEY_TYPE:
+        return set_ulong(v, k->kt->ckk);
+    case CKA_START_DATE:
+    case CKA_END_DATE:
+    case CKA_SUBJECT:
+        return set_bytes(v, "", 0);
+    case CKA_KEY_GEN_MECHANISM:
+        return set_ulong(v, k->kt->gen_mech);
+    case CKA_ALLOWED_MECHANISMS:
+        return allowed_mechs(k, v);
+    case CKA_PUBLIC_KEY_INFO:
+        return set_bytes(v, k->spki, k->spki_len);
+    case CKA_EC_PARAMS:
+        return rsa ? AV_INVALID : set_bytes(v, k->kt->ec_params, k->kt->ec_params_len);
+    case CKA_EC_POINT:
+        return rsa ? AV_INVALID : set_bytes(v, k->ec_point, k->ec_point_len);
+    case CKA_MODULUS:
+        return rsa ? set_bytes(v, k->modulus, k->modulus_len) : AV_INVALID;
+    case CKA_PUBLIC_EXPONENT:
+        return rsa ? set_bytes(v, k->exponent, k->exponent_len) : AV_INVALID;
+    default:
+        return AV_INVALID;
+    }
+}
+
+static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, struct aval *v)
+{
+    bool rsa = k->kt->kind == VTP_KIND_RSA;
+
+    switch (t) {
+    case CKA_PRIVATE:
+        return set_bool(v, k->private_is_private ? CK_TRUE : CK_FALSE);
+    case CKA_SENSITIVE:
+    case CKA_ALWAYS_SENSITIVE:
+    case CKA_NEVER_EXTRACTABLE:
+    case CKA_SIGN:
+        return set_bool(v, CK_TRUE);
+    case CKA_EXTRACTABLE:
+    case CKA_DECRYPT:
+    case CKA_SIGN_RECOVER:
+    case CKA_UNWRAP:
+    case CKA_WRAP_WITH_TRUSTED:
+    case CKA_ALWAYS_AUTHENTICATE:
+        return set_bool(v, CK_FALSE);
+    case CKA_VALUE:
+        return AV_SENSITIVE;
+    case CKA_PRIVATE_EXPONENT:
+    case CKA_PRIME_1:
+    case CKA_PRIME_2:
+    case CKA_EXPONENT_1:
+    case CKA_EXPONENT_2:
+    case CKA_COEFFICIENT:
+        return rsa ? AV_SENSITIVE : AV_INVALID;
+    default:
+        return common_value(k, CKO_PRIVATE_KEY, t, v);
+    }
+}
+
+static enum avail public_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, struct aval *v)
+{
+    switch (t) {
+    case CKA_PRIVATE:
+    case CKA_ENCRYPT:
+    case CKA_VERIFY_RECOVER:
+    case CKA_WRAP:
+    case CKA_TRUSTED:
+        return set_bool(v, CK_FALSE);
+    case CKA_VERIFY:
+        return set_bool(v, CK_TRUE);
+    case CKA_MODULUS_BITS:
+        return k->kt->kind == VTP_KIND_RSA ? set_ulong(v, k->kt->bits) : AV_INVALID;
+    default:
+        return common_value(k, CKO_PUBLIC_KEY, t, v);
+    }
+}
+
+static enum avail value_of(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t,
+                           struct aval *v)
+{
+    memset(v, 0, sizeof(*v));
+    return cls == CKO_PRIVATE_KEY ? private_value(k, t, v) : public_value(k, t, v);
+}
+
+CK_RV vtp_attr_get_one(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *a)
+{
+    struct aval v;
+
+    switch (value_of(k, cls, a->type, &v)) {
+    case AV_SENSITIVE:
+        a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        return CKR_ATTRIBUTE_SENSITIVE;
+    case AV_INVALID:
+        a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        return CKR_ATTRIBUTE_TYPE_INVALID;
+    case AV_OK:
+        break;
+    }
+    if (a->pValue == NULL) {
+        a->ulValueLen = v.len;
+        return CKR_OK;
+    }
+    if (a->ulValueLen < v.len) {
+        a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        return CKR_BUFFER_TOO_SMALL;
+    }
+    if (v.len > 0)
+        memcpy(a->pValue, v.ptr, v.len);
+    a->ulValueLen = v.len;
+    return CKR_OK;
+}
+
+CK_RV vtp_attr_get(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *tmpl,
+                   CK_ULONG count)
+{
+    CK_RV result = CKR_OK;
+
+    for (CK_ULONG i = 0; i < count; i++) {
+        CK_RV rv = vtp_attr_get_one(k, cls, &tmpl[i]);
+        if (rv == CKR_OK)
+            continue;
+        VTP_LOG_DEBUG("%s of object %lu: %s", vtp_attr_name(tmpl[i].type),
+                      cls == CKO_PRIVATE_KEY ? k->priv_handle : k->pub_handle, vtp_rv_name(rv));
+        /* Every entry is processed; any of the three errors may be returned (spec 5.7). Keep
+         * the first one, as SoftHSM does. */
+        if (result == CKR_OK)
+            result = rv;
+    }
+    return result;
+}
+
+bool vtp_attr_match(const struct vtp_key *k, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *tmpl,
+                    CK_ULONG count)
+{
+    for (CK_ULONG i = 0; i < count; i++) {
+        struct aval v;
+        if (value_of(k, cls, tmpl[i].type, &v) != AV_OK)
+            return false;
+        if (v.len != tmpl[i].ulValueLen)
+            return false;
+        if (v.len > 0 && (tmpl[i].pValue == NULL || memcmp(v.ptr, tmpl[i].pValue, v.len) != 0))
+            return false;
+    }
+    return true;
+}
+
+const CK_ATTRIBUTE *vtp_attr_find(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+                                  CK_ATTRIBUTE_TYPE type)
+{
+    for (CK_ULONG i = 0; tmpl != NULL && i < count; i++)
+        if (tmpl[i].type == type)
+            return &tmpl[i];
+    return NULL;
+}
+
+CK_RV vtp_attr_bool(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE type,
+                    bool *present, CK_BBOOL *value)
+{
+    const CK_ATTRIBUTE *a = vtp_attr_find(tmpl, count, type);
+
+    *present = false;
+    if (a == NULL)
+        return CKR_OK;
+    if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL)) {
+        VTP_LOG_INFO("%s: value must be one CK_BBOOL", vtp_attr_name(type));
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    *present = true;
+    *value = *(const CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE;
+    return CKR_OK;
+}
+
+CK_RV vtp_attr_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE type,
+                     bool *present, CK_ULONG *value)
+{
+    const CK_ATTRIBUTE *a = vtp_attr_find(tmpl, count, type);
+
+    *present = false;
+    if (a == NULL)
+        return CKR_OK;
+    if (a->pValue == NULL || a->ulValueLen != sizeof(CK_ULONG)) {
+        VTP_LOG_INFO("%s: value must be one CK_ULONG", vtp_attr_name(type));
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    *present = true;
+    memcpy(value, a->pValue, sizeof(CK_ULONG));
+    return CKR_OK;
+}

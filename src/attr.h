@@ -1,1 +1,30 @@
-/* attr.h */
+/* attr.h - C_GetAttributeValue and C_FindObjects rules (src/attr.c). */
+#ifndef VTP_ATTR_H
+#define VTP_ATTR_H
+
+#include <stdbool.h>
+
+#include "vtp-pkcs11.h"
+#include "object.h"
+
+/* Fills one attribute of (k, cls) by the spec's rules for a single entry: pValue NULL ->
+ * length only; too small -> CKR_BUFFER_TOO_SMALL with ulValueLen = CK_UNAVAILABLE_INFORMATION;
+ * sensitive -> CKR_ATTRIBUTE_SENSITIVE; unknown -> CKR_ATTRIBUTE_TYPE_INVALID. */
+CK_RV vtp_attr_get_one(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *a);
+/* Processes every entry and combines the results as the spec says. */
+CK_RV vtp_attr_get(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *tmpl,
+                   CK_ULONG count);
+/* True if (k, cls) has every attribute of tmpl with exactly that value. */
+bool vtp_attr_match(const struct vtp_key *k, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *tmpl,
+                    CK_ULONG count);
+
+/* Template helpers for keygen / create. */
+const CK_ATTRIBUTE *vtp_attr_find(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
+                                  CK_ATTRIBUTE_TYPE type);
+/* CKR_ATTRIBUTE_VALUE_INVALID if present with a wrong size. *present tells if it was there. */
+CK_RV vtp_attr_bool(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE type,
+                    bool *present, CK_BBOOL *value);
+CK_RV vtp_attr_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE type,
+                     bool *present, CK_ULONG *value);
+
+#endif /* VTP_ATTR_H */

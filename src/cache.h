@@ -1,1 +1,61 @@
-/* cache.h */
+/* cache.h - per-slot key list and public keys (src/cache.c).
+ *
+ * Readers take a reference to the current snapshot under a short lock and never touch the
+ * network once it is loaded. A refresh reads Transit (and KV v2 metadata) with no lock held that
+ * readers need, builds a new snapshot and swaps it in; keys keep their object handles across
+ * refreshes while their name and version are unchanged.
+ */
+#ifndef VTP_CACHE_H
+#define VTP_CACHE_H
+
+#include <stdbool.h>
+
+#include "vtp-pkcs11.h"
+#include "object.h"
+#include "vault/transit.h"
+
+struct vtp_snapshot {
+    int refs; /* atomic */
+    struct vtp_key **keys; /* sorted by priv_handle */
+    size_t n;
+    int64_t loaded_ms;
+};
+
+struct vtp_cache;
+
+struct vtp_cache_conf {
+    const struct vtp_transit *transit; /* borrowed, outlives the cache */
+    const char *key_prefix;
+    long ttl_ms;
+    bool private_is_private;
+};
+
+CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out);
+void vtp_cache_free(struct vtp_cache *c);
+
+/* The current snapshot (a reference: release with vtp_snapshot_unref). Loads it on first use;
+ * with refresh_if_stale, reloads it when older than the TTL (keeping the old one, with a log
+ * line, if Vault cannot be reached). */
+CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snapshot **out);
+/* Reloads now. */
+CK_RV vtp_cache_refresh(struct vtp_cache *c);
+void vtp_snapshot_unref(struct vtp_snapshot *s);
+
+/* The key showing object handle h (a reference) and the object's class.
+ * CKR_OBJECT_HANDLE_INVALID if no key of this slot shows it. */
+CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key **key,
+                       CK_OBJECT_CLASS *cls);
+/* Adds k (a new reference is taken), replacing a key of the same name. */
+CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k);
+/* Drops the key of that name. */
+CK_RV vtp_cache_remove(struct vtp_cache *c, const char *name);
+/* Is a key of that name known? */
+bool vtp_cache_has_name(struct vtp_cache *c, const char *name);
+
+/* Loads one key (Transit read + KV metadata) as the cache would. */
+CK_RV vtp_cache_load_key(struct vtp_cache *c, const char *name, struct vtp_key **out);
+
+/* KV v2 metadata path of a key, relative to kv_prefix: "<mount>/<name>". */
+char *vtp_cache_meta_path(const struct vtp_transit *t, const char *name);
+
+#endif /* VTP_CACHE_H */

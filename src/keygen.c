@@ -1,2 +1,476 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* keygen.c - key pairs created in and destroyed from Transit, from standard templates. */
+#include "common.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/rand.h>
+
+#include "attr.h"
+#include "cache.h"
+#include "keygen.h"
+#include "util.h"
+
+#define MAX_LABEL 256
+#define MAX_ID 256
+
+/* What a template pair asks for, once checked. */
+struct gen_req {
+    const struct vtp_keytype *kt;
+    const CK_ATTRIBUTE *label;
+    const CK_ATTRIBUTE *id;
+};
+
+/* Attributes whose value the module honours only when it is what a Transit key is anyway. */
+struct fixed_bool {
+    CK_ATTRIBUTE_TYPE type;
+    CK_BBOOL pub_value;  /* what the public object shows (0xff: not an attribute of it) */
+    CK_BBOOL priv_value; /* what the private object shows */
+};
+
+#define NA 0xff
+static const struct fixed_bool fixed[] = {
+    {CKA_TOKEN, CK_TRUE, CK_TRUE},
+    {CKA_SENSITIVE, NA, CK_TRUE},
+    {CKA_EXTRACTABLE, NA, CK_FALSE},
+    {CKA_DERIVE, CK_FALSE, CK_FALSE},
+    {CKA_SIGN_RECOVER, NA, CK_FALSE},
+    {CKA_VERIFY_RECOVER, CK_FALSE, NA},
+    {CKA_WRAP, CK_FALSE, NA},
+    {CKA_UNWRAP, NA, CK_FALSE},
+    {CKA_ENCRYPT, CK_FALSE, NA},
+    {CKA_DECRYPT, NA, CK_FALSE},
+    {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE},
+    {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE},
+    {CKA_TRUSTED, CK_FALSE, NA},
+    {CKA_COPYABLE, CK_FALSE, CK_FALSE},
+};
+
+/* Accepted and not stored: the object shows its own value. */
+static bool ignorable(CK_ATTRIBUTE_TYPE t)
+{
+    switch (t) {
+    case CKA_PRIVATE:
+    case CKA_MODIFIABLE:
+    case CKA_DESTROYABLE:
+    case CKA_START_DATE:
+    case CKA_END_DATE:
+    case CKA_SUBJECT:
+    case CKA_SIGN:
+    case CKA_VERIFY:
+    case CKA_ALLOWED_MECHANISMS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls,
+                            CK_KEY_TYPE ckk, enum vtp_key_kind kind)
+{
+    bool pub = cls == CKO_PUBLIC_KEY;
+
+    for (CK_ULONG i = 0; i < n; i++) {
+        const CK_ATTRIBUTE *a = &t[i];
+        size_t j;
+        if (a->pValue == NULL && a->ulValueLen != 0) {
+            VTP_LOG_INFO("%s: NULL value", vtp_attr_name(a->type));
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+        if (a->type == CKA_CLASS || a->type == CKA_KEY_TYPE) {
+            CK_ULONG v, want = a->type == CKA_CLASS ? cls : ckk;
+            if (a->ulValueLen != sizeof(CK_ULONG))
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            memcpy(&v, a->pValue, sizeof(v));
+            if (v != want) {
+                VTP_LOG_INFO("%s 0x%lx does not fit the mechanism", vtp_attr_name(a->type), v);
+                return CKR_TEMPLATE_INCONSISTENT;
+            }
+            continue;
+        }
+        if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
+            continue;
+        if ((a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
+            ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
+             kind == VTP_KIND_RSA))
+            continue;
+        for (j = 0; j < VTP_ARRAY_SIZE(fixed); j++)
+            if (fixed[j].type == a->type)
+                break;
+        if (j == VTP_ARRAY_SIZE(fixed) || (pub ? fixed[j].pub_value : fixed[j].priv_value) == NA) {
+            VTP_LOG_INFO("%s is not an attribute a generated %s key can be given",
+                         vtp_attr_name(a->type), pub ? "public" : "private");
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+        }
+        if (a->ulValueLen != sizeof(CK_BBOOL))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        if ((*(CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE) !=
+            (pub ? fixed[j].pub_value : fixed[j].priv_value)) {
+            VTP_LOG_INFO("%s = %s cannot be honoured: Transit keys are token keys that never "
+                         "leave Vault and only sign%s",
+                         vtp_attr_name(a->type), *(CK_BBOOL *)a->pValue ? "TRUE" : "FALSE",
+                         kind == VTP_KIND_RSA ? "" : "");
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+    }
+    return CKR_OK;
+}
+
+/* The same attribute in both templates must agree. */
+static CK_RV pick_same(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *vt, CK_ULONG vn,
+                       CK_ATTRIBUTE_TYPE type, size_t max, const CK_ATTRIBUTE **out)
+{
+    const CK_ATTRIBUTE *a = vtp_attr_find(pt, pn, type), *b = vtp_attr_find(vt, vn, type);
+
+    if (a != NULL && b != NULL &&
+        (a->ulValueLen != b->ulValueLen ||
+         (a->ulValueLen > 0 && memcmp(a->pValue, b->pValue, a->ulValueLen) != 0))) {
+        VTP_LOG_INFO("%s differs between the public and private templates",
+                     vtp_attr_name(type));
+        return CKR_TEMPLATE_INCONSISTENT;
+    }
+    *out = a != NULL ? a : b;
+    if (*out != NULL && (*out)->ulValueLen > max) {
+        VTP_LOG_INFO("%s longer than %zu bytes", vtp_attr_name(type), max);
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    return CKR_OK;
+}
+
+static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG pn,
+                           const CK_ATTRIBUTE *vt, CK_ULONG vn, struct gen_req *req)
+{
+    const CK_ATTRIBUTE *a;
+    CK_RV rv;
+
+    memset(req, 0, sizeof(*req));
+    if (m->pParameter != NULL || m->ulParameterLen != 0)
+        return CKR_MECHANISM_PARAM_INVALID;
+    switch (m->mechanism) {
+    case CKM_EC_KEY_PAIR_GEN:
+    case CKM_EC_EDWARDS_KEY_PAIR_GEN: {
+        enum vtp_key_kind kind =
+            m->mechanism == CKM_EC_KEY_PAIR_GEN ? VTP_KIND_EC : VTP_KIND_ED25519;
+        a = vtp_attr_find(pt, pn, CKA_EC_PARAMS);
+        if (a == NULL) {
+            VTP_LOG_INFO("CKA_EC_PARAMS missing from the public key template");
+            return CKR_TEMPLATE_INCOMPLETE;
+        }
+        req->kt = vtp_keytype_by_ec_params(kind, a->pValue, a->ulValueLen);
+        if (req->kt == NULL) {
+            VTP_LOG_INFO("CKA_EC_PARAMS names a curve Transit does not have");
+            return CKR_CURVE_NOT_SUPPORTED;
+        }
+        break;
+    }
+    case CKM_RSA_PKCS_KEY_PAIR_GEN: {
+        CK_ULONG bits = 0;
+        bool present = false;
+        rv = vtp_attr_ulong(pt, pn, CKA_MODULUS_BITS, &present, &bits);
+        if (rv != CKR_OK)
+            return rv;
+        if (!present) {
+            VTP_LOG_INFO("CKA_MODULUS_BITS missing from the public key template");
+            return CKR_TEMPLATE_INCOMPLETE;
+        }
+        req->kt = vtp_keytype_by_rsa_bits(bits);
+        if (req->kt == NULL) {
+            VTP_LOG_INFO("Transit has RSA keys of 2048, 3072 and 4096 bits, not %lu", bits);
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+        a = vtp_attr_find(pt, pn, CKA_PUBLIC_EXPONENT);
+        if (a != NULL) {
+            /* Only 65537 (leading zero bytes allowed). */
+            static const unsigned char f4[] = {0x01, 0x00, 0x01};
+            const unsigned char *e = a->pValue;
+            size_t len = a->ulValueLen;
+            while (len > 0 && e != NULL && *e == 0) {
+                e++;
+                len--;
+            }
+            if (len != sizeof(f4) || memcmp(e, f4, len) != 0) {
+                VTP_LOG_INFO("Transit RSA keys have public exponent 65537 only");
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            }
+        }
+        break;
+    }
+    default:
+        VTP_LOG_INFO("%s is not a key pair generation mechanism", vtp_mech_name(m->mechanism));
+        return CKR_MECHANISM_INVALID;
+    }
+    rv = check_template(pt, pn, CKO_PUBLIC_KEY, req->kt->ckk, req->kt->kind);
+    if (rv == CKR_OK)
+        rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind);
+    if (rv == CKR_OK)
+        rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
+    if (rv == CKR_OK)
+        rv = pick_same(pt, pn, vt, vn, CKA_ID, MAX_ID, &req->id);
+    return rv;
+}
+
+static bool word_char(int c)
+{
+    return isalnum(c) || c == '_';
+}
+
+char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label, size_t len)
+{
+    size_t plen = strlen(prefix), n = 0;
+    char *name = malloc(plen + len + 1);
+
+    if (name == NULL)
+        return NULL;
+    memcpy(name, prefix, plen);
+    for (size_t i = 0; i < len && n < 128; i++) {
+        int c = label[i];
+        if (word_char(c) || c == '-' || c == '.')
+            name[plen + n++] = (char)c;
+        else if (c == ' ' || c == '/' || c == ':')
+            name[plen + n++] = '-';
+    }
+    name[plen + n] = '\0';
+    /* Transit names start and end with a word character. */
+    while (n > 0 && !word_char((unsigned char)name[plen + n - 1]))
+        name[plen + --n] = '\0';
+    if (n == 0 || (plen == 0 && !word_char((unsigned char)name[0]))) {
+        free(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* A name no key of the slot has: from the label if possible, else "key-<random hex>". */
+static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out)
+{
+    const char *prefix = s->slot->conf->key_prefix ? s->slot->conf->key_prefix : "";
+    char *base = NULL, *name = NULL;
+    struct vtp_transit_key *tk = NULL;
+
+    if (req->label != NULL && req->label->ulValueLen > 0)
+        base = vtp_keygen_name_from_label(prefix, req->label->pValue, req->label->ulValueLen);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        unsigned char rnd[4];
+        size_t n;
+        CK_RV rv;
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+            return CKR_FUNCTION_FAILED;
+        n = (base ? strlen(base) : strlen(prefix)) + 16;
+        name = malloc(n);
+        if (name == NULL) {
+            free(base);
+            return CKR_HOST_MEMORY;
+        }
+        if (base != NULL && attempt == 0)
+            snprintf(name, n, "%s", base);
+        else if (base != NULL)
+            snprintf(name, n, "%s-%02x%02x%02x%02x", base, rnd[0], rnd[1], rnd[2], rnd[3]);
+        else
+            snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3]);
+        /* Transit's create returns an existing key unchanged: make sure there is none. */
+        rv = vtp_transit_read_key(&s->slot->transit, name, &tk);
+        vtp_transit_key_free(tk);
+        tk = NULL;
+        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
+            free(base);
+            *out = name;
+            return CKR_OK;
+        }
+        free(name);
+        name = NULL;
+        if (rv != CKR_OK) {
+            free(base);
+            return rv;
+        }
+        VTP_LOG_DEBUG("Transit key name taken, trying another");
+    }
+    free(base);
+    return CKR_FUNCTION_FAILED;
+}
+
+static CK_RV store_meta(struct vtp_session *s, const char *name, const struct gen_req *req)
+{
+    const struct vtp_transit *t = &s->slot->transit;
+    json_t *data = json_object();
+    char *hex = NULL, *path = NULL, *label = NULL;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    if (data == NULL)
+        goto out;
+    if (req->id != NULL) {
+        hex = vtp_hex_encode(req->id->pValue, req->id->ulValueLen);
+        if (hex == NULL || json_object_set_new(data, "id", json_string(hex)) != 0)
+            goto out;
+    }
+    if (req->label != NULL) {
+        label = strndup(req->label->pValue, req->label->ulValueLen);
+        if (label == NULL || json_object_set_new(data, "label", json_stringn(label,
+                                                 req->label->ulValueLen)) != 0)
+            goto out;
+    }
+    path = vtp_cache_meta_path(t, name);
+    if (path == NULL)
+        goto out;
+    rv = vtp_kv_write(t, path, data);
+out:
+    free(hex);
+    free(label);
+    free(path);
+    json_decref(data);
+    return rv;
+}
+
+CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
+                      CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
+                      CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
+{
+    struct vtp_slot *slot = s->slot;
+    struct vtp_transit_key *tk = NULL;
+    struct vtp_key *k = NULL;
+    struct gen_req req;
+    char *name = NULL;
+    json_t *meta = NULL;
+    CK_RV rv;
+
+    VTP_RETURN_VAL_IF_FAIL(mech != NULL && pub != NULL && priv != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(pub_tmpl != NULL || pub_count == 0, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(priv_tmpl != NULL || priv_count == 0, CKR_ARGUMENTS_BAD);
+    rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &req);
+    if (rv != CKR_OK)
+        return rv;
+    if (!(s->flags & CKF_RW_SESSION))
+        return CKR_SESSION_READ_ONLY;
+    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
+        return CKR_USER_NOT_LOGGED_IN;
+    rv = choose_name(s, &req, &name);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_transit_create_key(&slot->transit, name, req.kt->transit_type, &tk);
+    if (rv != CKR_OK) {
+        VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
+                    vtp_rv_name(rv));
+        goto out;
+    }
+    if (tk->type == NULL || strcmp(tk->type, req.kt->transit_type) != 0) {
+        VTP_LOG_ERR("Transit key %s exists with type %s", name, tk->type ? tk->type : "?");
+        rv = CKR_FUNCTION_FAILED;
+        goto out;
+    }
+    if (slot->transit.kv_mount != NULL && (req.id != NULL || req.label != NULL)) {
+        rv = store_meta(s, name, &req);
+        if (rv != CKR_OK) {
+            VTP_LOG_ERR("key %s created, but its CKA_ID/CKA_LABEL could not be stored in KV "
+                        "%s (%s); removing the key again",
+                        name, slot->transit.kv_mount, vtp_rv_name(rv));
+            (void)vtp_transit_delete_key(&slot->transit, name);
+            goto out;
+        }
+        meta = json_object();
+        if (meta == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        if (req.id != NULL) {
+            char *hex = vtp_hex_encode(req.id->pValue, req.id->ulValueLen);
+            if (hex == NULL) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+            }
+            json_object_set_new(meta, "id", json_string(hex));
+            free(hex);
+        }
+        if (req.label != NULL)
+            json_object_set_new(meta, "label",
+                                json_stringn(req.label->pValue, req.label->ulValueLen));
+    } else if (req.id != NULL || req.label != NULL) {
+        VTP_LOG_INFO("no kv_mount for slot %s: key %s shows an id and label derived from its "
+                     "name after a restart",
+                     slot->conf->name, name);
+    }
+    rv = vtp_key_build(tk, meta, slot->conf->key_prefix, &k);
+    if (rv != CKR_OK)
+        goto out;
+    if (meta == NULL) {
+        /* Without KV the template's values still hold for this process. */
+        if (req.label != NULL) {
+            char *l = strndup(req.label->pValue, req.label->ulValueLen);
+            if (l == NULL) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+            }
+            free(k->label);
+            k->label = l;
+        }
+        if (req.id != NULL && req.id->ulValueLen > 0) {
+            unsigned char *id = malloc(req.id->ulValueLen);
+            if (id == NULL) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+            }
+            memcpy(id, req.id->pValue, req.id->ulValueLen);
+            free(k->id);
+            k->id = id;
+            k->id_len = req.id->ulValueLen;
+        }
+    }
+    k->private_is_private = vtp_slot_login_required(slot);
+    rv = vtp_cache_put(slot->cache, k);
+    if (rv != CKR_OK)
+        goto out;
+    VTP_LOG_INFO("created Transit key %s (%s), objects %lu/%lu", name, req.kt->transit_type,
+                 k->pub_handle, k->priv_handle);
+    *pub = k->pub_handle;
+    *priv = k->priv_handle;
+out:
+    vtp_key_unref(k);
+    json_decref(meta);
+    vtp_transit_key_free(tk);
+    free(name);
+    return rv;
+}
+
+CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
+{
+    struct vtp_slot *slot = s->slot;
+    struct vtp_key *k = NULL;
+    CK_OBJECT_CLASS cls;
+    char *path = NULL;
+    CK_RV rv;
+
+    rv = vtp_cache_lookup(slot->cache, h, &k, &cls);
+    if (rv != CKR_OK)
+        return rv;
+    if (!(s->flags & CKF_RW_SESSION)) {
+        rv = CKR_SESSION_READ_ONLY;
+        goto out;
+    }
+    if (!slot->conf->allow_destroy) {
+        VTP_LOG_INFO("slot %s: allow_destroy = false, key %s kept", slot->conf->name, k->name);
+        rv = CKR_ACTION_PROHIBITED;
+        goto out;
+    }
+    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)) {
+        rv = CKR_USER_NOT_LOGGED_IN;
+        goto out;
+    }
+    /* Destroying either half deletes the Transit key, and so both objects. */
+    rv = vtp_transit_delete_key(&slot->transit, k->name);
+    if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
+        rv = CKR_OK; /* already gone */
+    if (rv != CKR_OK) {
+        VTP_LOG_ERR("deleting Transit key %s failed: %s", k->name, vtp_rv_name(rv));
+        goto out;
+    }
+    if (slot->transit.kv_mount != NULL) {
+        path = vtp_cache_meta_path(&slot->transit, k->name);
+        if (path == NULL || vtp_kv_delete(&slot->transit, path) != CKR_OK)
+            VTP_LOG_WARN("key %s deleted; its KV metadata could not be removed", k->name);
+    }
+    rv = vtp_cache_remove(slot->cache, k->name);
+    VTP_LOG_INFO("deleted Transit key %s", k->name);
+out:
+    free(path);
+    vtp_key_unref(k);
+    return rv;
+}

@@ -1,2 +1,1017 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* module.c - the PKCS#11 entry points: argument checks and CK_RV at the boundary. */
+#include "common.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/rand.h>
+
+#include "attr.h"
+#include "cache.h"
+#include "cfg.h"
+#include "keygen.h"
+#include "mech.h"
+#include "module.h"
+#include "session.h"
+#include "sign.h"
+#include "slot.h"
+#include "util.h"
+#include "vault/auth.h"
+#include "vault/http.h"
+
+#define VTP_EXPORT __attribute__((visibility("default")))
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static bool initialized;     /* atomic reads */
+static pid_t initialized_pid;
+static struct vtp_config *config;
+static struct vtp_http *http;
+
+static CK_FUNCTION_LIST function_list;
+
+/* After fork() the child must call C_Initialize again: everything the parent had is
+ * forgotten (not freed: its locks may be held by threads that do not exist here). */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&init_lock, NULL);
+    if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
+        vtp_sessions_atfork_child();
+        vtp_slots_abandon();
+        if (http != NULL)
+            vtp_http_forget(http);
+        http = NULL;
+        config = NULL;
+    }
+    vtp_log_reset();
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+CK_RV vtp_module_check(void)
+{
+    if (!__atomic_load_n(&initialized, __ATOMIC_ACQUIRE) || initialized_pid != getpid())
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    return CKR_OK;
+}
+
+/* Logs the result of an entry point and returns it. */
+static CK_RV done(const char *func, CK_RV rv)
+{
+    if (strncmp(func, "fn_", 3) == 0)
+        func += 3; /* fn_Sign is C_Sign */
+    if (rv != CKR_OK && vtp_log_level() >= VTP_LOG_INFO)
+        vtp_log_write(VTP_LOG_INFO, func, "-> %s", vtp_rv_name(rv));
+    else if (vtp_log_level() >= VTP_LOG_DEBUG_LEVEL)
+        vtp_log_write(VTP_LOG_DEBUG_LEVEL, func, "-> %s", vtp_rv_name(rv));
+    return rv;
+}
+#define DONE(rv) done(__func__, (rv))
+
+#define CHECK_INIT()                                                                               \
+    do {                                                                                           \
+        CK_RV check_rv_ = vtp_module_check();                                                      \
+        if (check_rv_ != CKR_OK)                                                                   \
+            return DONE(check_rv_);                                                                \
+    } while (0)
+
+static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
+{
+    bool any, all;
+
+    *reserved = NULL;
+    if (a == NULL)
+        return CKR_OK;
+    any = a->CreateMutex || a->DestroyMutex || a->LockMutex || a->UnlockMutex;
+    all = a->CreateMutex && a->DestroyMutex && a->LockMutex && a->UnlockMutex;
+    if (any && !all) {
+        VTP_LOG_ERR("C_Initialize: mutex functions must be given all or none");
+        return CKR_ARGUMENTS_BAD;
+    }
+    if (any && !(a->flags & CKF_OS_LOCKING_OK)) {
+        VTP_LOG_ERR("C_Initialize: only OS locking is supported");
+        return CKR_CANT_LOCK;
+    }
+    /* p11-kit's x-init-reserved and our docs pass "config=/path" here. */
+    *reserved = a->pReserved;
+    return CKR_OK;
+}
+
+static CK_RV module_initialize(CK_VOID_PTR init_args)
+{
+    const char *reserved = NULL;
+    char *path = NULL;
+    struct vtp_config *cfg = NULL;
+    struct vtp_http *h = NULL;
+    CK_RV rv;
+
+    pthread_once(&atfork_once, register_atfork);
+    vtp_log_init();
+    rv = check_init_args(init_args, &reserved);
+    if (rv != CKR_OK)
+        return rv;
+    pthread_mutex_lock(&init_lock);
+    if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
+        rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
+        goto out;
+    }
+    path = vtp_config_locate(reserved);
+    rv = vtp_config_load(path, &cfg);
+    if (rv != CKR_OK) {
+        VTP_LOG_ERR("configuration %s could not be loaded", path ? path : "(none)");
+        goto out;
+    }
+    vtp_log_set_error_sink(cfg->log_errors);
+    rv = vtp_http_new(&cfg->vault, &h);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_auth_start(h, &cfg->vault);
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_sessions_init();
+    if (rv != CKR_OK)
+        goto out;
+    rv = vtp_slots_create(cfg, h);
+    if (rv != CKR_OK)
+        goto out;
+    config = cfg;
+    http = h;
+    cfg = NULL;
+    h = NULL;
+    initialized_pid = getpid();
+    __atomic_store_n(&initialized, true, __ATOMIC_RELEASE);
+    VTP_LOG_INFO("initialized: %lu slot(s), config %s", vtp_slots_count(),
+                 path ? path : "(none)");
+out:
+    pthread_mutex_unlock(&init_lock);
+    vtp_http_free(h);
+    vtp_config_free(cfg);
+    free(path);
+    return rv;
+}
+
+static CK_RV fn_Initialize(CK_VOID_PTR init_args)
+{
+    return done("Initialize", module_initialize(init_args));
+}
+
+static CK_RV fn_Finalize(CK_VOID_PTR reserved)
+{
+    CK_RV rv = CKR_OK;
+
+    if (reserved != NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    pthread_mutex_lock(&init_lock);
+    rv = vtp_module_check();
+    if (rv == CKR_OK) {
+        __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
+        vtp_sessions_finalize();
+        vtp_slots_destroy();
+        vtp_http_free(http);
+        vtp_config_free(config);
+        http = NULL;
+        config = NULL;
+    }
+    pthread_mutex_unlock(&init_lock);
+    return DONE(rv);
+}
+
+static CK_RV fn_GetInfo(CK_INFO_PTR info)
+{
+    CHECK_INIT();
+    if (info == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    memset(info, 0, sizeof(*info));
+    info->cryptokiVersion.major = 2;
+    info->cryptokiVersion.minor = 40;
+    vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
+    vtp_pad_copy(info->libraryDescription, sizeof(info->libraryDescription),
+                 "PKCS#11 over Vault/OpenBao Transit");
+    info->libraryVersion.major = 0;
+    info->libraryVersion.minor = 1;
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetSlotList(CK_BBOOL token_present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+    CK_ULONG n;
+
+    CHECK_INIT();
+    if (count == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    n = vtp_slots_count();
+    if (list == NULL) {
+        *count = n;
+        return DONE(CKR_OK);
+    }
+    if (*count < n) {
+        *count = n;
+        return DONE(CKR_BUFFER_TOO_SMALL);
+    }
+    for (CK_ULONG i = 0; i < n; i++)
+        list[i] = i;
+    *count = n;
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
+{
+    struct vtp_slot *s;
+
+    CHECK_INIT();
+    if (info == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    s = vtp_slot_get(id);
+    if (s == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    vtp_slot_info(s, info);
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
+{
+    struct vtp_slot *s;
+
+    CHECK_INIT();
+    if (info == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    s = vtp_slot_get(id);
+    if (s == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    vtp_slot_token_info(s, info);
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetMechanismList(CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
+{
+    CK_ULONG n = (CK_ULONG)vtp_mech_count();
+
+    CHECK_INIT();
+    if (count == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    if (vtp_slot_get(id) == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    if (list == NULL) {
+        *count = n;
+        return DONE(CKR_OK);
+    }
+    if (*count < n) {
+        *count = n;
+        return DONE(CKR_BUFFER_TOO_SMALL);
+    }
+    for (CK_ULONG i = 0; i < n; i++)
+        list[i] = vtp_mech_at(i)->type;
+    *count = n;
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
+{
+    const struct vtp_mech *m;
+
+    CHECK_INIT();
+    if (info == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    if (vtp_slot_get(id) == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    m = vtp_mech_lookup(type);
+    if (m == NULL)
+        return DONE(CKR_MECHANISM_INVALID);
+    vtp_mech_info(m, info);
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                         CK_UTF8CHAR_PTR label)
+{
+    CHECK_INIT();
+    /* A Transit mount is set up by a Vault operator, not through PKCS#11. */
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+                      CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                           CK_SESSION_HANDLE_PTR out)
+{
+    struct vtp_slot *s;
+
+    CHECK_INIT();
+    if (out == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    s = vtp_slot_get(id);
+    if (s == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    if (!(flags & CKF_SERIAL_SESSION))
+        return DONE(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+    return DONE(vtp_session_open(s, flags, out));
+}
+
+static CK_RV fn_CloseSession(CK_SESSION_HANDLE h)
+{
+    CHECK_INIT();
+    return DONE(vtp_session_close(h));
+}
+
+static CK_RV fn_CloseAllSessions(CK_SLOT_ID id)
+{
+    struct vtp_slot *s;
+
+    CHECK_INIT();
+    s = vtp_slot_get(id);
+    if (s == NULL)
+        return DONE(CKR_SLOT_ID_INVALID);
+    vtp_session_close_all(s);
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
+{
+    struct vtp_session *s;
+    CK_RV rv;
+
+    CHECK_INIT();
+    if (info == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    info->slotID = s->slot->id;
+    info->flags = s->flags;
+    info->state = vtp_session_state(s);
+    info->ulDeviceError = 0;
+    vtp_session_release(s);
+    return DONE(CKR_OK);
+}
+
+static CK_RV fn_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
+                                 CK_OBJECT_HANDLE enc_key, CK_OBJECT_HANDLE auth_key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+    struct vtp_session *s;
+    struct vtp_slot *slot;
+    CK_RV rv;
+
+    CHECK_INIT();
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    slot = s->slot;
+    if (user == CKU_SO) {
+        /* There is no security officer: Vault's operators hold that role. */
+        rv = vtp_session_any_ro(slot) ? CKR_SESSION_READ_ONLY_EXISTS : CKR_PIN_INCORRECT;
+        goto out;
+    }
+    if (user != CKU_USER && user != CKU_CONTEXT_SPECIFIC) {
+        rv = CKR_USER_TYPE_INVALID;
+        goto out;
+    }
+    if (user == CKU_CONTEXT_SPECIFIC) {
+        rv = CKR_OPERATION_NOT_INITIALIZED; /* no key needs CKA_ALWAYS_AUTHENTICATE */
+        goto out;
+    }
+    if (pin == NULL && len != 0) {
+        rv = CKR_ARGUMENTS_BAD;
+        goto out;
+    }
+    if (vtp_slot_is_logged_in(slot)) {
+        rv = CKR_USER_ALREADY_LOGGED_IN;
+        goto out;
+    }
+    if (vtp_slot_login_required(slot)) {
+        rv = vtp_auth_login_pin(http, &config->vault, pin, len);
+        if (rv != CKR_OK)
+            goto out;
+    } else {
+        VTP_LOG_DEBUG("auth is not pin: the PIN is not used, Vault's token decides");
+    }
+    pthread_mutex_lock(&slot->lock);
+    slot->logged_in = true;
+    pthread_mutex_unlock(&slot->lock);
+out:
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_Logout(CK_SESSION_HANDLE h)
+{
+    struct vtp_session *s;
+    CK_RV rv;
+
+    CHECK_INIT();
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    pthread_mutex_lock(&s->slot->lock);
+    rv = s->slot->logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+    s->slot->logged_in = false;
+    pthread_mutex_unlock(&s->slot->lock);
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
+                            CK_OBJECT_HANDLE_PTR obj)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
+                          CK_ULONG count, CK_OBJECT_HANDLE_PTR out)
+{
+    struct vtp_session *s;
+    struct vtp_key *k;
+    CK_OBJECT_CLASS cls;
+    CK_RV rv;
+
+    CHECK_INIT();
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    rv = vtp_cache_lookup(s->slot->cache, obj, &k, &cls);
+    if (rv == CKR_OK) {
+        vtp_key_unref(k);
+        rv = CKR_ACTION_PROHIBITED; /* CKA_COPYABLE is false */
+    }
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj)
+{
+    struct vtp_session *s;
+    CK_RV rv;
+
+    CHECK_INIT();
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    rv = vtp_keygen_destroy(s, obj);
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULONG_PTR size)
+{
+    struct vtp_session *s;
+    struct vtp_key *k;
+    CK_OBJECT_CLASS cls;
+    CK_RV rv;
+
+    CHECK_INIT();
+    if (size == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    rv = vtp_cache_lookup(s->slot->cache, obj, &k, &cls);
+    if (rv == CKR_OK) {
+        *size = CK_UNAVAILABLE_INFORMATION;
+        vtp_key_unref(k);
+    }
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+/* The key behind an object handle, checking visibility (private objects need login). */
+static CK_RV session_object(struct vtp_session *s, CK_OBJECT_HANDLE obj, struct vtp_key **k,
+                            CK_OBJECT_CLASS *cls)
+{
+    CK_RV rv = vtp_cache_lookup(s->slot->cache, obj, k, cls);
+
+    if (rv != CKR_OK)
+        return rv;
+    if (*cls == CKO_PRIVATE_KEY && (*k)->private_is_private && !vtp_slot_is_logged_in(s->slot)) {
+        vtp_key_unref(*k);
+        return CKR_OBJECT_HANDLE_INVALID;
+    }
+    return CKR_OK;
+}
+
+static CK_RV fn_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
+                                 CK_ULONG count)
+{
+    struct vtp_session *s;
+    struct vtp_key *k;
+    CK_OBJECT_CLASS cls;
+    CK_RV rv;
+
+    CHECK_INIT();
+    if (tmpl == NULL && count != 0)
+        return DONE(CKR_ARGUMENTS_BAD);
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    rv = session_object(s, obj, &k, &cls);
+    if (rv == CKR_OK) {
+        rv = vtp_attr_get(k, cls, tmpl, count);
+        vtp_key_unref(k);
+    }
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
+                                 CK_ULONG count)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count)
+{
+    struct vtp_session *s;
+    struct vtp_snapshot *snap = NULL;
+    bool logged_in;
+    CK_RV rv;
+
+    CHECK_INIT();
+    if (tmpl == NULL && count != 0)
+        return DONE(CKR_ARGUMENTS_BAD);
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    if (s->find_active) {
+        rv = CKR_OPERATION_ACTIVE;
+        goto out;
+    }
+    rv = vtp_cache_get(s->slot->cache, true, &snap);
+    if (rv != CKR_OK)
+        goto out;
+    logged_in = vtp_slot_is_logged_in(s->slot);
+    s->found = malloc((snap->n * 2 + 1) * sizeof(*s->found));
+    if (s->found == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    s->n_found = s->find_pos = 0;
+    for (size_t i = 0; i < snap->n; i++) {
+        struct vtp_key *k = snap->keys[i];
+        if ((!k->private_is_private || logged_in) &&
+            vtp_attr_match(k, CKO_PRIVATE_KEY, tmpl, count))
+            s->found[s->n_found++] = k->priv_handle;
+        if (vtp_attr_match(k, CKO_PUBLIC_KEY, tmpl, count))
+            s->found[s->n_found++] = k->pub_handle;
+    }
+    s->find_active = true;
+    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", s->n_found, snap->n * 2, count);
+out:
+    vtp_snapshot_unref(snap);
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max,
+                           CK_ULONG_PTR count)
+{
+    struct vtp_session *s;
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    CHECK_INIT();
+    if ((out == NULL && max != 0) || count == NULL)
+        return DONE(CKR_ARGUMENTS_BAD);
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    if (!s->find_active) {
+        rv = CKR_OPERATION_NOT_INITIALIZED;
+    } else {
+        while (n < max && s->find_pos < s->n_found)
+            out[n++] = s->found[s->find_pos++];
+        *count = n;
+    }
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+static CK_RV fn_FindObjectsFinal(CK_SESSION_HANDLE h)
+{
+    struct vtp_session *s;
+    CK_RV rv;
+
+    CHECK_INIT();
+    rv = vtp_session_acquire(h, &s);
+    if (rv != CKR_OK)
+        return DONE(rv);
+    if (!s->find_active)
+        rv = CKR_OPERATION_NOT_INITIALIZED;
+    vtp_session_find_reset(s);
+    vtp_session_release(s);
+    return DONE(rv);
+}
+
+/* Entry points of session-bound operations share this shape. */
+#define WITH_SESSION(h, expr)                                                                      \
+    do {                                                                                           \
+        struct vtp_session *s_;                                                                    \
+        CK_RV rv_;                                                                                 \
+        CHECK_INIT();                                                                              \
+        rv_ = vtp_session_acquire((h), &s_);                                                       \
+        if (rv_ != CKR_OK)                                                                         \
+            return DONE(rv_);                                                                      \
+        {                                                                                          \
+            struct vtp_session *s = s_;                                                            \
+            rv_ = (expr);                                                                          \
+        }                                                                                          \
+        vtp_session_release(s_);                                                                   \
+        return DONE(rv_);                                                                          \
+    } while (0)
+
+static CK_RV fn_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                       CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                             CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                       CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                             CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
+                      CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    WITH_SESSION(h, vtp_sign_init(s, m, key));
+}
+
+static CK_RV fn_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                    CK_ULONG_PTR sig_len)
+{
+    WITH_SESSION(h, vtp_sign(s, data, len, sig, sig_len));
+}
+
+static CK_RV fn_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
+{
+    WITH_SESSION(h, vtp_sign_update(s, part, len));
+}
+
+static CK_RV fn_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+    WITH_SESSION(h, vtp_sign_final(s, sig, sig_len));
+}
+
+static CK_RV fn_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                           CK_ULONG_PTR sig_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    WITH_SESSION(h, vtp_verify_init(s, m, key));
+}
+
+static CK_RV fn_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                      CK_ULONG sig_len)
+{
+    WITH_SESSION(h, vtp_verify(s, data, len, sig, sig_len));
+}
+
+static CK_RV fn_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
+{
+    WITH_SESSION(h, vtp_verify_update(s, part, len));
+}
+
+static CK_RV fn_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len)
+{
+    WITH_SESSION(h, vtp_verify_final(s, sig, sig_len));
+}
+
+static CK_RV fn_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
+                             CK_BYTE_PTR data, CK_ULONG_PTR data_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                 CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR tmpl,
+                           CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub_tmpl,
+                               CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl,
+                               CK_ULONG priv_count, CK_OBJECT_HANDLE_PTR pub,
+                               CK_OBJECT_HANDLE_PTR priv)
+{
+    WITH_SESSION(h, vtp_keygen_pair(s, m, pub_tmpl, pub_count, priv_tmpl, priv_count, pub, priv));
+}
+
+static CK_RV fn_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
+                       CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+                         CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl,
+                         CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
+                         CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)
+{
+    CHECK_INIT();
+    return DONE(CKR_RANDOM_SEED_NOT_SUPPORTED);
+}
+
+static CK_RV fn_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+static CK_RV fn_GetFunctionStatus(CK_SESSION_HANDLE h)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_PARALLEL);
+}
+
+static CK_RV fn_CancelFunction(CK_SESSION_HANDLE h)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_PARALLEL);
+}
+
+static CK_RV fn_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved)
+{
+    CHECK_INIT();
+    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+}
+
+VTP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
+
+static CK_FUNCTION_LIST function_list = {
+    .version = {CRYPTOKI_VERSION_MAJOR, CRYPTOKI_VERSION_MINOR},
+    .C_Initialize = fn_Initialize,
+    .C_Finalize = fn_Finalize,
+    .C_GetInfo = fn_GetInfo,
+    .C_GetFunctionList = C_GetFunctionList,
+    .C_GetSlotList = fn_GetSlotList,
+    .C_GetSlotInfo = fn_GetSlotInfo,
+    .C_GetTokenInfo = fn_GetTokenInfo,
+    .C_GetMechanismList = fn_GetMechanismList,
+    .C_GetMechanismInfo = fn_GetMechanismInfo,
+    .C_InitToken = fn_InitToken,
+    .C_InitPIN = fn_InitPIN,
+    .C_SetPIN = fn_SetPIN,
+    .C_OpenSession = fn_OpenSession,
+    .C_CloseSession = fn_CloseSession,
+    .C_CloseAllSessions = fn_CloseAllSessions,
+    .C_GetSessionInfo = fn_GetSessionInfo,
+    .C_GetOperationState = fn_GetOperationState,
+    .C_SetOperationState = fn_SetOperationState,
+    .C_Login = fn_Login,
+    .C_Logout = fn_Logout,
+    .C_CreateObject = fn_CreateObject,
+    .C_CopyObject = fn_CopyObject,
+    .C_DestroyObject = fn_DestroyObject,
+    .C_GetObjectSize = fn_GetObjectSize,
+    .C_GetAttributeValue = fn_GetAttributeValue,
+    .C_SetAttributeValue = fn_SetAttributeValue,
+    .C_FindObjectsInit = fn_FindObjectsInit,
+    .C_FindObjects = fn_FindObjects,
+    .C_FindObjectsFinal = fn_FindObjectsFinal,
+    .C_EncryptInit = fn_EncryptInit,
+    .C_Encrypt = fn_Encrypt,
+    .C_EncryptUpdate = fn_EncryptUpdate,
+    .C_EncryptFinal = fn_EncryptFinal,
+    .C_DecryptInit = fn_DecryptInit,
+    .C_Decrypt = fn_Decrypt,
+    .C_DecryptUpdate = fn_DecryptUpdate,
+    .C_DecryptFinal = fn_DecryptFinal,
+    .C_DigestInit = fn_DigestInit,
+    .C_Digest = fn_Digest,
+    .C_DigestUpdate = fn_DigestUpdate,
+    .C_DigestKey = fn_DigestKey,
+    .C_DigestFinal = fn_DigestFinal,
+    .C_SignInit = fn_SignInit,
+    .C_Sign = fn_Sign,
+    .C_SignUpdate = fn_SignUpdate,
+    .C_SignFinal = fn_SignFinal,
+    .C_SignRecoverInit = fn_SignRecoverInit,
+    .C_SignRecover = fn_SignRecover,
+    .C_VerifyInit = fn_VerifyInit,
+    .C_Verify = fn_Verify,
+    .C_VerifyUpdate = fn_VerifyUpdate,
+    .C_VerifyFinal = fn_VerifyFinal,
+    .C_VerifyRecoverInit = fn_VerifyRecoverInit,
+    .C_VerifyRecover = fn_VerifyRecover,
+    .C_DigestEncryptUpdate = fn_DigestEncryptUpdate,
+    .C_DecryptDigestUpdate = fn_DecryptDigestUpdate,
+    .C_SignEncryptUpdate = fn_SignEncryptUpdate,
+    .C_DecryptVerifyUpdate = fn_DecryptVerifyUpdate,
+    .C_GenerateKey = fn_GenerateKey,
+    .C_GenerateKeyPair = fn_GenerateKeyPair,
+    .C_WrapKey = fn_WrapKey,
+    .C_UnwrapKey = fn_UnwrapKey,
+    .C_DeriveKey = fn_DeriveKey,
+    .C_SeedRandom = fn_SeedRandom,
+    .C_GenerateRandom = fn_GenerateRandom,
+    .C_GetFunctionStatus = fn_GetFunctionStatus,
+    .C_CancelFunction = fn_CancelFunction,
+    .C_WaitForSlotEvent = fn_WaitForSlotEvent,
+};
+
+static CK_INTERFACE interfaces[] = {
+    {(CK_CHAR *)"PKCS 11", &function_list, 0},
+};
+
+VTP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
+{
+    if (list == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *list = &function_list;
+    return CKR_OK;
+}
+
+VTP_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count);
+VTP_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR list, CK_ULONG_PTR count)
+{
+    CK_ULONG n = VTP_ARRAY_SIZE(interfaces);
+
+    if (count == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (list == NULL) {
+        *count = n;
+        return CKR_OK;
+    }
+    if (*count < n) {
+        *count = n;
+        return CKR_BUFFER_TOO_SMALL;
+    }
+    memcpy(list, interfaces, sizeof(interfaces));
+    *count = n;
+    return CKR_OK;
+}
+
+VTP_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
+                                CK_INTERFACE_PTR_PTR iface, CK_FLAGS flags);
+VTP_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
+                                CK_INTERFACE_PTR_PTR iface, CK_FLAGS flags)
+{
+    if (iface == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (name != NULL && strcmp((const char *)name, "PKCS 11") != 0)
+        return CKR_ARGUMENTS_BAD;
+    if (version != NULL && (version->major != function_list.version.major ||
+                            version->minor != function_list.version.minor))
+        return CKR_ARGUMENTS_BAD;
+    if ((flags & interfaces[0].flags) != flags)
+        return CKR_ARGUMENTS_BAD;
+    *iface = &interfaces[0];
+    return CKR_OK;
+}

@@ -1,1 +1,10 @@
-/* module.h */
+/* module.h - module state shared by the entry points (src/module.c). */
+#ifndef VTP_MODULE_H
+#define VTP_MODULE_H
+
+#include "vtp-pkcs11.h"
+
+/* CKR_OK if C_Initialize was called in this process and C_Finalize has not been. */
+CK_RV vtp_module_check(void);
+
+#endif /* VTP_MODULE_H */

@@ -1,1 +1,67 @@
-/* session.h */
+/* session.h - sessions and their per-operation state (src/session.c). */
+#ifndef VTP_SESSION_H
+#define VTP_SESSION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <openssl/evp.h>
+
+#include "vtp-pkcs11.h"
+#include "mech.h"
+#include "object.h"
+#include "slot.h"
+
+/* State of one sign or verify operation. */
+struct vtp_op {
+    bool active;
+    bool multipart; /* C_*Update was called: single-part C_Sign is no longer allowed */
+    const struct vtp_mech *mech;
+    struct vtp_key *key; /* reference held for the operation */
+    EVP_MD_CTX *md;      /* VTP_INPUT_HASH */
+    unsigned char *buf;  /* accumulated input of non-hashing mechanisms */
+    size_t buf_len;
+    const char *pss_md; /* PSS: hash and MGF1 digest (OpenSSL names) */
+    long salt_len;      /* PSS: bytes */
+};
+
+struct vtp_session {
+    CK_SESSION_HANDLE handle;
+    struct vtp_slot *slot;
+    CK_FLAGS flags;
+    int refs;             /* atomic; the table holds one */
+    bool closed;
+    pthread_mutex_t lock; /* serializes calls on this session; may be held across I/O */
+    /* C_FindObjects* */
+    bool find_active;
+    CK_OBJECT_HANDLE *found;
+    size_t n_found;
+    size_t find_pos;
+    struct vtp_op sign;
+    struct vtp_op verify;
+};
+
+CK_RV vtp_sessions_init(void);
+/* Frees every session (C_Finalize). */
+void vtp_sessions_finalize(void);
+
+CK_RV vtp_session_open(struct vtp_slot *slot, CK_FLAGS flags, CK_SESSION_HANDLE *out);
+CK_RV vtp_session_close(CK_SESSION_HANDLE h);
+/* Closes every session of the slot; logs the slot out. */
+void vtp_session_close_all(struct vtp_slot *slot);
+/* Looks up h, takes a reference and locks the session. CKR_SESSION_HANDLE_INVALID if unknown. */
+CK_RV vtp_session_acquire(CK_SESSION_HANDLE h, struct vtp_session **out);
+/* Unlocks and drops the reference. */
+void vtp_session_release(struct vtp_session *s);
+
+CK_STATE vtp_session_state(struct vtp_session *s);
+/* Does any read-only session exist on the slot (for C_Login as SO)? */
+bool vtp_session_any_ro(struct vtp_slot *slot);
+
+void vtp_op_reset(struct vtp_op *op);
+void vtp_session_find_reset(struct vtp_session *s);
+
+
+
+/* In a forked child: forget the parent's sessions without touching their locks. */
+void vtp_sessions_atfork_child(void);
+#endif /* VTP_SESSION_H */

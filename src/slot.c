@@ -1,2 +1,161 @@
-/* placeholder */
-typedef int vtp_placeholder_t;
+/* slot.c - slots and tokens: one per [slot] section of the config. */
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/evp.h>
+
+#include "slot.h"
+#include "util.h"
+
+static struct vtp_slot *slots;
+static CK_ULONG n_slots;
+
+void vtp_slot_serial(const char *address, const char *ns, const char *mount, const char *prefix,
+                     char out[17])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    const char *parts[4] = {address ? address : "", ns ? ns : "", mount ? mount : "",
+                            prefix ? prefix : ""};
+    bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+
+    for (int i = 0; ok && i < 4; i++)
+        ok = EVP_DigestUpdate(ctx, parts[i], strlen(parts[i]) + 1) == 1; /* NUL separates */
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &md_len) == 1;
+    EVP_MD_CTX_free(ctx);
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02X", ok ? md[i] : 0);
+}
+
+CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
+{
+    struct vtp_slot *v = calloc(cfg->n_slots, sizeof(*v));
+    CK_RV rv = CKR_OK;
+    size_t i;
+
+    if (v == NULL)
+        return CKR_HOST_MEMORY;
+    for (i = 0; i < cfg->n_slots; i++) {
+        const struct vtp_slot_conf *sc = &cfg->slots[i];
+        struct vtp_slot *s = &v[i];
+        const char *ns = sc->namespace_ ? sc->namespace_ : cfg->vault.namespace_;
+        struct vtp_cache_conf cc;
+
+        s->id = (CK_SLOT_ID)i;
+        s->conf = sc;
+        s->vault = &cfg->vault;
+        s->transit.http = http;
+        s->transit.namespace_ = ns;
+        s->transit.mount = sc->mount;
+        s->transit.kv_mount = sc->kv_mount;
+        s->transit.kv_prefix = sc->kv_prefix;
+        vtp_slot_serial(cfg->vault.n_addresses ? cfg->vault.addresses[0] : "", ns, sc->mount,
+                        sc->key_prefix, s->serial);
+        snprintf(s->label, sizeof(s->label), "%s", sc->label ? sc->label : sc->mount);
+        pthread_mutex_init(&s->lock, NULL);
+        cc.transit = &s->transit;
+        cc.key_prefix = sc->key_prefix;
+        cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
+        cc.private_is_private = cfg->vault.auth == VTP_AUTH_PIN;
+        rv = vtp_cache_new(&cc, &s->cache);
+        if (rv != CKR_OK)
+            break;
+    }
+    if (rv != CKR_OK) {
+        for (size_t j = 0; j < i; j++) {
+            vtp_cache_free(v[j].cache);
+            pthread_mutex_destroy(&v[j].lock);
+        }
+        free(v);
+        return rv;
+    }
+    slots = v;
+    n_slots = cfg->n_slots;
+    return CKR_OK;
+}
+
+void vtp_slots_destroy(void)
+{
+    for (CK_ULONG i = 0; i < n_slots; i++) {
+        vtp_cache_free(slots[i].cache);
+        pthread_mutex_destroy(&slots[i].lock);
+    }
+    free(slots);
+    slots = NULL;
+    n_slots = 0;
+}
+
+void vtp_slots_abandon(void)
+{
+    slots = NULL;
+    n_slots = 0;
+}
+
+CK_ULONG vtp_slots_count(void)
+{
+    return n_slots;
+}
+
+struct vtp_slot *vtp_slot_get(CK_SLOT_ID id)
+{
+    return id < n_slots ? &slots[id] : NULL;
+}
+
+void vtp_slot_info(const struct vtp_slot *s, CK_SLOT_INFO *info)
+{
+    char desc[80];
+
+    memset(info, 0, sizeof(*info));
+    snprintf(desc, sizeof(desc), "Vault Transit %s (slot %s)", s->conf->mount, s->conf->name);
+    vtp_pad_copy(info->slotDescription, sizeof(info->slotDescription), desc);
+    vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
+    info->flags = CKF_TOKEN_PRESENT | CKF_HW_SLOT;
+    info->hardwareVersion.major = 1;
+    info->firmwareVersion.major = 0;
+    info->firmwareVersion.minor = 1;
+}
+
+bool vtp_slot_login_required(const struct vtp_slot *s)
+{
+    return s->vault->auth == VTP_AUTH_PIN;
+}
+
+bool vtp_slot_is_logged_in(struct vtp_slot *s)
+{
+    bool v;
+
+    pthread_mutex_lock(&s->lock);
+    v = s->logged_in;
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+void vtp_slot_token_info(struct vtp_slot *s, CK_TOKEN_INFO *info)
+{
+    memset(info, 0, sizeof(*info));
+    vtp_pad_copy(info->label, sizeof(info->label), s->label);
+    vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
+    vtp_pad_copy(info->model, sizeof(info->model), "Vault Transit");
+    vtp_pad_copy(info->serialNumber, sizeof(info->serialNumber), s->serial);
+    info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED;
+    if (vtp_slot_login_required(s))
+        info->flags |= CKF_LOGIN_REQUIRED;
+    pthread_mutex_lock(&s->lock);
+    info->ulSessionCount = s->sessions;
+    info->ulRwSessionCount = s->rw_sessions;
+    pthread_mutex_unlock(&s->lock);
+    info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+    info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+    /* With auth=pin the PIN is a Vault token; otherwise any PIN is accepted. */
+    info->ulMaxPinLen = 4096;
+    info->ulMinPinLen = vtp_slot_login_required(s) ? 1 : 0;
+    info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    info->hardwareVersion.major = 1;
+    info->firmwareVersion.minor = 1;
+}
