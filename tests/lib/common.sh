@@ -21,7 +21,7 @@ set -euo pipefail
 export VTP_SRCDIR VTP_BUILDDIR VTP_MODULE
 
 # shellcheck source=tests/lib/bao.sh
-. "$VTP_SRCDIR/tests/lib/bao.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/bao.sh"
 
 # Under a sanitizer build run-test hands us LD_PRELOAD/ASAN_OPTIONS so that foreign binaries
 # (pkcs11-tool, openssl) can load the ASan-built module. Keep them for those binaries only.

