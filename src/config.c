@@ -678,6 +678,11 @@ static CK_RV set_option(struct parse_ctx *ctx, int lineno, const char *section,
     case OPT_DURATION:
         if (!vtp_config_parse_duration_ms(value, &ms))
             goto bad_value;
+        if (ms == 0) {
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s] %s: must be greater than zero",
+                      section, name);
+            return CKR_ARGUMENTS_BAD;
+        }
         *(long *)((char *)base + opt->offset) = ms;
         break;
     case OPT_ADDRESSES:

@@ -436,6 +436,7 @@ static void test_durations(void **state)
     parse_fails("[vault]\ntimeout =\n", CKR_ARGUMENTS_BAD);
     parse_fails("[vault]\nconnect_timeout = 0\n", CKR_ARGUMENTS_BAD);
     parse_fails("[slot a]\ncache_ttl = soon\n", CKR_ARGUMENTS_BAD);
+    parse_fails("[slot a]\ncache_ttl = 0s\n", CKR_ARGUMENTS_BAD);
 
     assert_true(vtp_config_parse_bool("Yes", &b));
     assert_true(b);
