@@ -25,7 +25,8 @@ struct row {
 
 static const struct row rows[] = {
     /* success, with and without a body */
-    {"200 read key", 200, "{\"request_id\":\"x\",\"data\":{\"name\":\"k\"},\"warnings\":null}", CKR_OK},
+    {"200 read key", 200, "{\"request_id\":\"x\",\"data\":{\"name\":\"k\"},\"warnings\":null}",
+     CKR_OK},
     {"204 delete", 204, NULL, CKR_OK},
 
     /* 400: argument errors and what hides behind them */
@@ -72,7 +73,8 @@ static const struct row rows[] = {
     {"403 Vault invalid token", 403,
      "{\"errors\":[\"2 errors occurred:\\n\\t* permission denied\\n\\t* invalid token\\n\\n\"]}\n",
      CKR_USER_NOT_LOGGED_IN},
-    {"403 policy denial", 403, "{\"errors\":[\"1 error occurred:\\n\\t* permission denied\\n\\n\"]}\n",
+    {"403 policy denial", 403,
+     "{\"errors\":[\"1 error occurred:\\n\\t* permission denied\\n\\n\"]}\n",
      CKR_ACTION_PROHIBITED},
     {"403 no body", 403, NULL, CKR_ACTION_PROHIBITED},
 

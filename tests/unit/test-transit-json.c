@@ -273,8 +273,8 @@ static void test_no_public_key(void **state)
     static const char derived[] =
         "{\"derived\":true,\"kdf\":\"hkdf_sha256\",\"keys\":{\"1\":{\"certificate_chain\":\"\","
         "\"creation_time\":\"2026-01-05T10:00:00Z\",\"name\":\"ed25519\",\"public_key\":\"\"}},"
-        "\"latest_version\":1,\"min_encryption_version\":0,\"name\":\"d\",\"supports_signing\":true,"
-        "\"type\":\"ed25519\"}";
+        "\"latest_version\":1,\"min_encryption_version\":0,\"name\":\"d\","
+        "\"supports_signing\":true,\"type\":\"ed25519\"}";
     /* hmac keys have no keys field at all */
     static const char hmac[] = "{\"key_size\":32,\"latest_version\":1,\"name\":\"h\","
                                "\"supports_signing\":false,\"type\":\"hmac\"}";
