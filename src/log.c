@@ -122,20 +122,19 @@ void vtp_log_init(void)
 }
 
 /* Forget what was read: the next log call reads the environment again (and reopens the file).
- * Call it only when no other thread logs (C_Initialize, C_Finalize, a fork child). The error
- * sink is left as it is; the config sets it again. */
+ * Call it only when no other thread can be logging: in a fork child (where log_lock may have been
+ * left locked by a parent thread that does not exist here, hence the fresh mutex) or around
+ * C_Initialize/C_Finalize. The error sink is left as it is; the config sets it again. */
 void vtp_log_reset(void)
 {
     int fd;
 
-    if (pthread_mutex_lock(&log_lock) != 0)
-        return;
+    pthread_mutex_init(&log_lock, NULL);
     fd = atomic_exchange(&log_fd, -1);
     if (fd >= 0)
         close(fd);
     atomic_store(&log_env_level, VTP_LOG_OFF);
     atomic_store_explicit(&log_ready, 0, memory_order_release);
-    pthread_mutex_unlock(&log_lock);
 }
 
 void vtp_log_set_error_sink(const char *sink)
