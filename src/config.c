@@ -66,7 +66,9 @@ struct opt {
     size_t offset;
 };
 
+/* clang-format off */
 #define VOPT(n, t, f) {n, t, offsetof(struct vtp_vault_conf, f)}
+/* clang-format on */
 static const struct opt vault_opts[] = {
     VOPT("address", OPT_ADDRESSES, addresses),
     VOPT("ca_cert", OPT_FILE, ca_cert),
@@ -89,7 +91,9 @@ static const struct opt vault_opts[] = {
     VOPT("connect_timeout", OPT_DURATION, connect_timeout_ms),
 };
 
+/* clang-format off */
 #define SOPT(n, t, f) {n, t, offsetof(struct vtp_slot_conf, f)}
+/* clang-format on */
 static const struct opt slot_opts[] = {
     SOPT("mount", OPT_PATH, mount),
     SOPT("key_prefix", OPT_KEY_PREFIX, key_prefix),
@@ -404,8 +408,7 @@ static void scan_section(struct parse_ctx *ctx, char *line, int lineno, uint32_t
             return;
         }
         if (find_slot(cfg, name, name_len) != NULL) {
-            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "slot %.*s given twice", (int)name_len,
-                      name);
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "slot %.*s given twice", (int)name_len, name);
             return;
         }
         if (cfg->n_slots >= VTP_MAX_SLOTS) {
@@ -565,8 +568,8 @@ static CK_RV set_addresses(struct parse_ctx *ctx, int lineno, const char *value)
             if (rv == CKR_HOST_MEMORY)
                 ctx_error(ctx, rv, lineno, "out of memory");
             else
-                ctx_error(ctx, rv, lineno,
-                          "address: '%.*s' is not an http:// or https:// URL", (int)(e - s), s);
+                ctx_error(ctx, rv, lineno, "address: '%.*s' is not an http:// or https:// URL",
+                          (int)(e - s), s);
             break;
         }
         n++;
@@ -595,9 +598,8 @@ static bool parse_auth(const char *s, enum vtp_auth_method *out)
         const char *name;
         enum vtp_auth_method method;
     } methods[] = {
-        {"token", VTP_AUTH_TOKEN},     {"token_file", VTP_AUTH_TOKEN_FILE},
-        {"pin", VTP_AUTH_PIN},         {"approle", VTP_AUTH_APPROLE},
-        {"kubernetes", VTP_AUTH_KUBERNETES}, {"cert", VTP_AUTH_CERT},
+        {"token", VTP_AUTH_TOKEN},     {"token_file", VTP_AUTH_TOKEN_FILE}, {"pin", VTP_AUTH_PIN},
+        {"approle", VTP_AUTH_APPROLE}, {"kubernetes", VTP_AUTH_KUBERNETES}, {"cert", VTP_AUTH_CERT},
     };
     size_t i;
 
@@ -662,8 +664,8 @@ static CK_RV set_option(struct parse_ctx *ctx, int lineno, const char *section,
         break;
     case OPT_LABEL:
         if (strlen(value) > CFG_MAX_LABEL) {
-            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno,
-                      "[%s] %s: longer than %d characters", section, name, CFG_MAX_LABEL);
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s] %s: longer than %d characters", section,
+                      name, CFG_MAX_LABEL);
             return CKR_ARGUMENTS_BAD;
         }
         if (*value == '\0' || has_control_chars(value))
@@ -679,8 +681,8 @@ static CK_RV set_option(struct parse_ctx *ctx, int lineno, const char *section,
         if (!vtp_config_parse_duration_ms(value, &ms))
             goto bad_value;
         if (ms == 0) {
-            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s] %s: must be greater than zero",
-                      section, name);
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s] %s: must be greater than zero", section,
+                      name);
             return CKR_ARGUMENTS_BAD;
         }
         *(long *)((char *)base + opt->offset) = ms;

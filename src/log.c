@@ -93,8 +93,8 @@ static void read_env_locked(void)
     }
     if (open_errno != 0) {
         char msg[512];
-        int n = snprintf(msg, sizeof(msg), VTP_LOG_IDENT ": cannot open log file %s: %s; "
-                         "logging to stderr\n", file, strerror(open_errno));
+        int n = snprintf(msg, sizeof(msg), "%s: cannot open log file %s: %s; logging to stderr\n",
+                         VTP_LOG_IDENT, file, strerror(open_errno));
         if (n > 0)
             write_all(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
     }
@@ -201,10 +201,11 @@ void vtp_log_write(int level, const char *func, const char *fmt, ...)
         memset(&tm, 0, sizeof(tm));
         ts.tv_nsec = 0;
     }
-    n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] tid %ld %s %s: ",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 ts.tv_nsec / 1000000L, VTP_LOG_IDENT, (long)getpid(), (long)syscall(SYS_gettid),
-                 level_word(level), func != NULL ? func : "?");
+    n = snprintf(line, sizeof(line),
+                 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] tid %ld %s %s: ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
+                 VTP_LOG_IDENT, (long)getpid(), (long)syscall(SYS_gettid), level_word(level),
+                 func != NULL ? func : "?");
     if (n < 0)
         goto out;
     msg_start = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
@@ -249,10 +250,10 @@ struct vtp_name {
     const char *name;
 };
 
+/* clang-format off */
 #define VTP_NAME(n) {(n), #n}
 #define VTP_NAME_V(s, v) {(v), (s)}
 
-/* clang-format off */
 static const struct vtp_name rv_names[] = {
     VTP_NAME(CKR_OK),
     VTP_NAME(CKR_CANCEL),

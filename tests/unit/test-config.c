@@ -14,9 +14,17 @@
 #include <cmocka.h>
 
 static const char *const vault_env[] = {
-    "VAULT_ADDR",        "VAULT_TOKEN",      "VAULT_CACERT",          "VAULT_CAPATH",
-    "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_NAMESPACE",       "VAULT_SKIP_VERIFY",
-    "VAULT_TLS_SERVER_NAME", "VAULT_TRANSIT_PKCS11_CONFIG", "VAULT_TRANSIT_PKCS11_DEBUG",
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
+    "VAULT_CACERT",
+    "VAULT_CAPATH",
+    "VAULT_CLIENT_CERT",
+    "VAULT_CLIENT_KEY",
+    "VAULT_NAMESPACE",
+    "VAULT_SKIP_VERIFY",
+    "VAULT_TLS_SERVER_NAME",
+    "VAULT_TRANSIT_PKCS11_CONFIG",
+    "VAULT_TRANSIT_PKCS11_DEBUG",
 };
 
 /* Tests may run under tests/lib/run-test, which exports VAULT_ADDR and VAULT_TOKEN. */
@@ -201,8 +209,7 @@ static void test_auth_methods(void **state)
     cfg = parse_ok("[vault]\nauth = kubernetes\nrole = pkcs11\n", false);
     assert_int_equal(cfg->vault.auth, VTP_AUTH_KUBERNETES);
     assert_string_equal(cfg->vault.auth_mount, "kubernetes");
-    assert_string_equal(cfg->vault.jwt_file,
-                        "/var/run/secrets/kubernetes.io/serviceaccount/token");
+    assert_string_equal(cfg->vault.jwt_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
     vtp_config_free(cfg);
     cfg = parse_ok("[vault]\nauth = kubernetes\nrole = r\njwt_file = /t\nauth_mount = k8s/a\n",
                    false);
@@ -528,8 +535,8 @@ static void test_locate(void **state)
     assert_non_null(p);
     assert_string_equal(p, VTP_DEFAULT_CONFIG_PATH);
     free(p);
-    assert_non_null(strstr(VTP_DEFAULT_CONFIG_PATH,
-                           "/vault-transit-pkcs11/vault-transit-pkcs11.conf"));
+    assert_non_null(
+        strstr(VTP_DEFAULT_CONFIG_PATH, "/vault-transit-pkcs11/vault-transit-pkcs11.conf"));
 
     setenv("VAULT_TRANSIT_PKCS11_CONFIG", "/from/env.conf", 1);
     p = vtp_config_locate(NULL);

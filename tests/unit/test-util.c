@@ -19,8 +19,13 @@ static const struct {
     const char *plain;
     const char *b64;
 } rfc4648[] = {
-    {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
 };
 
 static void assert_decodes(const char *in, const void *want, size_t want_len)
@@ -52,8 +57,8 @@ static void test_b64_vectors(void **state)
 
     (void)state;
     for (i = 0; i < VTP_ARRAY_SIZE(rfc4648); i++) {
-        char *enc = vtp_b64_encode((const unsigned char *)rfc4648[i].plain,
-                                   strlen(rfc4648[i].plain));
+        char *enc =
+            vtp_b64_encode((const unsigned char *)rfc4648[i].plain, strlen(rfc4648[i].plain));
         char unpadded[16];
         size_t n;
 
@@ -118,25 +123,25 @@ static void test_b64_url_safe(void **state)
 static void test_b64_rejects(void **state)
 {
     (void)state;
-    assert_rejects("Z", 1);              /* one digit cannot hold a byte */
+    assert_rejects("Z", 1); /* one digit cannot hold a byte */
     assert_rejects("Zm9vY", 5);
-    assert_rejects("Zg=", 3);            /* partial padding */
-    assert_rejects("Zg===", 5);          /* too much padding */
+    assert_rejects("Zg=", 3);   /* partial padding */
+    assert_rejects("Zg===", 5); /* too much padding */
     assert_rejects("Zm9v====", 8);
     assert_rejects("Zm8==", 5);
     assert_rejects("====", 4);
     assert_rejects("=", 1);
-    assert_rejects("Zh==", 4);           /* non-zero unused bits */
+    assert_rejects("Zh==", 4); /* non-zero unused bits */
     assert_rejects("Zm9=", 4);
-    assert_rejects("Zg==Zg==", 8);       /* padding in the middle */
+    assert_rejects("Zg==Zg==", 8); /* padding in the middle */
     assert_rejects("Z=g=", 4);
-    assert_rejects("Zm 9v", 5);          /* whitespace */
+    assert_rejects("Zm 9v", 5); /* whitespace */
     assert_rejects("Zm9v\n", 5);
     assert_rejects(" Zm9v", 5);
     assert_rejects("Zm9v!", 5);
     assert_rejects("Zm.v", 4);
-    assert_rejects("+_+_", 4);           /* both alphabets at once */
-    assert_rejects("Zm\0v", 4);          /* NUL inside the given length */
+    assert_rejects("+_+_", 4);  /* both alphabets at once */
+    assert_rejects("Zm\0v", 4); /* NUL inside the given length */
     assert_rejects("Zm9v\xc3\xa9", 6);
 }
 
@@ -396,11 +401,16 @@ static void test_log_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b64_vectors),   cmocka_unit_test(test_b64_round_trip),
-        cmocka_unit_test(test_b64_url_safe),  cmocka_unit_test(test_b64_rejects),
-        cmocka_unit_test(test_b64_length_param), cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_pem),           cmocka_unit_test(test_pad_copy),
-        cmocka_unit_test(test_small_helpers), cmocka_unit_test(test_names),
+        cmocka_unit_test(test_b64_vectors),
+        cmocka_unit_test(test_b64_round_trip),
+        cmocka_unit_test(test_b64_url_safe),
+        cmocka_unit_test(test_b64_rejects),
+        cmocka_unit_test(test_b64_length_param),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_pem),
+        cmocka_unit_test(test_pad_copy),
+        cmocka_unit_test(test_small_helpers),
+        cmocka_unit_test(test_names),
         cmocka_unit_test(test_log_file),
     };
 
