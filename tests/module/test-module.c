@@ -1,1 +1,563 @@
-int main(void) { return 77; }
+/* test-module.c - drives the module through C_GetFunctionList against a real OpenBao/Vault.
+ *
+ * Runs under tests/lib/run-test, which provides VAULT_ADDR/VAULT_TOKEN, a config whose slot
+ * uses a unique key_prefix (VTP_TEST_PREFIX) and kv_mount, and removes the keys afterwards.
+ * Every signature the module makes is verified twice: by C_Verify and independently by OpenSSL
+ * with the public key from CKA_PUBLIC_KEY_INFO.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "p11test.h"
+
+static CK_FUNCTION_LIST_PTR f;
+static CK_SLOT_ID slot;
+static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const unsigned char oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const unsigned char oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+static const unsigned char name_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's',
+                                             '2', '5', '5', '1', '9'};
+static const unsigned char name_p256[] = {0x13, 0x0a, 'p', 'r', 'i', 'm', 'e', '2', '5', '6', 'v', '1'};
+static const unsigned char oid_secp256k1[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a};
+
+struct keyspec {
+    const char *what;
+    CK_MECHANISM_TYPE gen;
+    CK_KEY_TYPE ckk;
+    const unsigned char *params;
+    size_t params_len;
+    CK_ULONG bits;
+    CK_ULONG sig_len;
+};
+
+static const struct keyspec specs[] = {
+    {"P-256", CKM_EC_KEY_PAIR_GEN, CKK_EC, oid_p256, sizeof(oid_p256), 0, 64},
+    {"P-384", CKM_EC_KEY_PAIR_GEN, CKK_EC, oid_p384, sizeof(oid_p384), 0, 96},
+    {"P-521", CKM_EC_KEY_PAIR_GEN, CKK_EC, oid_p521, sizeof(oid_p521), 0, 132},
+    {"P-256 by name", CKM_EC_KEY_PAIR_GEN, CKK_EC, name_p256, sizeof(name_p256), 0, 64},
+    {"RSA-2048", CKM_RSA_PKCS_KEY_PAIR_GEN, CKK_RSA, NULL, 0, 2048, 256},
+    {"Ed25519", CKM_EC_EDWARDS_KEY_PAIR_GEN, CKK_EC_EDWARDS, name_ed25519, sizeof(name_ed25519),
+     0, 64},
+};
+
+static CK_RV generate(CK_SESSION_HANDLE s, const struct keyspec *ks, const char *label,
+                      const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *pub,
+                      CK_OBJECT_HANDLE *priv)
+{
+    CK_MECHANISM m = {ks->gen, NULL, 0};
+    CK_ULONG bits = ks->bits;
+    unsigned char e[] = {1, 0, 1};
+    CK_ATTRIBUTE pt[8], vt[8];
+    CK_ULONG pn = 0, vn = 0;
+
+    pt[pn++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+    pt[pn++] = (CK_ATTRIBUTE){CKA_VERIFY, &yes, sizeof(yes)};
+    pt[pn++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, strlen(label)};
+    pt[pn++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, id_len};
+    if (ks->ckk == CKK_RSA) {
+        pt[pn++] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
+        pt[pn++] = (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, e, sizeof(e)};
+    } else {
+        pt[pn++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)ks->params, ks->params_len};
+    }
+    vt[vn++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_PRIVATE, &yes, sizeof(yes)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &yes, sizeof(yes)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &no, sizeof(no)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_SIGN, &yes, sizeof(yes)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, strlen(label)};
+    vt[vn++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, id_len};
+    return f->C_GenerateKeyPair(s, &m, pt, pn, vt, vn, pub, priv);
+}
+
+static EVP_PKEY *public_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    unsigned char buf[2048];
+    CK_ATTRIBUTE a = {CKA_PUBLIC_KEY_INFO, buf, sizeof(buf)};
+    const unsigned char *p = buf;
+
+    if (f->C_GetAttributeValue(s, h, &a, 1) != CKR_OK)
+        return NULL;
+    return d2i_PUBKEY(NULL, &p, (long)a.ulValueLen);
+}
+
+/* Independent check of a PKCS#11 signature with OpenSSL. salt < -1: not PSS. */
+static int openssl_verify(EVP_PKEY *pk, CK_MECHANISM_TYPE mech, const char *md,
+                          const unsigned char *msg, size_t msg_len, const unsigned char *sig,
+                          size_t sig_len, int pss_salt)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    unsigned char *der = NULL;
+    const unsigned char *vsig = sig;
+    size_t vlen = sig_len;
+    int ok = 0;
+
+    if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_EC) {
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)sig_len / 2, NULL),
+                       BN_bin2bn(sig + sig_len / 2, (int)sig_len / 2, NULL));
+        vlen = (size_t)i2d_ECDSA_SIG(es, &der);
+        vsig = der;
+        ECDSA_SIG_free(es);
+    }
+    if (mech == CKM_ECDSA || mech == CKM_RSA_PKCS_PSS ||
+        (mech == CKM_RSA_PKCS && md != NULL)) {
+        /* msg is a digest */
+        pctx = EVP_PKEY_CTX_new(pk, NULL);
+        EVP_PKEY_verify_init(pctx);
+        if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA) {
+            EVP_PKEY_CTX_set_rsa_padding(pctx, pss_salt >= -1 ? RSA_PKCS1_PSS_PADDING
+                                                               : RSA_PKCS1_PADDING);
+            EVP_PKEY_CTX_set_signature_md(pctx, EVP_get_digestbyname(md));
+            if (pss_salt >= -1)
+                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_salt);
+        }
+        ok = EVP_PKEY_verify(pctx, vsig, vlen, msg, msg_len) == 1;
+        EVP_PKEY_CTX_free(pctx);
+    } else {
+        EVP_DigestVerifyInit(ctx, &pctx, md ? EVP_get_digestbyname(md) : NULL, NULL, pk);
+        if (pss_salt >= -1) {
+            EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_salt);
+        }
+        ok = EVP_DigestVerify(ctx, vsig, vlen, msg, msg_len) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_free(der);
+    return ok;
+}
+
+static const unsigned char message[] = "vault-transit-pkcs11 module test message";
+
+static void digest(const char *md, const unsigned char *in, size_t len, unsigned char *out,
+                   unsigned int *out_len)
+{
+    EVP_Digest(in, len, out, out_len, EVP_get_digestbyname(md), NULL);
+}
+
+/* Sign with mech, verify with the module and with OpenSSL, and check a tampered input fails. */
+static void sign_and_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub,
+                           EVP_PKEY *pk, CK_MECHANISM_TYPE mech, const char *md, CK_ULONG sig_len,
+                           bool multipart)
+{
+    unsigned char in[600], sig[1024];
+    size_t in_len;
+    unsigned int dl = 0;
+    CK_ULONG len = 0;
+    CK_RSA_PKCS_PSS_PARAMS pss;
+    CK_MECHANISM m = {mech, NULL, 0};
+    int salt = -2;
+
+    /* What the caller passes: the message, a digest, or DigestInfo || digest. */
+    if (mech == CKM_ECDSA || mech == CKM_RSA_PKCS_PSS) {
+        digest(md, message, sizeof(message), in, &dl);
+        in_len = dl;
+    } else if (mech == CKM_RSA_PKCS) {
+        static const unsigned char di256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
+                                              0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+                                              0x04, 0x20};
+        memcpy(in, di256, sizeof(di256));
+        digest("SHA256", message, sizeof(message), in + sizeof(di256), &dl);
+        in_len = sizeof(di256) + dl;
+    } else {
+        memcpy(in, message, sizeof(message));
+        in_len = sizeof(message);
+    }
+    if (mech == CKM_RSA_PKCS_PSS || mech == CKM_SHA256_RSA_PKCS_PSS ||
+        mech == CKM_SHA384_RSA_PKCS_PSS || mech == CKM_SHA512_RSA_PKCS_PSS ||
+        mech == CKM_SHA1_RSA_PKCS_PSS || mech == CKM_SHA224_RSA_PKCS_PSS) {
+        const char *h = md;
+        pss.hashAlg = strcmp(h, "SHA256") == 0   ? CKM_SHA256
+                      : strcmp(h, "SHA384") == 0 ? CKM_SHA384
+                      : strcmp(h, "SHA512") == 0 ? CKM_SHA512
+                      : strcmp(h, "SHA224") == 0 ? CKM_SHA224
+                                                 : CKM_SHA_1;
+        pss.mgf = pss.hashAlg == CKM_SHA256   ? CKG_MGF1_SHA256
+                  : pss.hashAlg == CKM_SHA384 ? CKG_MGF1_SHA384
+                  : pss.hashAlg == CKM_SHA512 ? CKG_MGF1_SHA512
+                  : pss.hashAlg == CKM_SHA224 ? CKG_MGF1_SHA224
+                                              : CKG_MGF1_SHA1;
+        pss.sLen = (CK_ULONG)EVP_MD_get_size(EVP_get_digestbyname(h));
+        salt = (int)pss.sLen;
+        m.pParameter = &pss;
+        m.ulParameterLen = sizeof(pss);
+    }
+
+    CHECK_RV(f->C_SignInit(s, &m, priv), CKR_OK);
+    if (multipart) {
+        CHECK_RV(f->C_SignUpdate(s, in, 10), CKR_OK);
+        CHECK_RV(f->C_SignUpdate(s, in + 10, in_len - 10), CKR_OK);
+        CHECK_RV(f->C_SignFinal(s, NULL, &len), CKR_OK);
+        CHECK(len == sig_len, "%s: length %lu", vtp_rv_name(0), len);
+        len = 8;
+        CHECK_RV(f->C_SignFinal(s, sig, &len), CKR_BUFFER_TOO_SMALL);
+        len = sizeof(sig);
+        CHECK_RV(f->C_SignFinal(s, sig, &len), CKR_OK);
+    } else {
+        CHECK_RV(f->C_Sign(s, in, in_len, NULL, &len), CKR_OK);
+        CHECK(len == sig_len, "mech 0x%lx: signature length %lu, expected %lu", mech, len,
+              sig_len);
+        len = 8;
+        CHECK_RV(f->C_Sign(s, in, in_len, sig, &len), CKR_BUFFER_TOO_SMALL);
+        CHECK(len == sig_len, "length after BUFFER_TOO_SMALL %lu", len);
+        len = sizeof(sig);
+        CHECK_RV(f->C_Sign(s, in, in_len, sig, &len), CKR_OK);
+    }
+    CHECK(len == sig_len, "mech 0x%lx: signature of %lu bytes, expected %lu", mech, len,
+          sig_len);
+    /* the operation ended */
+    CHECK_RV(f->C_Sign(s, in, in_len, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+
+    CHECK(openssl_verify(pk, mech, mech == CKM_RSA_PKCS ? "SHA256" : md,
+                         mech == CKM_RSA_PKCS ? in + 19 : in,
+                         mech == CKM_RSA_PKCS ? in_len - 19 : in_len, sig, len, salt),
+          "OpenSSL rejects the signature of mech 0x%lx", mech);
+    CHECK_RV(f->C_VerifyInit(s, &m, pub), CKR_OK);
+    CHECK_RV(f->C_Verify(s, in, in_len, sig, len), CKR_OK);
+    sig[len / 2] ^= 0x01;
+    CHECK_RV(f->C_VerifyInit(s, &m, pub), CKR_OK);
+    CHECK_RV(f->C_Verify(s, in, in_len, sig, len), CKR_SIGNATURE_INVALID);
+    CHECK(!openssl_verify(pk, mech, mech == CKM_RSA_PKCS ? "SHA256" : md,
+                          mech == CKM_RSA_PKCS ? in + 19 : in,
+                          mech == CKM_RSA_PKCS ? in_len - 19 : in_len, sig, len, salt),
+          "OpenSSL accepts a tampered signature");
+    CHECK_RV(f->C_VerifyInit(s, &m, pub), CKR_OK);
+    CHECK_RV(f->C_Verify(s, in, in_len, sig, len - 1), CKR_SIGNATURE_LEN_RANGE);
+}
+
+struct mechcase {
+    CK_KEY_TYPE ckk;
+    CK_MECHANISM_TYPE mech;
+    const char *md;
+};
+
+static const struct mechcase mechcases[] = {
+    {CKK_EC, CKM_ECDSA, "SHA256"},
+    {CKK_EC, CKM_ECDSA_SHA1, "SHA1"},
+    {CKK_EC, CKM_ECDSA_SHA224, "SHA224"},
+    {CKK_EC, CKM_ECDSA_SHA256, "SHA256"},
+    {CKK_EC, CKM_ECDSA_SHA384, "SHA384"},
+    {CKK_EC, CKM_ECDSA_SHA512, "SHA512"},
+    {CKK_RSA, CKM_RSA_PKCS, NULL},
+    {CKK_RSA, CKM_SHA1_RSA_PKCS, "SHA1"},
+    {CKK_RSA, CKM_SHA224_RSA_PKCS, "SHA224"},
+    {CKK_RSA, CKM_SHA256_RSA_PKCS, "SHA256"},
+    {CKK_RSA, CKM_SHA384_RSA_PKCS, "SHA384"},
+    {CKK_RSA, CKM_SHA512_RSA_PKCS, "SHA512"},
+    {CKK_RSA, CKM_RSA_PKCS_PSS, "SHA256"},
+    {CKK_RSA, CKM_RSA_PKCS_PSS, "SHA384"},
+    {CKK_RSA, CKM_SHA1_RSA_PKCS_PSS, "SHA1"},
+    {CKK_RSA, CKM_SHA224_RSA_PKCS_PSS, "SHA224"},
+    {CKK_RSA, CKM_SHA256_RSA_PKCS_PSS, "SHA256"},
+    {CKK_RSA, CKM_SHA384_RSA_PKCS_PSS, "SHA384"},
+    {CKK_RSA, CKM_SHA512_RSA_PKCS_PSS, "SHA512"},
+    {CKK_EC_EDWARDS, CKM_EDDSA, NULL},
+};
+
+static CK_ULONG find(CK_SESSION_HANDLE s, CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out,
+                     CK_ULONG max)
+{
+    CK_ULONG count = 0;
+
+    CHECK_RV(f->C_FindObjectsInit(s, t, n), CKR_OK);
+    CHECK_RV(f->C_FindObjects(s, out, max, &count), CKR_OK);
+    CHECK_RV(f->C_FindObjectsFinal(s), CKR_OK);
+    return count;
+}
+
+static void check_attributes(CK_SESSION_HANDLE s, const struct keyspec *ks, CK_OBJECT_HANDLE pub,
+                             CK_OBJECT_HANDLE priv, const char *label, const unsigned char *id,
+                             size_t id_len)
+{
+    CK_OBJECT_CLASS cls = 0;
+    CK_KEY_TYPE kt = 0;
+    CK_BBOOL sens = 0, ext = 1, sign = 0, token = 0, never = 0, local = 0;
+    unsigned char idb[64], lab[128], val[16], mechs[64 * sizeof(CK_MECHANISM_TYPE)];
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},       {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_SENSITIVE, &sens, sizeof(sens)}, {CKA_EXTRACTABLE, &ext, sizeof(ext)},
+        {CKA_SIGN, &sign, sizeof(sign)},      {CKA_VALUE, val, sizeof(val)},
+        {CKA_TOKEN, &token, sizeof(token)},   {CKA_ID, idb, sizeof(idb)},
+        {CKA_LABEL, lab, sizeof(lab)},        {CKA_NEVER_EXTRACTABLE, &never, sizeof(never)},
+        {CKA_LOCAL, &local, sizeof(local)},   {CKA_ALLOWED_MECHANISMS, mechs, sizeof(mechs)},
+        {0x80001234UL, val, sizeof(val)},
+    };
+    CK_ATTRIBUTE small = {CKA_PUBLIC_KEY_INFO, val, 4};
+    CK_ATTRIBUTE q = {CKA_EC_POINT, NULL, 0};
+    CK_RV rv;
+
+    rv = f->C_GetAttributeValue(s, priv, t, sizeof(t) / sizeof(t[0]));
+    CHECK(rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID,
+          "private key attributes: %s", vtp_rv_name(rv));
+    CHECK(cls == CKO_PRIVATE_KEY && kt == ks->ckk, "class %lu type %lu", cls, kt);
+    CHECK(sens == CK_TRUE && ext == CK_FALSE && sign == CK_TRUE && token == CK_TRUE &&
+              never == CK_TRUE && local == CK_TRUE,
+          "flags sens=%d ext=%d sign=%d token=%d never=%d local=%d", sens, ext, sign, token,
+          never, local);
+    CHECK(t[5].ulValueLen == CK_UNAVAILABLE_INFORMATION, "CKA_VALUE length %lu", t[5].ulValueLen);
+    CHECK(t[12].ulValueLen == CK_UNAVAILABLE_INFORMATION, "unknown attribute length %lu",
+          t[12].ulValueLen);
+    CHECK(t[7].ulValueLen == id_len && memcmp(idb, id, id_len) == 0, "CKA_ID differs");
+    CHECK(t[8].ulValueLen == strlen(label) && memcmp(lab, label, strlen(label)) == 0,
+          "CKA_LABEL differs");
+    CHECK(t[11].ulValueLen > 0 && t[11].ulValueLen % sizeof(CK_MECHANISM_TYPE) == 0,
+          "CKA_ALLOWED_MECHANISMS length %lu", t[11].ulValueLen);
+    CHECK_RV(f->C_GetAttributeValue(s, pub, &small, 1), CKR_BUFFER_TOO_SMALL);
+    CHECK(small.ulValueLen == CK_UNAVAILABLE_INFORMATION, "too small: length %lu",
+          small.ulValueLen);
+    if (ks->ckk == CKK_RSA) {
+        unsigned char mod[1024];
+        CK_ULONG bits = 0;
+        CK_ATTRIBUTE r[] = {{CKA_MODULUS, mod, sizeof(mod)}, {CKA_MODULUS_BITS, &bits, sizeof(bits)}};
+        CHECK_RV(f->C_GetAttributeValue(s, pub, r, 2), CKR_OK);
+        CHECK(r[0].ulValueLen * 8 == ks->bits && bits == ks->bits, "modulus %lu bytes, bits %lu",
+              r[0].ulValueLen, bits);
+        CHECK_RV(f->C_GetAttributeValue(s, pub, &q, 1), CKR_ATTRIBUTE_TYPE_INVALID);
+    } else {
+        CHECK_RV(f->C_GetAttributeValue(s, pub, &q, 1), CKR_OK);
+        CHECK(q.ulValueLen > 2, "CKA_EC_POINT length %lu", q.ulValueLen);
+    }
+}
+
+struct thread_arg {
+    CK_OBJECT_HANDLE priv;
+    EVP_PKEY *pk;
+    int ok;
+    int n;
+};
+
+static void *sign_thread(void *p)
+{
+    struct thread_arg *a = p;
+    CK_SESSION_HANDLE s;
+    CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+
+    if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
+        return NULL;
+    for (int i = 0; i < a->n; i++) {
+        unsigned char sig[64];
+        CK_ULONG len = sizeof(sig);
+        if (f->C_SignInit(s, &m, a->priv) == CKR_OK &&
+            f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len) == CKR_OK &&
+            openssl_verify(a->pk, CKM_ECDSA_SHA256, "SHA256", message, sizeof(message), sig, len,
+                           -2))
+            a->ok++;
+    }
+    f->C_CloseSession(s);
+    return NULL;
+}
+
+static void keygen_refusals(CK_SESSION_HANDLE s)
+{
+    CK_OBJECT_HANDLE pub, priv;
+    struct keyspec bad = specs[0];
+    const unsigned char id[] = {0xee};
+    CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
+                         {CKA_LABEL, "a", 1}};
+    CK_ATTRIBUTE vt[] = {{CKA_LABEL, "b", 1}};
+    CK_ATTRIBUTE vt2[] = {{CKA_EXTRACTABLE, &yes, sizeof(yes)}};
+    CK_ATTRIBUTE vt3[] = {{CKA_SENSITIVE, &no, sizeof(no)}};
+
+    bad.params = oid_secp256k1;
+    bad.params_len = sizeof(oid_secp256k1);
+    CHECK_RV(generate(s, &bad, "x", id, 1, &pub, &priv), CKR_CURVE_NOT_SUPPORTED);
+    bad = specs[4];
+    bad.bits = 1024;
+    CHECK_RV(generate(s, &bad, "x", id, 1, &pub, &priv), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(f->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv), CKR_TEMPLATE_INCONSISTENT);
+    CHECK_RV(f->C_GenerateKeyPair(s, &m, pt, 1, vt2, 1, &pub, &priv),
+             CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(f->C_GenerateKeyPair(s, &m, pt, 1, vt3, 1, &pub, &priv),
+             CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(f->C_GenerateKeyPair(s, &m, NULL, 0, NULL, 0, &pub, &priv), CKR_TEMPLATE_INCOMPLETE);
+    m.mechanism = CKM_ECDSA;
+    CHECK_RV(f->C_GenerateKeyPair(s, &m, pt, 1, NULL, 0, &pub, &priv), CKR_MECHANISM_INVALID);
+}
+
+int main(void)
+{
+    CK_C_INITIALIZE_ARGS args = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    CK_SLOT_ID slots[8];
+    CK_ULONG n = 8;
+    CK_TOKEN_INFO ti;
+    CK_SESSION_HANDLE s, ro;
+    CK_SESSION_INFO si;
+    CK_OBJECT_HANDLE pubs[8], privs[8], found[16];
+    EVP_PKEY *pks[8];
+    char labels[8][64];
+    unsigned char ids[8][8];
+    const size_t nspecs = sizeof(specs) / sizeof(specs[0]);
+    pid_t pid = getpid();
+
+    REQUIRE_RV(C_GetFunctionList(&f), CKR_OK);
+    CHECK_RV(f->C_GetSlotList(CK_FALSE, slots, &n), CKR_CRYPTOKI_NOT_INITIALIZED);
+    CHECK_RV(f->C_Initialize(&args), CKR_OK);
+    CHECK_RV(f->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    n = 0;
+    CHECK_RV(f->C_GetSlotList(CK_TRUE, NULL, &n), CKR_OK);
+    REQUIRE_RV(n >= 1 ? CKR_OK : CKR_SLOT_ID_INVALID, CKR_OK);
+    n = 8;
+    CHECK_RV(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+    slot = slots[0];
+    CHECK_RV(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+    CHECK(memcmp(ti.manufacturerID, "vault-transit-pkcs11", 20) == 0, "manufacturer");
+    CHECK(ti.serialNumber[0] != ' ' && ti.serialNumber[15] != ' ', "serial is blank");
+    CHECK_RV(f->C_GetTokenInfo(99, &ti), CKR_SLOT_ID_INVALID);
+
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+    CHECK_RV(f->C_OpenSession(slot, 0, NULL, NULL, &ro), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+    CHECK_RV(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_OK);
+    CHECK_RV(f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4), CKR_USER_ALREADY_LOGGED_IN);
+    CHECK_RV(f->C_GetSessionInfo(s, &si), CKR_OK);
+    CHECK(si.state == CKS_RW_USER_FUNCTIONS, "session state %lu", si.state);
+
+    keygen_refusals(s);
+
+    for (size_t i = 0; i < nspecs; i++) {
+        snprintf(labels[i], sizeof(labels[i]), "mt %d %s", (int)pid, specs[i].what);
+        memcpy(ids[i], &pid, sizeof(pid));
+        ids[i][4] = (unsigned char)i;
+        ids[i][5] = 0xa5;
+        REQUIRE_RV(generate(ro, &specs[i], labels[i], ids[i], 6, &pubs[i], &privs[i]),
+                   CKR_SESSION_READ_ONLY);
+        REQUIRE_RV(generate(s, &specs[i], labels[i], ids[i], 6, &pubs[i], &privs[i]), CKR_OK);
+        check_attributes(s, &specs[i], pubs[i], privs[i], labels[i], ids[i], 6);
+        pks[i] = public_key(s, pubs[i]);
+        CHECK(pks[i] != NULL, "%s: CKA_PUBLIC_KEY_INFO does not parse", specs[i].what);
+    }
+
+    /* Find by CKA_ID and class (what crypto11 does), and by label. */
+    for (size_t i = 0; i < nspecs; i++) {
+        CK_OBJECT_CLASS pc = CKO_PUBLIC_KEY;
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[i], 6}};
+        CK_ATTRIBUTE l[] = {{CKA_LABEL, labels[i], strlen(labels[i])}};
+        CHECK(find(s, t, 2, found, 16) == 1 && found[0] == pubs[i], "find %s by id",
+              specs[i].what);
+        CHECK(find(s, l, 1, found, 16) == 2, "find %s by label", specs[i].what);
+    }
+
+    /* Every mechanism on every key type it fits. */
+    for (size_t i = 0; i < nspecs; i++) {
+        if (pks[i] == NULL)
+            continue;
+        for (size_t j = 0; j < sizeof(mechcases) / sizeof(mechcases[0]); j++) {
+            const struct mechcase *mc = &mechcases[j];
+            if (mc->ckk != specs[i].ckk)
+                continue;
+            sign_and_check(s, privs[i], pubs[i], pks[i], mc->mech, mc->md, specs[i].sig_len,
+                           false);
+            if (mc->mech != CKM_ECDSA && mc->mech != CKM_RSA_PKCS_PSS && mc->mech != CKM_RSA_PKCS)
+                sign_and_check(s, privs[i], pubs[i], pks[i], mc->mech, mc->md, specs[i].sig_len,
+                               true);
+        }
+    }
+
+    /* Refusals that need no server. */
+    {
+        CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+        CK_MECHANISM r = {CKM_SHA256_RSA_PKCS, NULL, 0};
+        CK_RSA_PKCS_PSS_PARAMS bad = {CKM_SHA256, CKG_MGF1_SHA1, 32};
+        CK_MECHANISM p = {CKM_SHA256_RSA_PKCS_PSS, &bad, sizeof(bad)};
+        CK_MECHANISM e = {CKM_ECDSA, NULL, 0};
+        unsigned char sig[256];
+        CK_ULONG len = sizeof(sig);
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 4, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+        CHECK_RV(f->C_SignInit(s, &m, pubs[0]), CKR_KEY_FUNCTION_NOT_PERMITTED);
+        CHECK_RV(f->C_SignInit(s, &r, privs[0]), CKR_KEY_TYPE_INCONSISTENT);
+        CHECK_RV(f->C_SignInit(s, &p, privs[4]), CKR_MECHANISM_PARAM_INVALID);
+        CHECK_RV(f->C_SignInit(s, &m, 0xdeadbeef), CKR_KEY_HANDLE_INVALID);
+        CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OK);
+        CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OPERATION_ACTIVE);
+        CHECK_RV(f->C_SignUpdate(s, (CK_BYTE_PTR)message, 4), CKR_OK);
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 4, sig, &len), CKR_OPERATION_ACTIVE);
+        CHECK_RV(f->C_SignInit(s, &e, privs[0]), CKR_OK);
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 0, sig, &len), CKR_DATA_LEN_RANGE);
+    }
+
+    /* Eight threads, each with its own session, signing at once. */
+    if (pks[0] != NULL) {
+        pthread_t th[8];
+        struct thread_arg ta[8];
+        int ok = 0;
+        for (int i = 0; i < 8; i++) {
+            ta[i] = (struct thread_arg){privs[0], pks[0], 0, 10};
+            pthread_create(&th[i], NULL, sign_thread, &ta[i]);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            ok += ta[i].ok;
+        }
+        CHECK(ok == 80, "threads: %d of 80 signatures verified", ok);
+    }
+
+    /* fork(): the child must initialize again before it may use the module. */
+    {
+        pid_t child = fork();
+        if (child == 0) {
+            CK_ULONG c = 8;
+            CK_SESSION_HANDLE cs;
+            CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+            unsigned char sig[64];
+            CK_ULONG len = sizeof(sig);
+            int bad = 0;
+            bad |= f->C_GetSlotList(CK_TRUE, slots, &c) != CKR_CRYPTOKI_NOT_INITIALIZED;
+            bad |= f->C_Initialize(NULL) != CKR_OK;
+            bad |= f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &cs) != CKR_OK;
+            bad |= find(cs, NULL, 0, found, 16) < 2 * nspecs;
+            bad |= f->C_SignInit(cs, &m, found[0]) != CKR_OK && f->C_SignInit(cs, &m, found[1]) != CKR_OK;
+            bad |= f->C_Sign(cs, (CK_BYTE_PTR)message, sizeof(message), sig, &len) != CKR_OK;
+            bad |= f->C_Finalize(NULL) != CKR_OK;
+            _exit(bad ? 1 : 0);
+        }
+        int status = 0;
+        waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child status %d", status);
+        CHECK_RV(f->C_GetSessionInfo(s, &si), CKR_OK); /* the parent is unaffected */
+    }
+
+    /* CKA_ID and CKA_LABEL survive unloading the module. */
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    CHECK_RV(f->C_GetSessionInfo(s, &si), CKR_CRYPTOKI_NOT_INITIALIZED);
+    CHECK_RV(f->C_Initialize(NULL), CKR_OK);
+    CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    for (size_t i = 0; i < nspecs; i++) {
+        CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+        unsigned char lab[64];
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[i], 6}};
+        CK_ATTRIBUTE l = {CKA_LABEL, lab, sizeof(lab)};
+        CHECK(find(s, t, 2, found, 16) == 1, "after reload: %s not found by id", specs[i].what);
+        CHECK_RV(f->C_GetAttributeValue(s, found[0], &l, 1), CKR_OK);
+        CHECK(l.ulValueLen == strlen(labels[i]) && memcmp(lab, labels[i], l.ulValueLen) == 0,
+              "after reload: label of %s", specs[i].what);
+        privs[i] = found[0];
+    }
+
+    /* Destroy removes both halves. */
+    for (size_t i = 0; i < nspecs; i++) {
+        CK_ATTRIBUTE t[] = {{CKA_ID, ids[i], 6}};
+        CHECK_RV(f->C_DestroyObject(s, privs[i]), CKR_OK);
+        CHECK(find(s, t, 1, found, 16) == 0, "%s still found after destroy", specs[i].what);
+        CHECK_RV(f->C_DestroyObject(s, privs[i]), CKR_OBJECT_HANDLE_INVALID);
+        EVP_PKEY_free(pks[i]);
+    }
+    CHECK_RV(f->C_CloseSession(s), CKR_OK);
+    CHECK_RV(f->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    CHECK_RV(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+    return p11t_summary("test-module");
+}
