@@ -27,24 +27,26 @@ struct fixed_bool {
     CK_ATTRIBUTE_TYPE type;
     CK_BBOOL pub_value;  /* what the public object shows (0xff: not an attribute of it) */
     CK_BBOOL priv_value; /* what the private object shows */
+    bool strict; /* another value is refused; else accepted with a log line (pkcs11-tool asks
+                    for CKA_DERIVE on every EC key, for instance) */
 };
 
 #define NA 0xff
 static const struct fixed_bool fixed[] = {
-    {CKA_TOKEN, CK_TRUE, CK_TRUE},
-    {CKA_SENSITIVE, NA, CK_TRUE},
-    {CKA_EXTRACTABLE, NA, CK_FALSE},
-    {CKA_DERIVE, CK_FALSE, CK_FALSE},
-    {CKA_SIGN_RECOVER, NA, CK_FALSE},
-    {CKA_VERIFY_RECOVER, CK_FALSE, NA},
-    {CKA_WRAP, CK_FALSE, NA},
-    {CKA_UNWRAP, NA, CK_FALSE},
-    {CKA_ENCRYPT, CK_FALSE, NA},
-    {CKA_DECRYPT, NA, CK_FALSE},
-    {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE},
-    {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE},
-    {CKA_TRUSTED, CK_FALSE, NA},
-    {CKA_COPYABLE, CK_FALSE, CK_FALSE},
+    {CKA_TOKEN, CK_TRUE, CK_TRUE, true},
+    {CKA_SENSITIVE, NA, CK_TRUE, true},
+    {CKA_EXTRACTABLE, NA, CK_FALSE, true},
+    {CKA_DERIVE, CK_FALSE, CK_FALSE, false},
+    {CKA_SIGN_RECOVER, NA, CK_FALSE, false},
+    {CKA_VERIFY_RECOVER, CK_FALSE, NA, false},
+    {CKA_WRAP, CK_FALSE, NA, false},
+    {CKA_UNWRAP, NA, CK_FALSE, false},
+    {CKA_ENCRYPT, CK_FALSE, NA, false},
+    {CKA_DECRYPT, NA, CK_FALSE, false},
+    {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE, true},
+    {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE, true},
+    {CKA_TRUSTED, CK_FALSE, NA, true},
+    {CKA_COPYABLE, CK_FALSE, CK_FALSE, true},
 };
 
 /* Accepted and not stored: the object shows its own value. */
@@ -105,14 +107,18 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         }
         if (a->ulValueLen != sizeof(CK_BBOOL))
             return CKR_ATTRIBUTE_VALUE_INVALID;
-        if ((*(CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE) !=
-            (pub ? fixed[j].pub_value : fixed[j].priv_value)) {
+        if ((*(CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE) ==
+            (pub ? fixed[j].pub_value : fixed[j].priv_value))
+            continue;
+        if (fixed[j].strict) {
             VTP_LOG_INFO("%s = %s cannot be honoured: Transit keys are token keys that never "
-                         "leave Vault and only sign%s",
-                         vtp_attr_name(a->type), *(CK_BBOOL *)a->pValue ? "TRUE" : "FALSE",
-                         kind == VTP_KIND_RSA ? "" : "");
+                         "leave Vault",
+                         vtp_attr_name(a->type), *(CK_BBOOL *)a->pValue ? "TRUE" : "FALSE");
             return CKR_ATTRIBUTE_VALUE_INVALID;
         }
+        VTP_LOG_INFO("%s = TRUE asked for; a Transit %s key cannot do that, the object will "
+                     "show FALSE",
+                     vtp_attr_name(a->type), pub ? "public" : "private");
     }
     return CKR_OK;
 }
@@ -225,6 +231,8 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
     memcpy(name, prefix, plen);
     for (size_t i = 0; i < len && n < 128; i++) {
         int c = label[i];
+        if (plen == 0 && n == 0 && !word_char(c))
+            continue; /* a name starts with a word character */
         if (word_char(c) || c == '-' || c == '.')
             name[plen + n++] = (char)c;
         else if (c == ' ' || c == '/' || c == ':')
@@ -234,7 +242,7 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
     /* Transit names start and end with a word character. */
     while (n > 0 && !word_char((unsigned char)name[plen + n - 1]))
         name[plen + --n] = '\0';
-    if (n == 0 || (plen == 0 && !word_char((unsigned char)name[0]))) {
+    if (n == 0) {
         free(name);
         return NULL;
     }

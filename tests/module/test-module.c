@@ -518,8 +518,11 @@ int main(void)
             bad |= f->C_GetSlotList(CK_TRUE, slots, &c) != CKR_CRYPTOKI_NOT_INITIALIZED;
             bad |= f->C_Initialize(NULL) != CKR_OK;
             bad |= f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &cs) != CKR_OK;
-            bad |= find(cs, NULL, 0, found, 16) < 2 * nspecs;
-            bad |= f->C_SignInit(cs, &m, found[0]) != CKR_OK && f->C_SignInit(cs, &m, found[1]) != CKR_OK;
+            CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+            CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[0], 6}};
+            bad |= find(cs, NULL, 0, found, 16) != 2 * nspecs;
+            bad |= find(cs, t, 2, found, 16) != 1;
+            bad |= f->C_SignInit(cs, &m, found[0]) != CKR_OK;
             bad |= f->C_Sign(cs, (CK_BYTE_PTR)message, sizeof(message), sig, &len) != CKR_OK;
             bad |= f->C_Finalize(NULL) != CKR_OK;
             _exit(bad ? 1 : 0);
