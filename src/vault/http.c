@@ -62,6 +62,8 @@ struct vtp_http {
     struct pooled *pool;
     size_t n_pooled;
 
+    struct vtp_http_auth_hooks hooks; /* set once, before any request */
+
     atomic_size_t preferred; /* index of the last address that answered */
     atomic_ulong requests;
     atomic_ulong failures;
@@ -696,8 +698,8 @@ out:
     return rv;
 }
 
-CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
-                       struct vtp_http_resp *resp)
+static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
+                          struct vtp_http_resp *resp)
 {
     struct curl_slist *headers = NULL, *connect_to = NULL;
     struct body rb = {0};
@@ -866,6 +868,42 @@ out:
             curl_easy_cleanup(c); /* a handle in an unknown state is not reused */
     }
     return rv;
+}
+
+/* Set while this thread runs an auth hook: requests made by the hook do not re-enter it. */
+static __thread bool in_auth_hook;
+
+void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks)
+{
+    h->hooks = *hooks;
+}
+
+CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
+                       struct vtp_http_resp *resp)
+{
+    bool hooks = req != NULL && !req->no_token && h != NULL && !in_auth_hook;
+    CK_RV rv;
+
+    if (hooks && h->hooks.before != NULL) {
+        in_auth_hook = true;
+        h->hooks.before(h->hooks.arg);
+        in_auth_hook = false;
+    }
+    rv = request_once(h, req, resp);
+    if (rv != CKR_OK || !hooks || h->hooks.relogin == NULL || resp->status != 403 ||
+        vtp_vault_rv(resp->status, resp->json) != CKR_USER_NOT_LOGGED_IN)
+        return rv;
+    /* The token is no longer valid: log in again once and repeat the request. */
+    VTP_LOG_WARN("%s %s: Vault refused the token; logging in again", req->method, req->path);
+    in_auth_hook = true;
+    rv = h->hooks.relogin(h->hooks.arg);
+    in_auth_hook = false;
+    if (rv != CKR_OK) {
+        VTP_LOG_ERR("re-login failed: %s", vtp_rv_name(rv));
+        return CKR_OK; /* the caller maps the original 403 */
+    }
+    vtp_http_resp_clear(resp);
+    return request_once(h, req, resp);
 }
 
 /* ---------------------------------------------------------------------------------------- */

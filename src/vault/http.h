@@ -55,6 +55,19 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
                        struct vtp_http_resp *resp);
 void vtp_http_resp_clear(struct vtp_http_resp *resp);
 
+/* Hooks of the auth layer (src/vault/auth.c). Requests a hook makes do not run the hooks. */
+struct vtp_http_auth_hooks {
+    /* Before each request that sends a token: renew it, re-read a token file... (cheap when
+     * nothing is due). */
+    void (*before)(void *arg);
+    /* After Vault refused the token as invalid (CKR_USER_NOT_LOGGED_IN): log in again;
+     * CKR_OK means the request is repeated once with the new token. */
+    CK_RV (*relogin)(void *arg);
+    void *arg;
+};
+/* Set once after vtp_http_new, before the first request. */
+void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks);
+
 void vtp_http_get_stats(struct vtp_http *h, struct vtp_http_stats *out);
 
 /* The one mapping of Vault answers to CK_RV (table in docs/errors.md).
