@@ -58,6 +58,7 @@ enum opt_type {
     OPT_ADDRESSES,
     OPT_AUTH,
     OPT_SINK,
+    OPT_COUNT,
 };
 
 struct opt {
@@ -107,6 +108,10 @@ static const struct opt slot_opts[] = {
 
 static const struct opt module_opts[] = {
     {"log_errors", OPT_SINK, offsetof(struct vtp_config, log_errors)},
+    {"batching", OPT_BOOL, offsetof(struct vtp_config, batching)},
+    {"batch_max_items", OPT_COUNT, offsetof(struct vtp_config, batch_max_items)},
+    {"batch_concurrency", OPT_COUNT, offsetof(struct vtp_config, batch_concurrency)},
+    {"cache_dir", OPT_FILE, offsetof(struct vtp_config, cache_dir)},
 };
 
 /* Bits of seen[] are indexes into the option tables above. */
@@ -687,6 +692,18 @@ static CK_RV set_option(struct parse_ctx *ctx, int lineno, const char *section,
         }
         *(long *)((char *)base + opt->offset) = ms;
         break;
+    case OPT_COUNT: {
+        char *end = NULL;
+        long n = strtol(value, &end, 10);
+        long max = strcmp(name, "batch_max_items") == 0 ? VTP_MAX_BATCH_ITEMS : 1024;
+        if (end == value || *end != '\0' || n < 1 || n > max) {
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s] %s: a number from 1 to %ld", section,
+                      name, max);
+            return CKR_ARGUMENTS_BAD;
+        }
+        *(long *)((char *)base + opt->offset) = n;
+        break;
+    }
     case OPT_ADDRESSES:
         return set_addresses(ctx, lineno, value);
     case OPT_AUTH:
@@ -789,6 +806,9 @@ static CK_RV config_new(struct vtp_config **out)
         return CKR_HOST_MEMORY;
     cfg->vault.auth = VTP_AUTH_TOKEN;
     cfg->vault.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
+    cfg->batching = true;
+    cfg->batch_max_items = 250;
+    cfg->batch_concurrency = 4;
     cfg->vault.connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
     *out = cfg;
     return CKR_OK;
@@ -1243,5 +1263,6 @@ void vtp_config_free(struct vtp_config *cfg)
     }
     free(cfg->path);
     free(cfg->log_errors);
+    free(cfg->cache_dir);
     free(cfg);
 }

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "attr.h"
+#include "batch.h"
 #include "cache.h"
 #include "cfg.h"
 #include "keygen.h"
@@ -39,6 +40,7 @@ static void atfork_child(void)
     if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
         vtp_sessions_atfork_child();
+        vtp_batch_atfork_child();
         vtp_slots_abandon();
         if (http != NULL)
             vtp_http_forget(http);
@@ -127,6 +129,8 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
         goto out;
     }
     vtp_log_set_error_sink(cfg->log_errors);
+    vtp_batch_configure(&(struct vtp_batch_conf){cfg->batching, (size_t)cfg->batch_max_items,
+                                                 (size_t)cfg->batch_concurrency});
     rv = vtp_http_new(&cfg->vault, &h);
     if (rv != CKR_OK)
         goto out;

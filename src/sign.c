@@ -8,6 +8,7 @@
 #include <openssl/rsa.h>
 
 #include "sign.h"
+#include "batch.h"
 #include "vault/transit.h"
 
 /* Checks and records CK_RSA_PKCS_PSS_PARAMS. */
@@ -250,7 +251,7 @@ static CK_RV transit_sign(struct vtp_session *s, struct vtp_op *op, const unsign
         p.prehashed = false;
         break;
     }
-    rv = vtp_transit_sign(&s->slot->transit, op->key->name, op->key->version, &p, &item, 1);
+    rv = vtp_batch_sign(&s->slot->transit, op->key->name, op->key->version, &p, &item);
     if (rv == CKR_OK)
         rv = item.rv;
     if (rv != CKR_OK)

@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "p11test.h"
+#include "batch.h"
 
 static CK_FUNCTION_LIST_PTR f;
 static CK_SLOT_ID slot;
@@ -336,6 +337,7 @@ struct thread_arg {
     EVP_PKEY *pk;
     int ok;
     int n;
+    int id;
 };
 
 static void *sign_thread(void *p)
@@ -347,12 +349,13 @@ static void *sign_thread(void *p)
     if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
         return NULL;
     for (int i = 0; i < a->n; i++) {
-        unsigned char sig[64];
+        unsigned char sig[64], msg[64];
         CK_ULONG len = sizeof(sig);
+        /* each call signs its own message: a signature handed to the wrong caller fails */
+        int mlen = snprintf((char *)msg, sizeof(msg), "thread %d message %d", a->id, i);
         if (f->C_SignInit(s, &m, a->priv) == CKR_OK &&
-            f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len) == CKR_OK &&
-            openssl_verify(a->pk, CKM_ECDSA_SHA256, "SHA256", message, sizeof(message), sig, len,
-                           -2))
+            f->C_Sign(s, msg, (CK_ULONG)mlen, sig, &len) == CKR_OK &&
+            openssl_verify(a->pk, CKM_ECDSA_SHA256, "SHA256", msg, (size_t)mlen, sig, len, -2))
             a->ok++;
     }
     f->C_CloseSession(s);
@@ -495,7 +498,7 @@ int main(void)
         struct thread_arg ta[8];
         int ok = 0;
         for (int i = 0; i < 8; i++) {
-            ta[i] = (struct thread_arg){privs[0], pks[0], 0, 10};
+            ta[i] = (struct thread_arg){privs[0], pks[0], 0, 10, i};
             pthread_create(&th[i], NULL, sign_thread, &ta[i]);
         }
         for (int i = 0; i < 8; i++) {
@@ -503,6 +506,68 @@ int main(void)
             ok += ta[i].ok;
         }
         CHECK(ok == 80, "threads: %d of 80 signatures verified", ok);
+    }
+
+    /* Group commit: with one request in flight per key, 16 threads must share requests, and
+     * every caller must still get a signature over its own message. */
+    if (pks[0] != NULL) {
+        char path[512], reserved[600], line[512];
+        const char *tmp = getenv("VTP_TEST_TMP"), *cur = getenv("VAULT_TRANSIT_PKCS11_CONFIG");
+        FILE *in = cur ? fopen(cur, "r") : NULL, *out;
+        CK_C_INITIALIZE_ARGS bargs = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+        struct vtp_batch_stats before, after;
+        pthread_t th[16];
+        struct thread_arg ta[16];
+        CK_OBJECT_HANDLE key;
+        CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[0], 6}};
+        int ok = 0;
+
+        snprintf(path, sizeof(path), "%s/batch.conf", tmp ? tmp : "/tmp");
+        out = fopen(path, "w");
+        REQUIRE_RV(in != NULL && out != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+        while (fgets(line, sizeof(line), in) != NULL)
+            fputs(line, out);
+        fputs("\n[module]\nbatching = true\nbatch_concurrency = 1\nbatch_max_items = 5\n", out);
+        fclose(in);
+        fclose(out);
+        snprintf(reserved, sizeof(reserved), "config=%s", path);
+        bargs.pReserved = reserved;
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        REQUIRE_RV(f->C_Initialize(&bargs), CKR_OK);
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+                   CKR_OK);
+        REQUIRE_RV(find(s, t, 2, &key, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
+        vtp_batch_get_stats(&before);
+        for (int i = 0; i < 16; i++) {
+            ta[i] = (struct thread_arg){key, pks[0], 0, 20, i};
+            pthread_create(&th[i], NULL, sign_thread, &ta[i]);
+        }
+        for (int i = 0; i < 16; i++) {
+            pthread_join(th[i], NULL);
+            ok += ta[i].ok;
+        }
+        vtp_batch_get_stats(&after);
+        CHECK(ok == 320, "batched threads: %d of 320 signatures verified", ok);
+        CHECK(after.items - before.items == 320, "%lu items went through the queues",
+              after.items - before.items);
+        CHECK(after.requests - before.requests < 320,
+              "320 signatures took %lu requests: nothing was batched",
+              after.requests - before.requests);
+        CHECK(after.max_batch <= 5, "a batch of %lu items exceeds batch_max_items",
+              after.max_batch);
+        printf("group commit: 320 signatures in %lu requests, largest batch %lu\n",
+               after.requests - before.requests, after.max_batch);
+        /* back to the configuration of the run */
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+                   CKR_OK);
+        for (size_t i = 0; i < nspecs; i++) {
+            CK_OBJECT_CLASS c2 = CKO_PRIVATE_KEY;
+            CK_ATTRIBUTE t2[] = {{CKA_CLASS, &c2, sizeof(c2)}, {CKA_ID, ids[i], 6}};
+            find(s, t2, 2, &privs[i], 1);
+        }
     }
 
     /* fork(): the child must initialize again before it may use the module. */

@@ -1,0 +1,237 @@
+/* batch.c - group commit of concurrent signatures. */
+#include "common.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+
+/* One caller's place in a queue. */
+struct waiter {
+    struct vtp_sign_item *item;
+    struct waiter *next;
+    bool done;
+    bool leader; /* promoted: send the waiting items */
+};
+
+/* The requests of one key, version and parameter set. */
+struct queue {
+    const struct vtp_transit *t;
+    char *name;
+    unsigned long version;
+    struct vtp_sign_params p; /* strings point to the mechanism table, which is static */
+    size_t in_flight;
+    struct waiter *head, *tail; /* waiting, in arrival order */
+    pthread_cond_t cond;
+    struct queue *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct queue *queues;
+static struct vtp_batch_conf conf = {true, 250, 4};
+static unsigned long stat_requests, stat_items, stat_max;
+
+void vtp_batch_configure(const struct vtp_batch_conf *c)
+{
+    pthread_mutex_lock(&lock);
+    conf = *c;
+    stat_requests = stat_items = stat_max = 0; /* counted from C_Initialize */
+    if (conf.max_items == 0 || conf.max_items > VTP_TRANSIT_MAX_BATCH)
+        conf.max_items = VTP_TRANSIT_MAX_BATCH;
+    if (conf.concurrency == 0)
+        conf.concurrency = 1;
+    pthread_mutex_unlock(&lock);
+}
+
+void vtp_batch_atfork_child(void)
+{
+    pthread_mutex_init(&lock, NULL);
+    queues = NULL; /* owned by the parent's threads; leaked on purpose */
+}
+
+void vtp_batch_get_stats(struct vtp_batch_stats *out)
+{
+    pthread_mutex_lock(&lock);
+    out->requests = stat_requests;
+    out->items = stat_items;
+    out->max_batch = stat_max;
+    pthread_mutex_unlock(&lock);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool same(const struct queue *q, const struct vtp_transit *t, const char *name,
+                 unsigned long version, const struct vtp_sign_params *p)
+{
+    return q->t == t && q->version == version && strcmp(q->name, name) == 0 &&
+           q->p.prehashed == p->prehashed && q->p.salt_length == p->salt_length &&
+           str_eq(q->p.hash_algorithm, p->hash_algorithm) &&
+           str_eq(q->p.signature_algorithm, p->signature_algorithm);
+}
+
+static struct queue *queue_get_locked(const struct vtp_transit *t, const char *name,
+                                      unsigned long version, const struct vtp_sign_params *p)
+{
+    struct queue *q;
+
+    for (q = queues; q != NULL; q = q->next)
+        if (same(q, t, name, version, p))
+            return q;
+    q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    q->name = strdup(name);
+    if (q->name == NULL) {
+        free(q);
+        return NULL;
+    }
+    q->t = t;
+    q->version = version;
+    q->p = *p;
+    pthread_cond_init(&q->cond, NULL);
+    q->next = queues;
+    queues = q;
+    return q;
+}
+
+static void queue_drop_locked(struct queue *q)
+{
+    struct queue **pp;
+
+    for (pp = &queues; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == q) {
+            *pp = q->next;
+            break;
+        }
+    }
+    pthread_cond_destroy(&q->cond);
+    free(q->name);
+    free(q);
+}
+
+/* Sends items (with the lock released) and records the results. */
+static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
+{
+    struct vtp_sign_item *arr = NULL, one;
+    CK_RV rv;
+
+    stat_requests++;
+    stat_items += n;
+    if (n > stat_max)
+        stat_max = n;
+    pthread_mutex_unlock(&lock);
+    if (n == 1) {
+        one = *items[0];
+        arr = &one;
+    } else {
+        arr = calloc(n, sizeof(*arr));
+    }
+    if (arr == NULL) {
+        rv = CKR_HOST_MEMORY;
+    } else {
+        for (size_t i = 0; n > 1 && i < n; i++)
+            arr[i] = *items[i];
+        rv = vtp_transit_sign(q->t, q->name, q->version, &q->p, arr, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rv == CKR_OK) {
+            *items[i] = arr[i];
+        } else {
+            items[i]->rv = rv;
+            if (arr != NULL) {
+                free(arr[i].sig);
+                arr[i].sig = NULL;
+            }
+        }
+    }
+    if (arr != &one)
+        free(arr);
+    if (n > 1)
+        VTP_LOG_DEBUG("batch of %zu signatures with %s v%lu: %s", n, q->name, q->version,
+                      vtp_rv_name(rv));
+    pthread_mutex_lock(&lock);
+}
+
+/* After a request returned: hand the turn to the first waiter, or give the slot back. */
+static void hand_over_locked(struct queue *q)
+{
+    if (q->head != NULL) {
+        q->head->leader = true;
+        pthread_cond_broadcast(&q->cond);
+        return; /* in_flight stays: the new leader uses this request slot */
+    }
+    q->in_flight--;
+    if (q->in_flight == 0)
+        queue_drop_locked(q);
+}
+
+/* Takes up to max waiting items off the queue (the leader's first). */
+static size_t take_locked(struct queue *q, struct vtp_sign_item **items, struct waiter **ws,
+                          size_t max)
+{
+    size_t n = 0;
+
+    while (q->head != NULL && n < max) {
+        struct waiter *w = q->head;
+        q->head = w->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        w->next = NULL;
+        ws[n] = w;
+        items[n++] = w->item;
+    }
+    return n;
+}
+
+CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+                     const struct vtp_sign_params *p, struct vtp_sign_item *item)
+{
+    struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
+    struct waiter me = {item, NULL, false, false}, *ws[VTP_TRANSIT_MAX_BATCH];
+    struct queue *q;
+    size_t n;
+
+    pthread_mutex_lock(&lock);
+    if (!conf.enabled) {
+        pthread_mutex_unlock(&lock);
+        return vtp_transit_sign(t, name, version, p, item, 1);
+    }
+    q = queue_get_locked(t, name, version, p);
+    if (q == NULL) {
+        pthread_mutex_unlock(&lock);
+        return CKR_HOST_MEMORY;
+    }
+    if (q->in_flight < conf.concurrency) {
+        /* A free request slot: go now, alone. */
+        q->in_flight++;
+        send_locked(q, &item, 1);
+        hand_over_locked(q);
+        pthread_mutex_unlock(&lock);
+        return CKR_OK;
+    }
+    /* Wait for a returning request to hand over, or for a leader to carry this item. */
+    if (q->tail != NULL)
+        q->tail->next = &me;
+    else
+        q->head = &me;
+    q->tail = &me;
+    while (!me.done && !me.leader)
+        pthread_cond_wait(&q->cond, &lock);
+    if (me.done) {
+        pthread_mutex_unlock(&lock);
+        return CKR_OK;
+    }
+    /* Leader (this item is at the head): carry everyone waiting, up to the cap. */
+    n = take_locked(q, items, ws, conf.max_items);
+    send_locked(q, items, n);
+    for (size_t i = 0; i < n; i++)
+        ws[i]->done = true;
+    pthread_cond_broadcast(&q->cond);
+    hand_over_locked(q); /* may free q: nothing touches it after this */
+    pthread_mutex_unlock(&lock);
+    return CKR_OK;
+}

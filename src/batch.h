@@ -1,0 +1,38 @@
+/* batch.h - group commit of concurrent signatures into Transit batch_input (src/batch.c).
+ *
+ * Callers signing with the same key, version and parameters share requests: while fewer than
+ * `concurrency` requests for that key are in flight a caller sends its own at once (no added
+ * latency when idle); otherwise it waits, and when a request returns, the first waiter takes
+ * every waiting item (up to `max_items`) along in one batch_input request. Each caller gets its
+ * own item's result; no lock is held across the network.
+ */
+#ifndef VTP_BATCH_H
+#define VTP_BATCH_H
+
+#include <stdbool.h>
+
+#include "vtp-pkcs11.h"
+#include "vault/transit.h"
+
+struct vtp_batch_conf {
+    bool enabled;
+    size_t max_items;
+    size_t concurrency;
+};
+
+void vtp_batch_configure(const struct vtp_batch_conf *conf);
+/* In a forked child: forget queues the parent's threads own. */
+void vtp_batch_atfork_child(void);
+
+/* Signs one item through the group-commit queues (or directly when batching is off). */
+CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+                     const struct vtp_sign_params *p, struct vtp_sign_item *item);
+
+struct vtp_batch_stats {
+    unsigned long requests; /* sign requests sent */
+    unsigned long items;    /* signatures they carried */
+    unsigned long max_batch;
+};
+void vtp_batch_get_stats(struct vtp_batch_stats *out);
+
+#endif /* VTP_BATCH_H */
