@@ -117,8 +117,9 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
     case CKA_NEVER_EXTRACTABLE:
     case CKA_SIGN:
         return set_bool(v, CK_TRUE);
-    case CKA_EXTRACTABLE:
     case CKA_DECRYPT:
+        return set_bool(v, rsa ? CK_TRUE : CK_FALSE); /* RSA-OAEP through Transit */
+    case CKA_EXTRACTABLE:
     case CKA_SIGN_RECOVER:
     case CKA_UNWRAP:
     case CKA_WRAP_WITH_TRUSTED:
@@ -141,8 +142,9 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
 static enum avail public_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, struct aval *v)
 {
     switch (t) {
-    case CKA_PRIVATE:
     case CKA_ENCRYPT:
+        return set_bool(v, k->kt->kind == VTP_KIND_RSA ? CK_TRUE : CK_FALSE);
+    case CKA_PRIVATE:
     case CKA_VERIFY_RECOVER:
     case CKA_WRAP:
     case CKA_TRUSTED:

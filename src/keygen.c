@@ -93,7 +93,8 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         }
         if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
             continue;
-        if ((a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
+        if ((kind == VTP_KIND_RSA && (a->type == CKA_ENCRYPT || a->type == CKA_DECRYPT)) ||
+            (a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
             ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
              kind == VTP_KIND_RSA))
             continue;

@@ -80,10 +80,12 @@ const struct vtp_keytype *vtp_keytype_by_rsa_bits(unsigned long bits)
 
 static const struct vtp_mech mechs[] = {
     /* key generation */
-    {CKM_EC_KEY_PAIR_GEN, VTP_KIND_EC, CKF_GENERATE_KEY_PAIR | ECF, 0, NULL, NULL, NULL, false},
-    {CKM_RSA_PKCS_KEY_PAIR_GEN, VTP_KIND_RSA, CKF_GENERATE_KEY_PAIR, 0, NULL, NULL, NULL, false},
-    {CKM_EC_EDWARDS_KEY_PAIR_GEN, VTP_KIND_ED25519, CKF_GENERATE_KEY_PAIR, 0, NULL, NULL, NULL,
-     false},
+    {CKM_EC_KEY_PAIR_GEN, VTP_KIND_EC, CKF_GENERATE_KEY_PAIR | ECF, VTP_INPUT_NONE, NULL, NULL,
+     NULL, false},
+    {CKM_RSA_PKCS_KEY_PAIR_GEN, VTP_KIND_RSA, CKF_GENERATE_KEY_PAIR, VTP_INPUT_NONE, NULL, NULL,
+     NULL, false},
+    {CKM_EC_EDWARDS_KEY_PAIR_GEN, VTP_KIND_ED25519, CKF_GENERATE_KEY_PAIR, VTP_INPUT_NONE, NULL,
+     NULL, NULL, false},
     /* ECDSA */
     {CKM_ECDSA, VTP_KIND_EC, SV | ECF, VTP_INPUT_DIGEST, NULL, NULL, NULL, false},
     {CKM_ECDSA_SHA1, VTP_KIND_EC, SV | ECF, VTP_INPUT_HASH, "SHA1", "sha1", NULL, false},
@@ -111,6 +113,15 @@ static const struct vtp_mech mechs[] = {
     {CKM_SHA512_RSA_PKCS_PSS, VTP_KIND_RSA, SV, VTP_INPUT_HASH, "SHA512", "sha2-512", "pss", true},
     /* Ed25519 (pure) */
     {CKM_EDDSA, VTP_KIND_ED25519, SV, VTP_INPUT_MESSAGE, NULL, NULL, NULL, false},
+    /* RSA-OAEP: SHA-256, MGF1-SHA-256, no label, as Transit does it */
+    {CKM_RSA_PKCS_OAEP, VTP_KIND_RSA, CKF_ENCRYPT | CKF_DECRYPT, VTP_INPUT_NONE, "SHA256", NULL,
+     NULL, false},
+    /* digests, computed here */
+    {CKM_SHA_1, 0, CKF_DIGEST, VTP_INPUT_NONE, "SHA1", NULL, NULL, false},
+    {CKM_SHA224, 0, CKF_DIGEST, VTP_INPUT_NONE, "SHA224", NULL, NULL, false},
+    {CKM_SHA256, 0, CKF_DIGEST, VTP_INPUT_NONE, "SHA256", NULL, NULL, false},
+    {CKM_SHA384, 0, CKF_DIGEST, VTP_INPUT_NONE, "SHA384", NULL, NULL, false},
+    {CKM_SHA512, 0, CKF_DIGEST, VTP_INPUT_NONE, "SHA512", NULL, NULL, false},
 };
 
 const struct vtp_mech *vtp_mech_lookup(CK_MECHANISM_TYPE type)
@@ -148,8 +159,11 @@ void vtp_mech_info(const struct vtp_mech *m, CK_MECHANISM_INFO *info)
         info->ulMinKeySize = 255;
         info->ulMaxKeySize = 255;
         break;
+    default:
+        break; /* digests: no key */
     }
-    info->flags |= CKF_HW; /* the private-key operation runs in Vault, not in this process */
+    if (m->kind != 0)
+        info->flags |= CKF_HW; /* the private-key operation runs in Vault, not here */
 }
 
 static const struct {
@@ -191,5 +205,6 @@ const char *vtp_mech_md_for_mgf(CK_RSA_PKCS_MGF_TYPE mgf)
 
 bool vtp_mech_allowed_for(const struct vtp_mech *m, enum vtp_key_kind kind)
 {
-    return m->kind == kind && (m->flags & (CKF_SIGN | CKF_VERIFY)) != 0;
+    return m->kind == kind &&
+           (m->flags & (CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT)) != 0;
 }

@@ -46,6 +46,7 @@ enum vtp_input {
     VTP_INPUT_DIGESTINFO, /* caller passes DigestInfo||digest: CKM_RSA_PKCS */
     VTP_INPUT_HASH,       /* module hashes the data locally: CKM_ECDSA_SHA256 ... */
     VTP_INPUT_MESSAGE,    /* the data itself is signed: CKM_EDDSA */
+    VTP_INPUT_NONE,       /* not a signature mechanism: encryption, digest, key generation */
 };
 
 struct vtp_mech {

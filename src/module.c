@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "cache.h"
 #include "cfg.h"
+#include "crypt.h"
 #include "keygen.h"
 #include "mech.h"
 #include "module.h"
@@ -652,15 +653,13 @@ static CK_RV fn_FindObjectsFinal(CK_SESSION_HANDLE h)
 
 static CK_RV fn_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_encrypt_init(s, m, key));
 }
 
 static CK_RV fn_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                        CK_ULONG_PTR out_len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_encrypt(s, in, in_len, out, out_len));
 }
 
 static CK_RV fn_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
@@ -678,15 +677,13 @@ static CK_RV fn_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR 
 
 static CK_RV fn_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_decrypt_init(s, m, key));
 }
 
 static CK_RV fn_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                        CK_ULONG_PTR out_len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_decrypt(s, in, in_len, out, out_len));
 }
 
 static CK_RV fn_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
@@ -704,21 +701,18 @@ static CK_RV fn_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR 
 
 static CK_RV fn_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_digest_init(s, m));
 }
 
 static CK_RV fn_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                       CK_ULONG_PTR out_len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_digest(s, in, in_len, out, out_len));
 }
 
 static CK_RV fn_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_digest_update(s, in, in_len));
 }
 
 static CK_RV fn_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
@@ -729,8 +723,7 @@ static CK_RV fn_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
 
 static CK_RV fn_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_digest_final(s, out, out_len));
 }
 
 static CK_RV fn_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
@@ -874,8 +867,7 @@ static CK_RV fn_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)
 
 static CK_RV fn_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_random(s, out, len));
 }
 
 static CK_RV fn_GetFunctionStatus(CK_SESSION_HANDLE h)

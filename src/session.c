@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "session.h"
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -25,6 +27,8 @@ void vtp_op_reset(struct vtp_op *op)
     vtp_key_unref(op->key);
     EVP_MD_CTX_free(op->md);
     free(op->buf);
+    if (op->result != NULL)
+        OPENSSL_clear_free(op->result, op->result_len);
     memset(op, 0, sizeof(*op));
 }
 
@@ -40,6 +44,9 @@ static void session_free(struct vtp_session *s)
 {
     vtp_op_reset(&s->sign);
     vtp_op_reset(&s->verify);
+    vtp_op_reset(&s->encrypt);
+    vtp_op_reset(&s->decrypt);
+    vtp_op_reset(&s->digest);
     vtp_session_find_reset(s);
     pthread_mutex_destroy(&s->lock);
     free(s);

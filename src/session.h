@@ -22,6 +22,8 @@ struct vtp_op {
     size_t buf_len;
     const char *pss_md; /* PSS: hash and MGF1 digest (OpenSSL names) */
     long salt_len;      /* PSS: bytes */
+    unsigned char *result; /* decrypt: plaintext kept for a retry after CKR_BUFFER_TOO_SMALL */
+    size_t result_len;
 };
 
 struct vtp_session {
@@ -38,6 +40,9 @@ struct vtp_session {
     size_t find_pos;
     struct vtp_op sign;
     struct vtp_op verify;
+    struct vtp_op encrypt;
+    struct vtp_op decrypt;
+    struct vtp_op digest;
 };
 
 CK_RV vtp_sessions_init(void);

@@ -198,6 +198,8 @@ static CK_RV check_input_len(const struct vtp_op *op, size_t len)
         return len <= VTP_SIGN_MAX_INPUT ? CKR_OK : CKR_DATA_LEN_RANGE;
     case VTP_INPUT_HASH:
         return CKR_OK;
+    case VTP_INPUT_NONE:
+        break;
     }
 bad:
     VTP_LOG_INFO("%s: %zu bytes of input is not a valid length", vtp_mech_name(op->mech->type),
@@ -250,6 +252,8 @@ static CK_RV transit_sign(struct vtp_session *s, struct vtp_op *op, const unsign
     case VTP_INPUT_MESSAGE:
         p.prehashed = false;
         break;
+    case VTP_INPUT_NONE:
+        return CKR_MECHANISM_INVALID;
     }
     rv = vtp_batch_sign(&s->slot->transit, op->key->name, op->key->version, &p, &item);
     if (rv == CKR_OK)

@@ -140,7 +140,7 @@ void vtp_slot_token_info(struct vtp_slot *s, CK_TOKEN_INFO *info)
     vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
     vtp_pad_copy(info->model, sizeof(info->model), "Vault Transit");
     vtp_pad_copy(info->serialNumber, sizeof(info->serialNumber), s->serial);
-    info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED;
+    info->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED | CKF_RNG;
     if (vtp_slot_login_required(s))
         info->flags |= CKF_LOGIN_REQUIRED;
     pthread_mutex_lock(&s->lock);

@@ -817,3 +817,101 @@ out:
     free(p);
     return rv;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Decrypt (RSA-OAEP) and random */
+
+CK_RV vtp_transit_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
+                          const unsigned char *ct, size_t ct_len, unsigned char **pt,
+                          size_t *pt_len)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = NULL;
+    char *path = NULL, *b64 = NULL, *wire = NULL;
+    const char *plain;
+    const json_t *data;
+    size_t wire_len;
+    CK_RV rv, vrv = CKR_OK;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && name != NULL && ct != NULL && pt != NULL,
+                           CKR_ARGUMENTS_BAD);
+    b64 = vtp_b64_encode(ct, ct_len);
+    wire_len = (b64 ? strlen(b64) : 0) + 32;
+    wire = b64 ? malloc(wire_len) : NULL;
+    path = transit_path(t, "decrypt", name, NULL);
+    if (wire == NULL || path == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    snprintf(wire, wire_len, "vault:v%lu:%s", version, b64);
+    body = json_pack("{s:s}", "ciphertext", wire);
+    if (body == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    rv = call(t, "POST", path, body, false, &resp, &vrv);
+    if (rv == CKR_OK)
+        rv = vrv;
+    if (rv != CKR_OK)
+        goto out;
+    data = resp_data(&resp);
+    plain = data ? json_string_value(json_object_get(data, "plaintext")) : NULL;
+    if (plain == NULL || !vtp_b64_decode(plain, strlen(plain), pt, pt_len)) {
+        VTP_LOG_ERR("decrypt answer without a base64 plaintext");
+        rv = CKR_DEVICE_ERROR;
+    }
+    /* the plaintext inside the response is wiped with it below */
+    if (plain != NULL)
+        OPENSSL_cleanse((void *)plain, strlen(plain));
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(path);
+    free(b64);
+    free(wire);
+    return rv;
+}
+
+CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t len)
+{
+    while (len > 0) {
+        struct vtp_http_resp resp = {0};
+        size_t chunk = len > 65536 ? 65536 : len, got = 0;
+        unsigned char *raw = NULL;
+        const json_t *data;
+        const char *b64;
+        json_t *body = json_pack("{s:I}", "bytes", (json_int_t)chunk);
+        char *path = transit_path(t, "random", NULL, NULL);
+        CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+        if (body != NULL && path != NULL) {
+            /* transit_path leaves a trailing '/' for an empty name */
+            size_t pl = strlen(path);
+            if (pl > 0 && path[pl - 1] == '/')
+                path[pl - 1] = '\0';
+            rv = call(t, "POST", path, body, false, &resp, &vrv);
+            if (rv == CKR_OK)
+                rv = vrv;
+        }
+        if (rv == CKR_OK) {
+            data = resp_data(&resp);
+            b64 = data ? json_string_value(json_object_get(data, "random_bytes")) : NULL;
+            if (b64 == NULL || !vtp_b64_decode(b64, strlen(b64), &raw, &got) || got != chunk) {
+                VTP_LOG_ERR("random answer without %zu base64 bytes", chunk);
+                rv = CKR_DEVICE_ERROR;
+            } else {
+                memcpy(out, raw, chunk);
+            }
+        }
+        if (raw != NULL)
+            OPENSSL_clear_free(raw, got);
+        vtp_http_resp_clear(&resp);
+        json_decref(body);
+        free(path);
+        if (rv != CKR_OK)
+            return rv;
+        out += chunk;
+        len -= chunk;
+    }
+    return CKR_OK;
+}

@@ -74,6 +74,14 @@ CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned l
 CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
                                      struct vtp_sign_item *items, size_t n);
 
+/* POST <mount>/decrypt/<name> with "vault:v<version>:<b64>" (RSA-OAEP, SHA-256). *pt is
+ * malloc'ed; the caller wipes it. */
+CK_RV vtp_transit_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
+                          const unsigned char *ct, size_t ct_len, unsigned char **pt,
+                          size_t *pt_len);
+/* POST <mount>/random: len bytes from Vault's RNG. */
+CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t len);
+
 /* KV v2 under kv_mount/kv_prefix. path is relative to kv_prefix. */
 /* Read: *data = the secret's data object (new reference) or NULL if absent. */
 CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data);
