@@ -238,6 +238,73 @@ static void sign_and_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, CK_OBJECT
     CHECK_RV(f->C_Verify(s, in, in_len, sig, len - 1), CKR_SIGNATURE_LEN_RANGE);
 }
 
+/* RSA-OAEP both ways, digests and random. */
+static void crypt_checks(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv,
+                         EVP_PKEY *pk)
+{
+    CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_RSA_PKCS_OAEP_PARAMS bad = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &op, sizeof(op)};
+    CK_MECHANISM mb = {CKM_RSA_PKCS_OAEP, &bad, sizeof(bad)};
+    CK_MECHANISM d = {CKM_SHA384, NULL, 0};
+    const unsigned char pt[] = "a secret for Transit";
+    unsigned char ct[512], out[512], md[64], want[64], rnd1[48], rnd2[48];
+    CK_ULONG ct_len = sizeof(ct), out_len = 0;
+    unsigned int want_len = 0;
+    size_t ossl_len = sizeof(ct);
+    EVP_PKEY_CTX *ctx;
+
+    CHECK_RV(f->C_EncryptInit(s, &mb, pub), CKR_MECHANISM_PARAM_INVALID);
+    CHECK_RV(f->C_DecryptInit(s, &m, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK_RV(f->C_EncryptInit(s, &m, pub), CKR_OK);
+    CHECK_RV(f->C_Encrypt(s, (CK_BYTE_PTR)pt, sizeof(pt), ct, &ct_len), CKR_OK);
+    CHECK(ct_len == 256, "OAEP ciphertext of %lu bytes", ct_len);
+    CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+    CHECK_RV(f->C_Decrypt(s, ct, ct_len, NULL, &out_len), CKR_OK);
+    CHECK(out_len >= sizeof(pt), "decrypt length query %lu", out_len);
+    out_len = 4;
+    CHECK_RV(f->C_Decrypt(s, ct, ct_len, out, &out_len), CKR_BUFFER_TOO_SMALL);
+    CHECK(out_len == sizeof(pt), "exact length after BUFFER_TOO_SMALL: %lu", out_len);
+    out_len = sizeof(out);
+    CHECK_RV(f->C_Decrypt(s, ct, ct_len, out, &out_len), CKR_OK);
+    CHECK(out_len == sizeof(pt) && memcmp(out, pt, sizeof(pt)) == 0, "OAEP round trip");
+
+    /* OpenSSL encrypts, Transit decrypts */
+    ctx = EVP_PKEY_CTX_new(pk, NULL);
+    EVP_PKEY_encrypt_init(ctx);
+    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING);
+    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256());
+    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256());
+    CHECK(EVP_PKEY_encrypt(ctx, ct, &ossl_len, pt, sizeof(pt)) == 1, "OpenSSL OAEP encrypt");
+    EVP_PKEY_CTX_free(ctx);
+    CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+    out_len = sizeof(out);
+    CHECK_RV(f->C_Decrypt(s, ct, (CK_ULONG)ossl_len, out, &out_len), CKR_OK);
+    CHECK(out_len == sizeof(pt) && memcmp(out, pt, sizeof(pt)) == 0, "OpenSSL -> Transit");
+    ct[10] ^= 0x40;
+    CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+    out_len = sizeof(out);
+    CHECK_RV(f->C_Decrypt(s, ct, (CK_ULONG)ossl_len, out, &out_len), CKR_ENCRYPTED_DATA_INVALID);
+
+    /* digests, single and multi-part */
+    EVP_Digest(pt, sizeof(pt), want, &want_len, EVP_sha384(), NULL);
+    CHECK_RV(f->C_DigestInit(s, &d), CKR_OK);
+    out_len = sizeof(md);
+    CHECK_RV(f->C_Digest(s, (CK_BYTE_PTR)pt, sizeof(pt), md, &out_len), CKR_OK);
+    CHECK(out_len == want_len && memcmp(md, want, want_len) == 0, "SHA-384 digest");
+    CHECK_RV(f->C_DigestInit(s, &d), CKR_OK);
+    CHECK_RV(f->C_DigestUpdate(s, (CK_BYTE_PTR)pt, 5), CKR_OK);
+    CHECK_RV(f->C_DigestUpdate(s, (CK_BYTE_PTR)pt + 5, sizeof(pt) - 5), CKR_OK);
+    out_len = sizeof(md);
+    CHECK_RV(f->C_DigestFinal(s, md, &out_len), CKR_OK);
+    CHECK(out_len == want_len && memcmp(md, want, want_len) == 0, "multi-part SHA-384");
+
+    /* random */
+    CHECK_RV(f->C_GenerateRandom(s, rnd1, sizeof(rnd1)), CKR_OK);
+    CHECK_RV(f->C_GenerateRandom(s, rnd2, sizeof(rnd2)), CKR_OK);
+    CHECK(memcmp(rnd1, rnd2, sizeof(rnd1)) != 0, "two random draws are equal");
+}
+
 struct mechcase {
     CK_KEY_TYPE ckk;
     CK_MECHANISM_TYPE mech;
@@ -469,6 +536,9 @@ int main(void)
                                true);
         }
     }
+
+    if (pks[4] != NULL)
+        crypt_checks(s, pubs[4], privs[4], pks[4]);
 
     /* Refusals that need no server. */
     {
