@@ -6,19 +6,25 @@
 #include "cfg.h"
 #include "vault/http.h"
 
-/* Establishes the token for the configured method (token, token_file, approle, kubernetes,
- * cert; nothing for pin) and stores it with vtp_http_set_token. Performs no request for
- * auth=token (so C_Initialize stays offline); CKR_OK if no token could be had yet, the first
- * request will report it. */
+/* Sets up the token for the configured method and registers the auth hooks on h (renewal,
+ * token_file watching, re-login on an invalid token). Performs no request: auth=token sets
+ * the token, token_file reads the file, approle/kubernetes/cert log in with the first request
+ * that needs a token, pin waits for C_Login. CKR_OK even when no token could be had yet (the
+ * first request reports it). conf must outlive h. */
 CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf);
 
+/* Forgets what vtp_auth_start kept for h; call before vtp_http_free(h). NULL is fine. */
+void vtp_auth_stop(struct vtp_http *h);
+
 /* auth=pin: C_Login's PIN is the token. Checks it with auth/token/lookup-self:
- * CKR_PIN_INCORRECT if Vault refuses it, CKR_DEVICE_ERROR if no server answered. */
+ * CKR_PIN_INCORRECT if Vault refuses it, CKR_DEVICE_ERROR if no server answered. A renewable
+ * PIN token is renewed like any other. */
 CK_RV vtp_auth_login_pin(struct vtp_http *h, const struct vtp_vault_conf *conf,
                          const unsigned char *pin, size_t pin_len);
 
-/* Called when Vault answered 403 for an invalid token: re-reads the token file or logs in
- * again (approle, kubernetes, cert). CKR_OK if a new token is in place (retry once). */
+/* Gets a new token now: re-reads the token file or logs in again (approle, kubernetes, cert).
+ * CKR_OK if a new token is in place; CKR_USER_NOT_LOGGED_IN for token and pin, or when the
+ * token file holds the same token. (http.c calls the same code through the relogin hook.) */
 CK_RV vtp_auth_relogin(struct vtp_http *h, const struct vtp_vault_conf *conf);
 
 #endif /* VTP_AUTH_H */
