@@ -158,6 +158,53 @@ static enum avail public_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, str
     }
 }
 
+static enum avail cert_value(const struct vtp_cert *c, CK_ATTRIBUTE_TYPE t, struct aval *v)
+{
+    switch (t) {
+    case CKA_CLASS:
+        return set_ulong(v, CKO_CERTIFICATE);
+    case CKA_CERTIFICATE_TYPE:
+        return set_ulong(v, CKC_X_509);
+    case CKA_CERTIFICATE_CATEGORY:
+        return set_ulong(v, 0); /* unspecified */
+    case CKA_JAVA_MIDP_SECURITY_DOMAIN:
+        return set_ulong(v, 0);
+    case CKA_TOKEN:
+        return set_bool(v, CK_TRUE);
+    case CKA_MODIFIABLE:
+    case CKA_DESTROYABLE:
+        return set_bool(v, c->read_only ? CK_FALSE : CK_TRUE);
+    case CKA_PRIVATE:
+    case CKA_COPYABLE:
+    case CKA_TRUSTED:
+        return set_bool(v, CK_FALSE);
+    case CKA_LABEL:
+        return set_bytes(v, c->label, strlen(c->label));
+    case CKA_ID:
+        return set_bytes(v, c->id, c->id_len);
+    case CKA_VALUE:
+        return set_bytes(v, c->value, c->value_len);
+    case CKA_SUBJECT:
+        return set_bytes(v, c->subject, c->subject_len);
+    case CKA_ISSUER:
+        return set_bytes(v, c->issuer, c->issuer_len);
+    case CKA_SERIAL_NUMBER:
+        return set_bytes(v, c->serial, c->serial_len);
+    case CKA_PUBLIC_KEY_INFO:
+        return set_bytes(v, c->spki, c->spki_len);
+    case CKA_CHECK_VALUE:
+        return set_bytes(v, c->check_value, sizeof(c->check_value));
+    case CKA_START_DATE:
+    case CKA_END_DATE:
+    case CKA_URL:
+    case CKA_HASH_OF_SUBJECT_PUBLIC_KEY:
+    case CKA_HASH_OF_ISSUER_PUBLIC_KEY:
+        return set_bytes(v, "", 0);
+    default:
+        return AV_INVALID;
+    }
+}
+
 static enum avail value_of(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t,
                            struct aval *v)
 {
@@ -165,11 +212,20 @@ static enum avail value_of(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTR
     return cls == CKO_PRIVATE_KEY ? private_value(k, t, v) : public_value(k, t, v);
 }
 
-CK_RV vtp_attr_get_one(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *a)
+static enum avail obj_value(const struct vtp_obj *o, CK_ATTRIBUTE_TYPE t, struct aval *v)
+{
+    if (o->cls == CKO_CERTIFICATE) {
+        memset(v, 0, sizeof(*v));
+        return cert_value(o->cert, t, v);
+    }
+    return value_of(o->key, o->cls, t, v);
+}
+
+static CK_RV get_one(const struct vtp_obj *o, CK_ATTRIBUTE *a)
 {
     struct aval v;
 
-    switch (value_of(k, cls, a->type, &v)) {
+    switch (obj_value(o, a->type, &v)) {
     case AV_SENSITIVE:
         a->ulValueLen = CK_UNAVAILABLE_INFORMATION;
         return CKR_ATTRIBUTE_SENSITIVE;
@@ -193,17 +249,32 @@ CK_RV vtp_attr_get_one(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUT
     return CKR_OK;
 }
 
+CK_RV vtp_attr_get_one(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *a)
+{
+    struct vtp_obj o = {cls, (struct vtp_key *)k, NULL};
+    return get_one(&o, a);
+}
+
 CK_RV vtp_attr_get(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *tmpl,
                    CK_ULONG count)
+{
+    struct vtp_obj o = {cls, (struct vtp_key *)k, NULL};
+    return vtp_obj_attr_get(&o, tmpl, count);
+}
+
+CK_RV vtp_obj_attr_get(const struct vtp_obj *o, CK_ATTRIBUTE *tmpl, CK_ULONG count)
 {
     CK_RV result = CKR_OK;
 
     for (CK_ULONG i = 0; i < count; i++) {
-        CK_RV rv = vtp_attr_get_one(k, cls, &tmpl[i]);
+        CK_RV rv = get_one(o, &tmpl[i]);
         if (rv == CKR_OK)
             continue;
-        VTP_LOG_DEBUG("%s of object %lu: %s", vtp_attr_name(tmpl[i].type),
-                      cls == CKO_PRIVATE_KEY ? k->priv_handle : k->pub_handle, vtp_rv_name(rv));
+        VTP_LOG_DEBUG("%s of a %s object: %s", vtp_attr_name(tmpl[i].type),
+                      o->cls == CKO_CERTIFICATE   ? "certificate"
+                      : o->cls == CKO_PRIVATE_KEY ? "private key"
+                                                  : "public key",
+                      vtp_rv_name(rv));
         /* Every entry is processed; any of the three errors may be returned (spec 5.7). Keep
          * the first one, as SoftHSM does. */
         if (result == CKR_OK)
@@ -215,9 +286,15 @@ CK_RV vtp_attr_get(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *t
 bool vtp_attr_match(const struct vtp_key *k, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *tmpl,
                     CK_ULONG count)
 {
+    struct vtp_obj o = {cls, (struct vtp_key *)k, NULL};
+    return vtp_obj_match(&o, tmpl, count);
+}
+
+bool vtp_obj_match(const struct vtp_obj *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
+{
     for (CK_ULONG i = 0; i < count; i++) {
         struct aval v;
-        if (value_of(k, cls, tmpl[i].type, &v) != AV_OK)
+        if (obj_value(o, tmpl[i].type, &v) != AV_OK)
             return false;
         if (v.len != tmpl[i].ulValueLen)
             return false;

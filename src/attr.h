@@ -18,6 +18,10 @@ CK_RV vtp_attr_get(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_ATTRIBUTE *t
 bool vtp_attr_match(const struct vtp_key *k, CK_OBJECT_CLASS cls, const CK_ATTRIBUTE *tmpl,
                     CK_ULONG count);
 
+/* The same for any object (keys and certificates). */
+CK_RV vtp_obj_attr_get(const struct vtp_obj *o, CK_ATTRIBUTE *tmpl, CK_ULONG count);
+bool vtp_obj_match(const struct vtp_obj *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
+
 /* Template helpers for keygen / create. */
 const CK_ATTRIBUTE *vtp_attr_find(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
                                   CK_ATTRIBUTE_TYPE type);

@@ -1,31 +1,42 @@
-/* cache.c - per-slot snapshots of the keys a slot shows. */
+/* cache.c - per-slot snapshots of the objects a slot shows. */
 #include "common.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "cache.h"
 #include "util.h"
 
+#define MAX_RETIRED 1024 /* older key versions kept resolvable after rotations */
+
 struct vtp_cache {
     struct vtp_cache_conf conf;
     char *prefix;
+    char *cert_files;
     pthread_mutex_t lock;         /* guards cur; never held across I/O */
-    pthread_mutex_t refresh_lock; /* serializes loads; readers with a snapshot never wait on it */
+    pthread_mutex_t refresh_lock; /* serializes loads and changes; readers never wait on it */
     struct vtp_snapshot *cur;
 };
 
-static struct vtp_snapshot *snapshot_new(size_t cap)
+static struct vtp_snapshot *snapshot_new(size_t keys, size_t retired, size_t certs)
 {
     struct vtp_snapshot *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
         return NULL;
     s->refs = 1;
-    s->keys = calloc(cap > 0 ? cap : 1, sizeof(*s->keys));
-    if (s->keys == NULL) {
+    s->keys = calloc(keys + 1, sizeof(*s->keys));
+    s->retired = calloc(retired + 1, sizeof(*s->retired));
+    s->certs = calloc(certs + 1, sizeof(*s->certs));
+    if (s->keys == NULL || s->retired == NULL || s->certs == NULL) {
+        free(s->keys);
+        free(s->retired);
+        free(s->certs);
         free(s);
         return NULL;
     }
@@ -38,7 +49,13 @@ void vtp_snapshot_unref(struct vtp_snapshot *s)
         return;
     for (size_t i = 0; i < s->n; i++)
         vtp_key_unref(s->keys[i]);
+    for (size_t i = 0; i < s->n_retired; i++)
+        vtp_key_unref(s->retired[i]);
+    for (size_t i = 0; i < s->n_certs; i++)
+        vtp_cert_unref(s->certs[i]);
     free(s->keys);
+    free(s->retired);
+    free(s->certs);
     free(s);
 }
 
@@ -46,6 +63,12 @@ static int cmp_handle(const void *a, const void *b)
 {
     const struct vtp_key *x = *(struct vtp_key *const *)a, *y = *(struct vtp_key *const *)b;
     return x->priv_handle < y->priv_handle ? -1 : x->priv_handle > y->priv_handle;
+}
+
+static int cmp_cert_handle(const void *a, const void *b)
+{
+    const struct vtp_cert *x = *(struct vtp_cert *const *)a, *y = *(struct vtp_cert *const *)b;
+    return x->handle < y->handle ? -1 : x->handle > y->handle;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -62,11 +85,15 @@ CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out)
         return CKR_HOST_MEMORY;
     c->conf = *conf;
     c->prefix = strdup(conf->key_prefix ? conf->key_prefix : "");
-    if (c->prefix == NULL) {
+    c->cert_files = conf->cert_files ? strdup(conf->cert_files) : NULL;
+    if (c->prefix == NULL || (conf->cert_files && c->cert_files == NULL)) {
+        free(c->prefix);
+        free(c->cert_files);
         free(c);
         return CKR_HOST_MEMORY;
     }
     c->conf.key_prefix = c->prefix;
+    c->conf.cert_files = c->cert_files;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->refresh_lock, NULL);
     *out = c;
@@ -81,16 +108,31 @@ void vtp_cache_free(struct vtp_cache *c)
     pthread_mutex_destroy(&c->lock);
     pthread_mutex_destroy(&c->refresh_lock);
     free(c->prefix);
+    free(c->cert_files);
     free(c);
+}
+
+static char *join2(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
+    char *p = malloc(n);
+
+    if (p != NULL)
+        snprintf(p, n, "%s%s%s", a, b, c);
+    return p;
 }
 
 char *vtp_cache_meta_path(const struct vtp_transit *t, const char *name)
 {
-    size_t n = strlen(t->mount) + strlen(name) + 2;
-    char *p = malloc(n);
+    return join2(t->mount, "/", name);
+}
 
-    if (p != NULL)
-        snprintf(p, n, "%s/%s", t->mount, name);
+char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name)
+{
+    char *dir = join2("certs/", t->mount, "/");
+    char *p = dir ? join2(dir, "", name) : NULL;
+
+    free(dir);
     return p;
 }
 
@@ -134,27 +176,59 @@ out:
     return rv;
 }
 
-/* Gives keys that were already known (same name and version) their old handles. */
-static void keep_handles(struct vtp_snapshot *old, struct vtp_snapshot *s)
+/* Keys already known keep their handles; a rotated key's previous object is kept as retired
+ * so that handles a client holds still sign with the version it was shown. */
+static CK_RV carry_over(struct vtp_snapshot *old, struct vtp_snapshot *s)
 {
     struct vtp_key **by_name;
+    size_t n_old = old ? old->n : 0;
 
-    if (old == NULL || old->n == 0)
-        return;
-    by_name = malloc(old->n * sizeof(*by_name));
+    if (n_old == 0)
+        return CKR_OK;
+    by_name = malloc(s->n * sizeof(*by_name) + 1);
     if (by_name == NULL)
-        return; /* new handles are still correct, only less stable */
-    memcpy(by_name, old->keys, old->n * sizeof(*by_name));
-    qsort(by_name, old->n, sizeof(*by_name), cmp_name);
-    for (size_t i = 0; i < s->n; i++) {
-        struct vtp_key **hit =
-            bsearch(&s->keys[i], by_name, old->n, sizeof(*by_name), cmp_name);
-        if (hit != NULL && (*hit)->version == s->keys[i]->version) {
-            s->keys[i]->priv_handle = (*hit)->priv_handle;
-            s->keys[i]->pub_handle = (*hit)->pub_handle;
+        return CKR_HOST_MEMORY;
+    memcpy(by_name, s->keys, s->n * sizeof(*by_name));
+    qsort(by_name, s->n, sizeof(*by_name), cmp_name);
+    for (size_t i = 0; i < n_old; i++) {
+        struct vtp_key *o = old->keys[i];
+        struct vtp_key **hit = s->n ? bsearch(&o, by_name, s->n, sizeof(*by_name), cmp_name)
+                                    : NULL;
+        if (hit == NULL)
+            continue; /* deleted */
+        if ((*hit)->version == o->version) {
+            (*hit)->priv_handle = o->priv_handle;
+            (*hit)->pub_handle = o->pub_handle;
+        } else if (s->n_retired < MAX_RETIRED) {
+            VTP_LOG_INFO("key %s rotated: v%lu -> v%lu; objects %lu/%lu keep signing with v%lu",
+                         o->name, o->version, (*hit)->version, o->pub_handle, o->priv_handle,
+                         o->version);
+            s->retired[s->n_retired++] = vtp_key_ref(o);
         }
     }
+    /* versions retired earlier stay while their key exists */
+    for (size_t i = 0; old != NULL && i < old->n_retired && s->n_retired < MAX_RETIRED; i++) {
+        struct vtp_key *o = old->retired[i];
+        if (bsearch(&o, by_name, s->n, sizeof(*by_name), cmp_name) != NULL)
+            s->retired[s->n_retired++] = vtp_key_ref(o);
+    }
     free(by_name);
+    return CKR_OK;
+}
+
+static void carry_cert_handles(struct vtp_snapshot *old, struct vtp_snapshot *s)
+{
+    for (size_t i = 0; old != NULL && i < s->n_certs; i++) {
+        struct vtp_cert *c = s->certs[i];
+        for (size_t j = 0; j < old->n_certs; j++) {
+            struct vtp_cert *o = old->certs[j];
+            if (o->read_only == c->read_only && o->kv_name && c->kv_name &&
+                strcmp(o->kv_name, c->kv_name) == 0) {
+                c->handle = o->handle;
+                break;
+            }
+        }
+    }
 }
 
 static struct vtp_snapshot *current_ref(struct vtp_cache *c)
@@ -174,6 +248,8 @@ static void publish(struct vtp_cache *c, struct vtp_snapshot *s)
     struct vtp_snapshot *old;
 
     qsort(s->keys, s->n, sizeof(*s->keys), cmp_handle);
+    qsort(s->retired, s->n_retired, sizeof(*s->retired), cmp_handle);
+    qsort(s->certs, s->n_certs, sizeof(*s->certs), cmp_cert_handle);
     pthread_mutex_lock(&c->lock);
     old = c->cur;
     c->cur = s;
@@ -181,12 +257,144 @@ static void publish(struct vtp_cache *c, struct vtp_snapshot *s)
     vtp_snapshot_unref(old);
 }
 
+/* Read-only certificates from PEM files (certificates = a.pem, b.pem). */
+static CK_RV load_cert_files(struct vtp_cache *c, struct vtp_cert ***out, size_t *n)
+{
+    char *list, *tok, *save = NULL;
+    struct vtp_cert **v = NULL;
+    size_t count = 0;
+    CK_RV rv = CKR_OK;
+
+    *out = NULL;
+    *n = 0;
+    if (c->cert_files == NULL)
+        return CKR_OK;
+    list = strdup(c->cert_files);
+    if (list == NULL)
+        return CKR_HOST_MEMORY;
+    for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        FILE *f;
+        X509 *x;
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        for (char *e = tok + strlen(tok); e > tok && (e[-1] == ' ' || e[-1] == '\t'); e--)
+            e[-1] = '\0';
+        if (*tok == '\0')
+            continue;
+        f = fopen(tok, "re");
+        if (f == NULL) {
+            VTP_LOG_ERR("certificate file %s cannot be opened", tok);
+            continue;
+        }
+        while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+            unsigned char *der = NULL, *idb = NULL;
+            size_t idl = 0;
+            int len = i2d_X509(x, &der);
+            const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(x);
+            char label[64] = "";
+            struct vtp_cert *cert = NULL, **nv;
+            /* CKA_ID: the subject key identifier, as pkcs11-tool and p11-kit would pair it */
+            if (skid != NULL) {
+                idl = (size_t)ASN1_STRING_length(skid);
+                idb = malloc(idl ? idl : 1);
+                if (idb != NULL && idl)
+                    memcpy(idb, ASN1_STRING_get0_data(skid), idl);
+            }
+            if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, label,
+                                          sizeof(label)) < 0)
+                label[0] = '\0';
+            if (len > 0)
+                rv = vtp_cert_build(der, (size_t)len, idb, idl, label, strlen(label), NULL, 0,
+                                    &cert);
+            OPENSSL_free(der);
+            free(idb);
+            X509_free(x);
+            if (len <= 0 || rv != CKR_OK)
+                continue;
+            cert->read_only = true;
+            cert->kv_name = join2(tok, "#", "");
+            nv = realloc(v, (count + 1) * sizeof(*v));
+            if (cert->kv_name == NULL || nv == NULL) {
+                vtp_cert_unref(cert);
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            v = nv;
+            v[count++] = cert;
+        }
+        fclose(f);
+        if (rv == CKR_HOST_MEMORY)
+            break;
+    }
+    free(list);
+    *out = v;
+    *n = count;
+    return rv == CKR_HOST_MEMORY ? rv : CKR_OK;
+}
+
+/* Certificates stored in KV under certs/<mount>/, filtered by the key prefix. */
+static CK_RV load_kv_certs(struct vtp_cache *c, struct vtp_cert ***out, size_t *n)
+{
+    const struct vtp_transit *t = c->conf.transit;
+    char **names = NULL, *dir = NULL;
+    size_t count = 0, plen = strlen(c->prefix), got = 0;
+    struct vtp_cert **v = NULL;
+    CK_RV rv;
+
+    *out = NULL;
+    *n = 0;
+    if (t->kv_mount == NULL)
+        return CKR_OK;
+    dir = join2("certs/", t->mount, "");
+    if (dir == NULL)
+        return CKR_HOST_MEMORY;
+    rv = vtp_kv_list(t, dir, &names, &count);
+    if (rv != CKR_OK)
+        goto out;
+    v = calloc(count + 1, sizeof(*v));
+    if (v == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) {
+        json_t *data = NULL;
+        char *path;
+        size_t nl = strlen(names[i]);
+        if (strncmp(names[i], c->prefix, plen) != 0 || (nl > 0 && names[i][nl - 1] == '/'))
+            continue;
+        path = vtp_cache_cert_path(t, names[i]);
+        if (path == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        rv = vtp_kv_read(t, path, &data);
+        free(path);
+        if (rv != CKR_OK)
+            goto out;
+        if (data != NULL && vtp_cert_from_json(data, names[i], &v[got]) == CKR_OK)
+            got++;
+        json_decref(data);
+    }
+    *out = v;
+    *n = got;
+    v = NULL;
+    rv = CKR_OK;
+out:
+    for (size_t i = 0; v != NULL && i < got; i++)
+        vtp_cert_unref(v[i]);
+    free(v);
+    vtp_strv_free(names, count);
+    free(dir);
+    return rv;
+}
+
 /* Called with refresh_lock held. */
 static CK_RV load_locked(struct vtp_cache *c)
 {
     const struct vtp_transit *t = c->conf.transit;
-    size_t plen = strlen(c->prefix), n = 0;
+    size_t plen = strlen(c->prefix), n = 0, n_kv = 0, n_files = 0;
     struct vtp_snapshot *s = NULL, *old = NULL;
+    struct vtp_cert **kv = NULL, **files = NULL;
     char **names = NULL;
     int64_t start = vtp_now_ms();
     CK_RV rv;
@@ -194,7 +402,14 @@ static CK_RV load_locked(struct vtp_cache *c)
     rv = vtp_transit_list_keys(t, &names, &n);
     if (rv != CKR_OK)
         goto out;
-    s = snapshot_new(n);
+    rv = load_kv_certs(c, &kv, &n_kv);
+    if (rv != CKR_OK)
+        goto out;
+    rv = load_cert_files(c, &files, &n_files);
+    if (rv != CKR_OK)
+        goto out;
+    old = current_ref(c);
+    s = snapshot_new(n, (old ? old->n + old->n_retired : 0), n_kv + n_files);
     if (s == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -211,15 +426,29 @@ static CK_RV load_locked(struct vtp_cache *c)
             goto out;
         s->keys[s->n++] = k;
     }
-    old = current_ref(c);
-    keep_handles(old, s);
+    for (size_t i = 0; i < n_kv; i++)
+        s->certs[s->n_certs++] = kv[i];
+    for (size_t i = 0; i < n_files; i++)
+        s->certs[s->n_certs++] = files[i];
+    n_kv = n_files = 0;
+    rv = carry_over(old, s);
+    if (rv != CKR_OK)
+        goto out;
+    carry_cert_handles(old, s);
     s->loaded_ms = vtp_now_ms();
-    VTP_LOG_INFO("mount %s prefix '%s': %zu usable keys of %zu listed, loaded in %lld ms",
-                 t->mount, c->prefix, s->n, n, (long long)(s->loaded_ms - start));
+    VTP_LOG_INFO("mount %s prefix '%s': %zu usable keys of %zu listed, %zu certificates, "
+                 "loaded in %lld ms",
+                 t->mount, c->prefix, s->n, n, s->n_certs, (long long)(s->loaded_ms - start));
     publish(c, s);
     s = NULL;
     rv = CKR_OK;
 out:
+    for (size_t i = 0; i < n_kv; i++)
+        vtp_cert_unref(kv[i]);
+    for (size_t i = 0; i < n_files; i++)
+        vtp_cert_unref(files[i]);
+    free(kv);
+    free(files);
     vtp_snapshot_unref(old);
     vtp_snapshot_unref(s);
     vtp_strv_free(names, n);
@@ -249,16 +478,16 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snaps
         /* Stale: one caller reloads, the others go on with what is there. */
         if (pthread_mutex_trylock(&c->refresh_lock) == 0) {
             rv = load_locked(c);
-            pthread_mutex_unlock(&c->refresh_lock);
             if (rv != CKR_OK) {
-                VTP_LOG_WARN("refresh of mount %s failed (%s); using the keys known before",
+                VTP_LOG_WARN("refresh of mount %s failed (%s); using the objects known before",
                              c->conf.transit->mount, vtp_rv_name(rv));
                 /* try again after another TTL rather than on every call */
-                s->loaded_ms = vtp_now_ms();
+                __atomic_store_n(&s->loaded_ms, vtp_now_ms(), __ATOMIC_RELAXED);
             } else {
                 vtp_snapshot_unref(s);
                 s = current_ref(c);
             }
+            pthread_mutex_unlock(&c->refresh_lock);
         }
         *out = s;
         return CKR_OK;
@@ -277,54 +506,119 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snaps
     return CKR_OK;
 }
 
-CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key **key,
-                       CK_OBJECT_CLASS *cls)
+static struct vtp_key *find_key(struct vtp_key **keys, size_t n, CK_OBJECT_HANDLE h)
 {
-    struct vtp_snapshot *s = current_ref(c);
-    size_t lo = 0, hi;
-    CK_RV rv = CKR_OBJECT_HANDLE_INVALID;
+    size_t lo = 0, hi = n;
 
-    if (s == NULL)
-        return CKR_OBJECT_HANDLE_INVALID;
-    hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        struct vtp_key *k = s->keys[mid];
-        if (h == k->priv_handle || h == k->pub_handle) {
-            *key = vtp_key_ref(k);
-            *cls = h == k->priv_handle ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
-            rv = CKR_OK;
-            break;
-        }
+        struct vtp_key *k = keys[mid];
+        if (h == k->priv_handle || h == k->pub_handle)
+            return k;
         if (h < k->priv_handle)
             hi = mid;
         else
             lo = mid + 1;
     }
+    return NULL;
+}
+
+static struct vtp_cert *find_cert(struct vtp_cert **certs, size_t n, CK_OBJECT_HANDLE h)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (certs[mid]->handle == h)
+            return certs[mid];
+        if (h < certs[mid]->handle)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+CK_RV vtp_cache_lookup_obj(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_obj *out)
+{
+    struct vtp_snapshot *s = current_ref(c);
+    struct vtp_key *k;
+    struct vtp_cert *cert;
+    CK_RV rv = CKR_OBJECT_HANDLE_INVALID;
+
+    if (s == NULL)
+        return rv;
+    k = find_key(s->keys, s->n, h);
+    if (k == NULL)
+        k = find_key(s->retired, s->n_retired, h);
+    if (k != NULL) {
+        out->key = vtp_key_ref(k);
+        out->cert = NULL;
+        out->cls = h == k->priv_handle ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+        rv = CKR_OK;
+    } else if ((cert = find_cert(s->certs, s->n_certs, h)) != NULL) {
+        out->key = NULL;
+        out->cert = vtp_cert_ref(cert);
+        out->cls = CKO_CERTIFICATE;
+        rv = CKR_OK;
+    }
     vtp_snapshot_unref(s);
     return rv;
 }
 
-/* Copy-on-write change of the current snapshot: drop `drop` (by name, may be NULL), add `add`. */
-static CK_RV modify(struct vtp_cache *c, const char *drop, struct vtp_key *add)
+CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key **key,
+                       CK_OBJECT_CLASS *cls)
+{
+    struct vtp_obj o;
+    CK_RV rv = vtp_cache_lookup_obj(c, h, &o);
+
+    if (rv != CKR_OK)
+        return rv;
+    if (o.key == NULL) {
+        vtp_obj_release(&o);
+        return CKR_OBJECT_HANDLE_INVALID;
+    }
+    *key = o.key;
+    *cls = o.cls;
+    return CKR_OK;
+}
+
+/* Copy-on-write change of the current snapshot. Drops the key named drop_key (and its retired
+ * versions) and the certificate with handle drop_cert, then adds add_key / add_cert. */
+static CK_RV modify(struct vtp_cache *c, const char *drop_key, struct vtp_key *add_key,
+                    CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
 {
     struct vtp_snapshot *old, *s;
 
     pthread_mutex_lock(&c->refresh_lock); /* no reload may race this change */
     old = current_ref(c);
-    s = snapshot_new((old ? old->n : 0) + 1);
+    s = snapshot_new((old ? old->n : 0) + 1, old ? old->n_retired : 0,
+                     (old ? old->n_certs : 0) + 1);
     if (s == NULL) {
         pthread_mutex_unlock(&c->refresh_lock);
         vtp_snapshot_unref(old);
         return CKR_HOST_MEMORY;
     }
     for (size_t i = 0; old != NULL && i < old->n; i++) {
-        if (drop != NULL && strcmp(old->keys[i]->name, drop) == 0)
+        if (drop_key != NULL && strcmp(old->keys[i]->name, drop_key) == 0)
             continue;
         s->keys[s->n++] = vtp_key_ref(old->keys[i]);
     }
-    if (add != NULL)
-        s->keys[s->n++] = vtp_key_ref(add);
+    for (size_t i = 0; old != NULL && i < old->n_retired; i++) {
+        if (drop_key != NULL && strcmp(old->retired[i]->name, drop_key) == 0 &&
+            (add_key == NULL || strcmp(add_key->name, drop_key) != 0))
+            continue; /* the key is gone: so are its old versions */
+        s->retired[s->n_retired++] = vtp_key_ref(old->retired[i]);
+    }
+    for (size_t i = 0; old != NULL && i < old->n_certs; i++) {
+        if (old->certs[i]->handle == drop_cert)
+            continue;
+        s->certs[s->n_certs++] = vtp_cert_ref(old->certs[i]);
+    }
+    if (add_key != NULL)
+        s->keys[s->n++] = vtp_key_ref(add_key);
+    if (add_cert != NULL)
+        s->certs[s->n_certs++] = vtp_cert_ref(add_cert);
     s->loaded_ms = old ? old->loaded_ms : 0; /* never loaded: the next search loads all */
     publish(c, s);
     pthread_mutex_unlock(&c->refresh_lock);
@@ -334,12 +628,22 @@ static CK_RV modify(struct vtp_cache *c, const char *drop, struct vtp_key *add)
 
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k)
 {
-    return modify(c, k->name, k);
+    return modify(c, k->name, k, 0, NULL);
 }
 
 CK_RV vtp_cache_remove(struct vtp_cache *c, const char *name)
 {
-    return modify(c, name, NULL);
+    return modify(c, name, NULL, 0, NULL);
+}
+
+CK_RV vtp_cache_put_cert(struct vtp_cache *c, struct vtp_cert *cert)
+{
+    return modify(c, NULL, NULL, cert->handle, cert);
+}
+
+CK_RV vtp_cache_remove_cert(struct vtp_cache *c, CK_OBJECT_HANDLE h)
+{
+    return modify(c, NULL, NULL, h, NULL);
 }
 
 bool vtp_cache_has_name(struct vtp_cache *c, const char *name)

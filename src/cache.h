@@ -16,8 +16,14 @@
 
 struct vtp_snapshot {
     int refs; /* atomic */
-    struct vtp_key **keys; /* sorted by priv_handle */
+    struct vtp_key **keys; /* the latest version of each key, sorted by priv_handle */
     size_t n;
+    /* Older versions that clients may still hold handles to after a rotation: they keep signing
+     * with the version whose public key the client saw; searches do not return them. */
+    struct vtp_key **retired;
+    size_t n_retired;
+    struct vtp_cert **certs; /* sorted by handle */
+    size_t n_certs;
     int64_t loaded_ms;
 };
 
@@ -28,6 +34,7 @@ struct vtp_cache_conf {
     const char *key_prefix;
     long ttl_ms;
     bool private_is_private;
+    const char *cert_files; /* comma-separated PEM files (read-only certificates), or NULL */
 };
 
 CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out);
@@ -45,6 +52,14 @@ void vtp_snapshot_unref(struct vtp_snapshot *s);
  * CKR_OBJECT_HANDLE_INVALID if no key of this slot shows it. */
 CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key **key,
                        CK_OBJECT_CLASS *cls);
+/* Any object by handle (references taken; release with vtp_obj_release). */
+CK_RV vtp_cache_lookup_obj(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_obj *out);
+/* Adds or replaces (same handle) a certificate; drops one. */
+CK_RV vtp_cache_put_cert(struct vtp_cache *c, struct vtp_cert *cert);
+CK_RV vtp_cache_remove_cert(struct vtp_cache *c, CK_OBJECT_HANDLE h);
+/* KV v2 path of a certificate, relative to kv_prefix: "certs/<mount>/<name>". */
+char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name);
+
 /* Adds k (a new reference is taken), replacing a key of the same name. */
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k);
 /* Drops the key of that name. */

@@ -60,6 +60,7 @@ struct vtp_slot_conf {
     char *namespace_; /* overrides [vault] namespace */
     bool allow_destroy;   /* C_DestroyObject may delete Transit keys; default true */
     long cache_ttl_ms;    /* key-list refresh interval; default 60000 */
+    char *certificates;   /* comma-separated PEM files shown as read-only certificates */
 };
 
 struct vtp_config {

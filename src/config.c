@@ -104,6 +104,7 @@ static const struct opt slot_opts[] = {
     SOPT("namespace", OPT_PATH_OR_EMPTY, namespace_),
     SOPT("allow_destroy", OPT_BOOL, allow_destroy),
     SOPT("cache_ttl", OPT_DURATION, cache_ttl_ms),
+    SOPT("certificates", OPT_STRING, certificates),
 };
 
 static const struct opt module_opts[] = {
@@ -1259,6 +1260,7 @@ void vtp_config_free(struct vtp_config *cfg)
         free(s->kv_mount);
         free(s->kv_prefix);
         free(s->label);
+        free(s->certificates);
         free(s->namespace_);
     }
     free(cfg->path);

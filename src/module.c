@@ -83,6 +83,23 @@ static CK_RV done(const char *func, CK_RV rv)
             return DONE(check_rv_);                                                                \
     } while (0)
 
+/* Entry points of session-bound operations share this shape. */
+#define WITH_SESSION(h, expr)                                                                      \
+    do {                                                                                           \
+        struct vtp_session *s_;                                                                    \
+        CK_RV rv_;                                                                                 \
+        CHECK_INIT();                                                                              \
+        rv_ = vtp_session_acquire((h), &s_);                                                       \
+        if (rv_ != CKR_OK)                                                                         \
+            return DONE(rv_);                                                                      \
+        {                                                                                          \
+            struct vtp_session *s = s_;                                                            \
+            rv_ = (expr);                                                                          \
+        }                                                                                          \
+        vtp_session_release(s_);                                                                   \
+        return DONE(rv_);                                                                          \
+    } while (0)
+
 static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
 {
     bool any, all;
@@ -445,25 +462,38 @@ static CK_RV fn_Logout(CK_SESSION_HANDLE h)
 static CK_RV fn_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
                             CK_OBJECT_HANDLE_PTR obj)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_object_create(s, tmpl, count, obj));
+}
+
+/* The object behind a handle, checking visibility (private objects need login). */
+static CK_RV session_object(struct vtp_session *s, CK_OBJECT_HANDLE obj, struct vtp_obj *o)
+{
+    CK_RV rv = vtp_cache_lookup_obj(s->slot->cache, obj, o);
+
+    if (rv != CKR_OK)
+        return rv;
+    if (o->cls == CKO_PRIVATE_KEY && o->key->private_is_private &&
+        !vtp_slot_is_logged_in(s->slot)) {
+        vtp_obj_release(o);
+        return CKR_OBJECT_HANDLE_INVALID;
+    }
+    return CKR_OK;
 }
 
 static CK_RV fn_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                           CK_ULONG count, CK_OBJECT_HANDLE_PTR out)
 {
     struct vtp_session *s;
-    struct vtp_key *k;
-    CK_OBJECT_CLASS cls;
+    struct vtp_obj o;
     CK_RV rv;
 
     CHECK_INIT();
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    rv = vtp_cache_lookup(s->slot->cache, obj, &k, &cls);
+    rv = session_object(s, obj, &o);
     if (rv == CKR_OK) {
-        vtp_key_unref(k);
+        vtp_obj_release(&o);
         rv = CKR_ACTION_PROHIBITED; /* CKA_COPYABLE is false */
     }
     vtp_session_release(s);
@@ -487,8 +517,7 @@ static CK_RV fn_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj)
 static CK_RV fn_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULONG_PTR size)
 {
     struct vtp_session *s;
-    struct vtp_key *k;
-    CK_OBJECT_CLASS cls;
+    struct vtp_obj o;
     CK_RV rv;
 
     CHECK_INIT();
@@ -497,36 +526,20 @@ static CK_RV fn_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULON
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    rv = vtp_cache_lookup(s->slot->cache, obj, &k, &cls);
+    rv = session_object(s, obj, &o);
     if (rv == CKR_OK) {
         *size = CK_UNAVAILABLE_INFORMATION;
-        vtp_key_unref(k);
+        vtp_obj_release(&o);
     }
     vtp_session_release(s);
     return DONE(rv);
 }
 
-/* The key behind an object handle, checking visibility (private objects need login). */
-static CK_RV session_object(struct vtp_session *s, CK_OBJECT_HANDLE obj, struct vtp_key **k,
-                            CK_OBJECT_CLASS *cls)
-{
-    CK_RV rv = vtp_cache_lookup(s->slot->cache, obj, k, cls);
-
-    if (rv != CKR_OK)
-        return rv;
-    if (*cls == CKO_PRIVATE_KEY && (*k)->private_is_private && !vtp_slot_is_logged_in(s->slot)) {
-        vtp_key_unref(*k);
-        return CKR_OBJECT_HANDLE_INVALID;
-    }
-    return CKR_OK;
-}
-
 static CK_RV fn_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
-                                 CK_ULONG count)
+                                  CK_ULONG count)
 {
     struct vtp_session *s;
-    struct vtp_key *k;
-    CK_OBJECT_CLASS cls;
+    struct vtp_obj o;
     CK_RV rv;
 
     CHECK_INIT();
@@ -535,10 +548,10 @@ static CK_RV fn_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    rv = session_object(s, obj, &k, &cls);
+    rv = session_object(s, obj, &o);
     if (rv == CKR_OK) {
-        rv = vtp_attr_get(k, cls, tmpl, count);
-        vtp_key_unref(k);
+        rv = vtp_obj_attr_get(&o, tmpl, count);
+        vtp_obj_release(&o);
     }
     vtp_session_release(s);
     return DONE(rv);
@@ -547,8 +560,7 @@ static CK_RV fn_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_
 static CK_RV fn_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR tmpl,
                                  CK_ULONG count)
 {
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
+    WITH_SESSION(h, vtp_object_set(s, obj, tmpl, count));
 }
 
 static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count)
@@ -572,7 +584,7 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
     if (rv != CKR_OK)
         goto out;
     logged_in = vtp_slot_is_logged_in(s->slot);
-    s->found = malloc((snap->n * 2 + 1) * sizeof(*s->found));
+    s->found = malloc((snap->n * 2 + snap->n_certs + 1) * sizeof(*s->found));
     if (s->found == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -586,8 +598,14 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
         if (vtp_attr_match(k, CKO_PUBLIC_KEY, tmpl, count))
             s->found[s->n_found++] = k->pub_handle;
     }
+    for (size_t i = 0; i < snap->n_certs; i++) {
+        struct vtp_obj o = {CKO_CERTIFICATE, NULL, snap->certs[i]};
+        if (vtp_obj_match(&o, tmpl, count))
+            s->found[s->n_found++] = snap->certs[i]->handle;
+    }
     s->find_active = true;
-    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", s->n_found, snap->n * 2, count);
+    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", s->n_found,
+                  snap->n * 2 + snap->n_certs, count);
 out:
     vtp_snapshot_unref(snap);
     vtp_session_release(s);
@@ -634,22 +652,6 @@ static CK_RV fn_FindObjectsFinal(CK_SESSION_HANDLE h)
     return DONE(rv);
 }
 
-/* Entry points of session-bound operations share this shape. */
-#define WITH_SESSION(h, expr)                                                                      \
-    do {                                                                                           \
-        struct vtp_session *s_;                                                                    \
-        CK_RV rv_;                                                                                 \
-        CHECK_INIT();                                                                              \
-        rv_ = vtp_session_acquire((h), &s_);                                                       \
-        if (rv_ != CKR_OK)                                                                         \
-            return DONE(rv_);                                                                      \
-        {                                                                                          \
-            struct vtp_session *s = s_;                                                            \
-            rv_ = (expr);                                                                          \
-        }                                                                                          \
-        vtp_session_release(s_);                                                                   \
-        return DONE(rv_);                                                                          \
-    } while (0)
 
 static CK_RV fn_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {

@@ -6,6 +6,7 @@
 #include <openssl/core_names.h>
 #include <openssl/bn.h>
 #include <openssl/x509.h>
+#include <openssl/evp.h>
 
 #include "object.h"
 #include "util.h"
@@ -217,4 +218,246 @@ CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const 
 fail:
     vtp_key_unref(k);
     return rv;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* certificates */
+
+struct vtp_cert *vtp_cert_ref(struct vtp_cert *c)
+{
+    if (c != NULL)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+void vtp_cert_unref(struct vtp_cert *c)
+{
+    if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    free(c->kv_name);
+    free(c->value);
+    free(c->id);
+    free(c->label);
+    free(c->subject);
+    free(c->issuer);
+    free(c->serial);
+    free(c->spki);
+    free(c);
+}
+
+void vtp_obj_release(struct vtp_obj *o)
+{
+    vtp_key_unref(o->key);
+    vtp_cert_unref(o->cert);
+    o->key = NULL;
+    o->cert = NULL;
+}
+
+static bool dup_bytes(const void *src, size_t len, unsigned char **dst, size_t *dst_len)
+{
+    *dst = malloc(len > 0 ? len : 1);
+    if (*dst == NULL)
+        return false;
+    if (len > 0)
+        memcpy(*dst, src, len);
+    *dst_len = len;
+    return true;
+}
+
+/* i2d of an X509 part into a malloc'ed buffer. */
+#define I2D_DUP(fn, obj, dst, dst_len)                                                             \
+    do {                                                                                           \
+        unsigned char *tmp_ = NULL;                                                                \
+        int n_ = fn(obj, &tmp_);                                                                   \
+        bool ok_ = n_ > 0 && dup_bytes(tmp_, (size_t)n_, dst, dst_len);                            \
+        OPENSSL_free(tmp_);                                                                        \
+        if (!ok_)                                                                                  \
+            goto fail;                                                                             \
+    } while (0)
+
+static bool from_template(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE t,
+                          unsigned char **dst, size_t *dst_len, bool *ok)
+{
+    for (CK_ULONG i = 0; tmpl != NULL && i < count; i++) {
+        if (tmpl[i].type == t && tmpl[i].pValue != NULL && tmpl[i].ulValueLen > 0) {
+            *ok = dup_bytes(tmpl[i].pValue, tmpl[i].ulValueLen, dst, dst_len);
+            return true;
+        }
+    }
+    return false;
+}
+
+CK_RV vtp_cert_build(const unsigned char *der, size_t der_len, const unsigned char *id,
+                     size_t id_len, const char *label, size_t label_len,
+                     const CK_ATTRIBUTE *tmpl, CK_ULONG count, struct vtp_cert **out)
+{
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)der_len);
+    struct vtp_cert *c = NULL;
+    unsigned char sha1[20];
+    ASN1_INTEGER *sn;
+    bool ok = true;
+
+    if (x == NULL || p != der + der_len) {
+        X509_free(x);
+        VTP_LOG_INFO("CKA_VALUE is not one DER X.509 certificate");
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto fail;
+    c->refs = 1;
+    if (!dup_bytes(der, der_len, &c->value, &c->value_len) ||
+        !dup_bytes(id, id ? id_len : 0, &c->id, &c->id_len))
+        goto fail;
+    c->label = label ? strndup(label, label_len) : strdup("");
+    if (c->label == NULL)
+        goto fail;
+    if (!from_template(tmpl, count, CKA_SUBJECT, &c->subject, &c->subject_len, &ok))
+        I2D_DUP(i2d_X509_NAME, X509_get_subject_name(x), &c->subject, &c->subject_len);
+    if (ok && !from_template(tmpl, count, CKA_ISSUER, &c->issuer, &c->issuer_len, &ok))
+        I2D_DUP(i2d_X509_NAME, X509_get_issuer_name(x), &c->issuer, &c->issuer_len);
+    sn = X509_get_serialNumber(x);
+    if (ok && !from_template(tmpl, count, CKA_SERIAL_NUMBER, &c->serial, &c->serial_len, &ok))
+        I2D_DUP(i2d_ASN1_INTEGER, sn, &c->serial, &c->serial_len);
+    if (!ok)
+        goto fail;
+    I2D_DUP(i2d_X509_PUBKEY, X509_get_X509_PUBKEY(x), &c->spki, &c->spki_len);
+    if (EVP_Digest(der, der_len, sha1, NULL, EVP_sha1(), NULL) != 1)
+        goto fail;
+    memcpy(c->check_value, sha1, 3);
+    c->handle = vtp_object_next_handle();
+    X509_free(x);
+    *out = c;
+    return CKR_OK;
+fail:
+    X509_free(x);
+    vtp_cert_unref(c);
+    return CKR_HOST_MEMORY;
+}
+
+static bool json_b64(const json_t *data, const char *key, unsigned char **out, size_t *len)
+{
+    const char *s = json_string_value(json_object_get(data, key));
+    return s != NULL && vtp_b64_decode(s, strlen(s), out, len);
+}
+
+CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out)
+{
+    unsigned char *der = NULL, *id = NULL;
+    size_t der_len = 0, id_len = 0;
+    const char *hex = json_string_value(json_object_get(data, "id"));
+    const char *label = json_string_value(json_object_get(data, "label"));
+    CK_ATTRIBUTE tmpl[3];
+    unsigned char *parts[3] = {NULL, NULL, NULL};
+    size_t lens[3] = {0, 0, 0};
+    static const char *const names[3] = {"subject", "issuer", "serial"};
+    static const CK_ATTRIBUTE_TYPE types[3] = {CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER};
+    CK_ULONG n = 0;
+    CK_RV rv = CKR_DEVICE_ERROR;
+
+    if (!json_b64(data, "value", &der, &der_len)) {
+        VTP_LOG_WARN("certificate %s in KV has no base64 value", kv_name);
+        goto out;
+    }
+    if (hex != NULL && !vtp_hex_decode(hex, &id, &id_len)) {
+        VTP_LOG_WARN("certificate %s in KV: id is not hex", kv_name);
+        goto out;
+    }
+    for (int i = 0; i < 3; i++)
+        if (json_b64(data, names[i], &parts[i], &lens[i]))
+            tmpl[n++] = (CK_ATTRIBUTE){types[i], parts[i], (CK_ULONG)lens[i]};
+    rv = vtp_cert_build(der, der_len, id, id_len, label, label ? strlen(label) : 0, tmpl, n, out);
+    if (rv == CKR_OK) {
+        (*out)->kv_name = strdup(kv_name);
+        if ((*out)->kv_name == NULL) {
+            vtp_cert_unref(*out);
+            rv = CKR_HOST_MEMORY;
+        }
+    }
+out:
+    for (int i = 0; i < 3; i++)
+        free(parts[i]);
+    free(der);
+    free(id);
+    return rv;
+}
+
+static int set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
+{
+    char *b = vtp_b64_encode(p, len);
+    int r = b ? json_object_set_new(o, key, json_string(b)) : -1;
+    free(b);
+    return r;
+}
+
+json_t *vtp_cert_to_json(const struct vtp_cert *c)
+{
+    json_t *o = json_object();
+    char *hex = vtp_hex_encode(c->id, c->id_len);
+
+    if (o == NULL || hex == NULL || set_b64(o, "value", c->value, c->value_len) != 0 ||
+        json_object_set_new(o, "id", json_string(hex)) != 0 ||
+        json_object_set_new(o, "label", json_string(c->label)) != 0 ||
+        set_b64(o, "subject", c->subject, c->subject_len) != 0 ||
+        set_b64(o, "issuer", c->issuer, c->issuer_len) != 0 ||
+        set_b64(o, "serial", c->serial, c->serial_len) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    free(hex);
+    return o;
+}
+
+CK_RV vtp_cert_relabel(const struct vtp_cert *c, const unsigned char *id, size_t id_len,
+                       const char *label, size_t label_len, struct vtp_cert **out)
+{
+    CK_ATTRIBUTE tmpl[] = {{CKA_SUBJECT, c->subject, c->subject_len},
+                           {CKA_ISSUER, c->issuer, c->issuer_len},
+                           {CKA_SERIAL_NUMBER, c->serial, c->serial_len}};
+    struct vtp_cert *n = NULL;
+    CK_RV rv;
+
+    rv = vtp_cert_build(c->value, c->value_len, id ? id : c->id, id ? id_len : c->id_len,
+                        label ? label : c->label, label ? label_len : strlen(c->label), tmpl, 3,
+                        &n);
+    if (rv != CKR_OK)
+        return rv;
+    n->handle = c->handle;
+    n->read_only = c->read_only;
+    if (c->kv_name != NULL && (n->kv_name = strdup(c->kv_name)) == NULL) {
+        vtp_cert_unref(n);
+        return CKR_HOST_MEMORY;
+    }
+    *out = n;
+    return CKR_OK;
+}
+
+CK_RV vtp_key_relabel(const struct vtp_key *k, const unsigned char *id, size_t id_len,
+                      const char *label, size_t label_len, struct vtp_key **out)
+{
+    struct vtp_key *n = calloc(1, sizeof(*n));
+
+    if (n == NULL)
+        return CKR_HOST_MEMORY;
+    *n = *k;
+    n->refs = 1;
+    n->name = strdup(k->name);
+    n->label = label ? strndup(label, label_len) : strdup(k->label);
+    n->pkey = k->pkey;
+    EVP_PKEY_up_ref(n->pkey);
+    n->spki = n->id = n->ec_point = n->modulus = n->exponent = NULL;
+    if (n->name == NULL || n->label == NULL ||
+        !dup_bytes(k->spki, k->spki_len, &n->spki, &n->spki_len) ||
+        !dup_bytes(id ? id : k->id, id ? id_len : k->id_len, &n->id, &n->id_len) ||
+        (k->ec_point && !dup_bytes(k->ec_point, k->ec_point_len, &n->ec_point, &n->ec_point_len)) ||
+        (k->modulus && !dup_bytes(k->modulus, k->modulus_len, &n->modulus, &n->modulus_len)) ||
+        (k->exponent &&
+         !dup_bytes(k->exponent, k->exponent_len, &n->exponent, &n->exponent_len))) {
+        vtp_key_unref(n);
+        return CKR_HOST_MEMORY;
+    }
+    n->id_stored = true;
+    *out = n;
+    return CKR_OK;
 }

@@ -41,6 +41,50 @@ struct vtp_key {
     size_t exponent_len;
 };
 
+/* An X.509 certificate object: stored in KV v2 (kv_name set) or read from a PEM file named in
+ * the slot's config (read-only). Immutable once built, shared by reference count. */
+struct vtp_cert {
+    int refs; /* atomic */
+    CK_OBJECT_HANDLE handle;
+    char *kv_name; /* name under certs/<mount>/ in KV, NULL for a file certificate */
+    bool read_only;
+    unsigned char *value; /* DER */
+    size_t value_len;
+    unsigned char *id;
+    size_t id_len;
+    char *label;
+    unsigned char *subject, *issuer, *serial, *spki; /* DER */
+    size_t subject_len, issuer_len, serial_len, spki_len;
+    unsigned char check_value[3];
+};
+
+/* Builds a certificate from DER. id/label may be NULL (then empty); subject, issuer and
+ * serial come from the template when given (tmpl may be NULL), else from the certificate.
+ * CKR_ATTRIBUTE_VALUE_INVALID if value is not an X.509 certificate. */
+CK_RV vtp_cert_build(const unsigned char *der, size_t der_len, const unsigned char *id,
+                     size_t id_len, const char *label, size_t label_len,
+                     const CK_ATTRIBUTE *tmpl, CK_ULONG count, struct vtp_cert **out);
+/* From KV data {"value": b64 DER, "id": hex, "label": str, "subject"/"issuer"/"serial": b64}. */
+CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);
+/* The KV data of a certificate (new reference). */
+json_t *vtp_cert_to_json(const struct vtp_cert *c);
+struct vtp_cert *vtp_cert_ref(struct vtp_cert *c);
+void vtp_cert_unref(struct vtp_cert *c);
+
+/* A copy of k (same handles, version and public key) with another id and/or label. */
+CK_RV vtp_key_relabel(const struct vtp_key *k, const unsigned char *id, size_t id_len,
+                      const char *label, size_t label_len, struct vtp_key **out);
+CK_RV vtp_cert_relabel(const struct vtp_cert *c, const unsigned char *id, size_t id_len,
+                       const char *label, size_t label_len, struct vtp_cert **out);
+
+/* Any object a handle names: a key's private or public half, or a certificate. */
+struct vtp_obj {
+    CK_OBJECT_CLASS cls;
+    struct vtp_key *key;   /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY */
+    struct vtp_cert *cert; /* CKO_CERTIFICATE */
+};
+void vtp_obj_release(struct vtp_obj *o);
+
 /* Builds a key object from a Transit key and optional KV metadata ({"id": hex, "label": str}).
  * name_prefix is stripped to make the default label. CKR_KEY_TYPE_INCONSISTENT if the
  * Transit type is not usable (the caller skips the key with a debug log). */

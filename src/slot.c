@@ -60,6 +60,7 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
         cc.key_prefix = sc->key_prefix;
         cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
         cc.private_is_private = cfg->vault.auth == VTP_AUTH_PIN;
+        cc.cert_files = sc->certificates;
         rv = vtp_cache_new(&cc, &s->cache);
         if (rv != CKR_OK)
             break;
