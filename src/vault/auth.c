@@ -638,7 +638,7 @@ static void do_renew(struct auth_state *st, unsigned long gen)
 {
     struct vtp_http_req req = {0};
     struct vtp_http_resp resp = {0};
-    int64_t now = vtp_now_ms(), old_expire;
+    int64_t now = vtp_now_ms(), old_expire, full;
     json_t *auth = NULL;
     long lease;
     bool renewable;
@@ -660,17 +660,22 @@ static void do_renew(struct auth_state *st, unsigned long gen)
         lease = (long)json_integer_value(json_object_get(auth, "lease_duration"));
         renewable = json_is_true(json_object_get(auth, "renewable"));
         old_expire = st->expire_ms;
-        if (lease > 0 && now + (int64_t)lease * 1000 > old_expire + 500) {
+        full = st->lease_ms;
+        if (lease > 0 && now + (int64_t)lease * 1000 > old_expire + 500 &&
+            (int64_t)lease * 1000 >= full) {
             lease_set_locked(st, lease, renewable, now);
             retry_reset_locked(st);
             VTP_LOG_INFO("token renewed: lease %ld s%s", lease,
                          renewable ? "" : " (no longer renewable)");
         } else {
-            /* capped by the token's max TTL: renewing again gains nothing */
+            /* Shorter than the last grant: the token's max TTL capped it, and a further renewal
+             * would gain nothing. Keep the full lease as the measure, so that approle,
+             * kubernetes and cert log in again when a third of it is left. */
             st->expire_ms = lease > 0 ? now + (int64_t)lease * 1000 : now;
             st->renewable = false;
-            VTP_LOG_INFO("token renewal reached its max TTL (%ld s left)%s", lease,
-                         method_logs_in(st->conf->auth) ? ": will log in again" : "");
+            retry_reset_locked(st);
+            VTP_LOG_INFO("token renewal capped by its max TTL: %ld s left%s", lease,
+                         method_logs_in(st->conf->auth) ? ", will log in again" : "");
         }
     } else if (rv == CKR_OK) {
         VTP_LOG_WARN("auth/token/renew-self -> HTTP %ld \"%s\"", resp.status,
