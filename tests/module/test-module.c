@@ -17,10 +17,19 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <curl/curl.h>
+
 #include "p11test.h"
 #include "batch.h"
 
 static CK_FUNCTION_LIST_PTR f;
+
+static size_t discard(char *p, size_t size, size_t n, void *u)
+{
+    (void)p;
+    (void)u;
+    return size * n;
+}
 static CK_SLOT_ID slot;
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 
@@ -399,6 +408,182 @@ static void check_attributes(CK_SESSION_HANDLE s, const struct keyspec *ks, CK_O
     }
 }
 
+/* A variant of the run's config (tests/lib/run-test writes one [slot] section): slot_extra is
+ * appended to that section, module_lines form a [module] section. Fills "config=<path>". */
+static void variant_config(char *reserved, size_t len, const char *name, const char *slot_extra,
+                           const char *module_lines)
+{
+    char path[512], line[512];
+    const char *tmp = getenv("VTP_TEST_TMP"), *cur = getenv("VAULT_TRANSIT_PKCS11_CONFIG");
+    FILE *in = cur ? fopen(cur, "r") : NULL, *out;
+
+    snprintf(path, sizeof(path), "%s/%s", tmp ? tmp : "/tmp", name);
+    out = fopen(path, "w");
+    REQUIRE_RV(in != NULL && out != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    while (fgets(line, sizeof(line), in) != NULL)
+        fputs(line, out);
+    fprintf(out, "\n%s\n[module]\n%s", slot_extra, module_lines);
+    fclose(in);
+    fclose(out);
+    snprintf(reserved, len, "config=%s", path);
+}
+
+/* Vault as another operator uses it: POST with the test's token. */
+static long vault_post(const char *path, const char *body)
+{
+    char url[1024], hdr[1024];
+    const char *addr = getenv("VAULT_ADDR"), *token = getenv("VAULT_TOKEN");
+    struct curl_slist *h = NULL;
+    CURL *c = curl_easy_init();
+    long status = 0;
+
+    if (c == NULL || addr == NULL || token == NULL)
+        return 0;
+    snprintf(url, sizeof(url), "%s/v1/%s", addr, path);
+    snprintf(hdr, sizeof(hdr), "X-Vault-Token: %s", token);
+    h = curl_slist_append(h, hdr);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void sign_msg(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, unsigned char *sig,
+                     CK_ULONG *len)
+{
+    CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+
+    *len = 64;
+    CHECK_RV(f->C_SignInit(s, &m, priv), CKR_OK);
+    CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, len), CKR_OK);
+}
+
+/* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
+static void lifecycle_checks(const unsigned char *id, const char *label, EVP_PKEY *pk1)
+{
+    char reserved[600], path[512], name[256];
+    const char *prefix = getenv("VTP_TEST_PREFIX");
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY, pubc = CKO_PUBLIC_KEY, cc = CKO_CERTIFICATE;
+    CK_ATTRIBUTE tp[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, (void *)id, 6}};
+    CK_ATTRIBUTE tq[] = {{CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_ID, (void *)id, 6}};
+    CK_OBJECT_HANDLE h1, h2, q2, cert, found[8];
+    CK_SESSION_HANDLE s;
+    unsigned char sig[64];
+    CK_ULONG len;
+    EVP_PKEY *pk2;
+    size_t n = 0;
+
+    if (prefix == NULL || pk1 == NULL) {
+        CHECK(0, "VTP_TEST_PREFIX is not set: run this test under tests/lib/run-test");
+        return;
+    }
+    /* the Transit name the module gave the key: prefix + label with blanks as '-' */
+    n = (size_t)snprintf(name, sizeof(name), "%s", prefix);
+    for (const char *p = label; *p && n + 1 < sizeof(name); p++)
+        name[n++] = *p == ' ' ? '-' : *p;
+    name[n] = '\0';
+
+    variant_config(reserved, sizeof(reserved), "ttl.conf", "cache_ttl = 1s\n", "");
+    a.pReserved = reserved;
+    REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    REQUIRE_RV(find(s, tp, 2, &h1, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
+
+    /* Another operator rotates the key. */
+    snprintf(path, sizeof(path), "%s/keys/%s/rotate", getenv("VTP_TEST_MOUNT") ?
+             getenv("VTP_TEST_MOUNT") : "transit", name);
+    CHECK(vault_post(path, "{}") == 200, "rotating %s through the HTTP API", name);
+    sign_msg(s, h1, sig, &len);
+    CHECK(openssl_verify(pk1, CKM_ECDSA_SHA256, "SHA256", message, sizeof(message), sig, len, -2),
+          "before the refresh, the object signs with the version it showed");
+    usleep(1200 * 1000); /* let the 1 s cache TTL pass: the next search reloads */
+    CHECK(find(s, tp, 2, &h2, 1) == 1, "rotated key found");
+    CHECK(h2 != h1, "the new version is a new object");
+    CHECK(find(s, tq, 2, &q2, 1) == 1, "rotated public key found");
+    pk2 = public_key(s, q2);
+    CHECK(pk2 != NULL && EVP_PKEY_eq(pk1, pk2) != 1, "the new version has a new public key");
+    sign_msg(s, h1, sig, &len);
+    CHECK(openssl_verify(pk1, CKM_ECDSA_SHA256, "SHA256", message, sizeof(message), sig, len, -2),
+          "after the rotation, the old object still signs with the old version");
+    sign_msg(s, h2, sig, &len);
+    CHECK(pk2 != NULL && openssl_verify(pk2, CKM_ECDSA_SHA256, "SHA256", message,
+                                        sizeof(message), sig, len, -2),
+          "the new object signs with the new version");
+    EVP_PKEY_free(pk2);
+
+    /* A certificate stored in KV, found by id and label, relabelled, destroyed. */
+    {
+        EVP_PKEY *ck = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        X509 *x = X509_new();
+        unsigned char *der = NULL, value[2048], subj[512];
+        int der_len;
+        CK_CERTIFICATE_TYPE ct = CKC_X_509;
+        CK_BBOOL t = CK_TRUE;
+        const char *cl = "module test cert";
+        CK_ATTRIBUTE ctmpl[] = {{CKA_CLASS, &cc, sizeof(cc)},
+                                {CKA_CERTIFICATE_TYPE, &ct, sizeof(ct)},
+                                {CKA_TOKEN, &t, sizeof(t)},
+                                {CKA_ID, (void *)id, 6},
+                                {CKA_LABEL, (void *)cl, strlen(cl)},
+                                {CKA_VALUE, NULL, 0}};
+        CK_ATTRIBUTE byid[] = {{CKA_CLASS, &cc, sizeof(cc)}, {CKA_ID, (void *)id, 6}};
+        CK_ATTRIBUTE newl[] = {{CKA_LABEL, "renamed cert", 12}};
+        CK_ATTRIBUTE bylabel[] = {{CKA_LABEL, "renamed cert", 12}};
+        CK_ATTRIBUTE get[] = {{CKA_VALUE, value, sizeof(value)}, {CKA_SUBJECT, subj, sizeof(subj)}};
+        CK_ATTRIBUTE junk[] = {{CKA_CLASS, &cc, sizeof(cc)}, {CKA_VALUE, "not a cert", 10}};
+
+        X509_set_version(x, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"vtp module test", -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+        X509_set_pubkey(x, ck);
+        X509_sign(x, ck, EVP_sha256());
+        der_len = i2d_X509(x, &der);
+        ctmpl[5].pValue = der;
+        ctmpl[5].ulValueLen = (CK_ULONG)der_len;
+        CHECK_RV(f->C_CreateObject(s, junk, 2, &cert), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(f->C_CreateObject(s, ctmpl, 6, &cert), CKR_OK);
+        CHECK(find(s, byid, 2, found, 8) == 1 && found[0] == cert, "certificate found by id");
+        CHECK_RV(f->C_GetAttributeValue(s, cert, get, 2), CKR_OK);
+        CHECK(get[0].ulValueLen == (CK_ULONG)der_len && memcmp(value, der, der_len) == 0,
+              "CKA_VALUE is the certificate");
+        CHECK(get[1].ulValueLen > 10, "CKA_SUBJECT from the certificate");
+        CHECK_RV(f->C_SetAttributeValue(s, cert, newl, 1), CKR_OK);
+        CHECK(find(s, bylabel, 1, found, 8) == 1 && found[0] == cert, "relabelled certificate");
+        /* the same key pair relabelled */
+        CHECK_RV(f->C_SetAttributeValue(s, h2, newl, 1), CKR_OK);
+        CHECK(find(s, bylabel, 1, found, 8) == 3, "key pair and certificate share the label");
+        /* everything survives a reload */
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+                   CKR_OK);
+        CHECK(find(s, bylabel, 1, found, 8) == 3, "labels persisted in KV");
+        CHECK(find(s, byid, 2, &cert, 1) == 1, "certificate persisted");
+        CHECK_RV(f->C_DestroyObject(s, cert), CKR_OK);
+        CHECK(find(s, byid, 2, found, 8) == 0, "certificate destroyed");
+        /* put the key's label back for the rest of the test */
+        CHECK(find(s, tp, 2, &h2, 1) == 1, "key found after reload");
+        newl[0].pValue = (void *)label;
+        newl[0].ulValueLen = strlen(label);
+        CHECK_RV(f->C_SetAttributeValue(s, h2, newl, 1), CKR_OK);
+        OPENSSL_free(der);
+        X509_free(x);
+        EVP_PKEY_free(ck);
+    }
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 struct thread_arg {
     CK_OBJECT_HANDLE priv;
     EVP_PKEY *pk;
@@ -581,9 +766,7 @@ int main(void)
     /* Group commit: with one request in flight per key, 16 threads must share requests, and
      * every caller must still get a signature over its own message. */
     if (pks[0] != NULL) {
-        char path[512], reserved[600], line[512];
-        const char *tmp = getenv("VTP_TEST_TMP"), *cur = getenv("VAULT_TRANSIT_PKCS11_CONFIG");
-        FILE *in = cur ? fopen(cur, "r") : NULL, *out;
+        char reserved[600];
         CK_C_INITIALIZE_ARGS bargs = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
         struct vtp_batch_stats before, after;
         pthread_t th[16];
@@ -593,15 +776,8 @@ int main(void)
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[0], 6}};
         int ok = 0;
 
-        snprintf(path, sizeof(path), "%s/batch.conf", tmp ? tmp : "/tmp");
-        out = fopen(path, "w");
-        REQUIRE_RV(in != NULL && out != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-        while (fgets(line, sizeof(line), in) != NULL)
-            fputs(line, out);
-        fputs("\n[module]\nbatching = true\nbatch_concurrency = 1\nbatch_max_items = 5\n", out);
-        fclose(in);
-        fclose(out);
-        snprintf(reserved, sizeof(reserved), "config=%s", path);
+        variant_config(reserved, sizeof(reserved), "batch.conf", "",
+                       "batching = true\nbatch_concurrency = 1\nbatch_max_items = 5\n");
         bargs.pReserved = reserved;
         CHECK_RV(f->C_Finalize(NULL), CKR_OK);
         REQUIRE_RV(f->C_Initialize(&bargs), CKR_OK);
@@ -638,6 +814,18 @@ int main(void)
             CK_ATTRIBUTE t2[] = {{CKA_CLASS, &c2, sizeof(c2)}, {CKA_ID, ids[i], 6}};
             find(s, t2, 2, &privs[i], 1);
         }
+    }
+
+    /* Rotation, certificates, label changes (re-initializes the module). */
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    lifecycle_checks(ids[0], labels[0], pks[0]);
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    for (size_t i = 0; i < nspecs; i++) {
+        CK_OBJECT_CLASS c3 = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE t3[] = {{CKA_CLASS, &c3, sizeof(c3)}, {CKA_ID, ids[i], 6}};
+        find(s, t3, 2, &privs[i], 1);
     }
 
     /* fork(): the child must initialize again before it may use the module. */
