@@ -2,13 +2,15 @@
 # tests/bench/run-bench.sh: reproduces the table in docs/performance.md.
 #
 #   tests/bench/run-bench.sh [--builddir DIR] [--seconds S] [--warmup S] [--threads "1 4 16 64"]
-#                            [--verify N] [--json-out FILE]
+#                            [--modes "module nobatch direct softhsm"] [--verify N]
+#                            [--json-out FILE]
 #
 # Signs with ECDSA P-256 (CKM_ECDSA over a SHA-256 digest) and RSA-2048 PSS (CKM_RSA_PKCS_PSS,
 # SHA-256, MGF1-SHA-256, salt 32) at each thread count, three ways:
 #   module       p11bench --module vault-transit-pkcs11.so (Transit through the module)
-#   direct HTTP  p11bench --direct-http (one Transit request per signature, keep-alive)
-#   softhsm2     p11bench --module libsofthsm2.so (local software keys, for scale)
+#   nobatch      the same with `[module] batching = false` (no group commit)
+#   direct       p11bench --direct-http (one Transit request per signature, keep-alive)
+#   softhsm      p11bench --module libsofthsm2.so (local software keys, for scale)
 # and prints a markdown table: ops/s, p50 and p99 latency (ms), and module/direct ratios.
 #
 # Vault: the server named by VAULT_ADDR and VAULT_TOKEN when both are set (Transit must be
@@ -24,6 +26,7 @@ warmup=2
 threads="1 4 16 64"
 verify=100
 json_out=
+modes="module nobatch direct softhsm"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -32,8 +35,9 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --verify) verify=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
     --json-out) json_out=$2; shift 2 ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -100,8 +104,11 @@ mount = $VTP_TEST_MOUNT
 key_prefix = $prefix
 label = bench
 EOF
-chmod 600 "$tmp/module.conf"
-export VAULT_TRANSIT_PKCS11_CONFIG=$tmp/module.conf
+{
+    cat "$tmp/module.conf"
+    printf '\n[module]\nbatching = false\n'
+} >"$tmp/module-nobatch.conf"
+chmod 600 "$tmp/module.conf" "$tmp/module-nobatch.conf"
 unset VAULT_TRANSIT_PKCS11_DEBUG
 
 if [ "$have_softhsm" = yes ]; then
@@ -124,21 +131,29 @@ common=(--seconds "$seconds" --warmup "$warmup" --verify "$verify" --json)
 run() {
     local alg=$1 mech=$2 key=$3 n=$4 mode=$5 out
     local -a args
+    local conf=$tmp/module.conf
     case $mode in
     module) args=(--module "$module" --label "$key") ;;
+    nobatch)
+        args=(--module "$module" --label "$key")
+        conf=$tmp/module-nobatch.conf
+        ;;
     direct) args=(--direct-http --mount "$VTP_TEST_MOUNT" --key "$prefix$key") ;;
     softhsm) args=(--module "$softhsm" --token bench --pin 1234 --label "$key") ;;
+    *) echo "run-bench: unknown mode $mode" >&2; exit 2 ;;
     esac
     echo "run-bench: $alg, $n thread(s), $mode" >&2
-    if ! out=$("$bench" "${args[@]}" --mech "$mech" --threads "$n" "${common[@]}"); then
+    if ! out=$(VAULT_TRANSIT_PKCS11_CONFIG=$conf "$bench" "${args[@]}" --mech "$mech" \
+        --threads "$n" "${common[@]}"); then
         echo "run-bench: p11bench failed ($alg, $n threads, $mode): ${out:-no output}" >&2
         exit 1
     fi
     jq -c --arg alg "$alg" --arg m "$mode" '. + {alg: $alg, run: $m}' <<<"$out" >>"$results"
 }
 
-modes="module direct"
-[ "$have_softhsm" = yes ] && modes="$modes softhsm"
+if [ "$have_softhsm" = no ]; then
+    modes=$(tr ' ' '\n' <<<"$modes" | grep -vx softhsm | tr '\n' ' ')
+fi
 echo "run-bench: load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for spec in "ECDSA P-256:ecdsa:ec" "RSA-2048 PSS:rsa-pss:rsa"; do
     IFS=: read -r alg mech key <<<"$spec"
@@ -151,23 +166,25 @@ done
 echo "run-bench: load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 [ -n "$json_out" ] && cp "$results" "$json_out"
 
-# The table: one row per algorithm and thread count.
+# The table: one row per algorithm and thread count, three columns per mode, then the ratios.
 jq -rs --arg modes "$modes" '
     def r(x): if x == null then "-" else (x * 10 | round / 10 | tostring) end;
     def ms(x): if x == null then "-" else
         (if x < 1 then (x * 1000 | round / 1000) else (x * 100 | round / 100) end | tostring) end;
     def ratio(a; b): if a == null or b == null or b == 0 then "-"
         else ((a / b * 100 | round / 100 | tostring) + "x") end;
+    {module: "Module", nobatch: "Module, batching off", direct: "Direct HTTP",
+     softhsm: "softhsm2"} as $names |
+    ($modes | split(" ") | map(select(. != ""))) as $ms |
     group_by(.alg, .threads) | sort_by(.[0].alg != "ECDSA P-256", .[0].threads) |
-    ("| Key, mechanism | Threads | Module ops/s | p50 ms | p99 ms | Direct HTTP ops/s | p50 ms"
-     + " | p99 ms | softhsm2 ops/s | p50 ms | p99 ms | Module/direct ops/s | Module/direct p50 |"),
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ("| Key, mechanism | Threads | "
+     + ($ms | map("\($names[.]) ops/s | p50 ms | p99 ms") | join(" | "))
+     + " | Module/direct ops/s | Module/direct p50 |"),
+    ("|---|--:|" + ($ms | map("--:|--:|--:|") | join("")) + "--:|--:|"),
     (.[] | (map({key: .run, value: .}) | from_entries) as $r |
-        "| \(.[0].alg) | \(.[0].threads) | \(r($r.module.ops_per_sec)) | \(ms($r.module.latency_ms.p50))"
-        + " | \(ms($r.module.latency_ms.p99)) | \(r($r.direct.ops_per_sec))"
-        + " | \(ms($r.direct.latency_ms.p50)) | \(ms($r.direct.latency_ms.p99))"
-        + " | \(r($r.softhsm.ops_per_sec)) | \(ms($r.softhsm.latency_ms.p50))"
-        + " | \(ms($r.softhsm.latency_ms.p99))"
+        "| \(.[0].alg) | \(.[0].threads) | "
+        + ($ms | map($r[.] as $x | "\(r($x.ops_per_sec)) | \(ms($x.latency_ms.p50))"
+                    + " | \(ms($x.latency_ms.p99))") | join(" | "))
         + " | \(ratio($r.module.ops_per_sec; $r.direct.ops_per_sec))"
         + " | \(ratio($r.module.latency_ms.p50; $r.direct.latency_ms.p50)) |")
 ' "$results"
