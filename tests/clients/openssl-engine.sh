@@ -42,11 +42,13 @@ dynamic_path = $ENGINE
 MODULE_PATH = $MODULE
 init = 0
 EOF
-export OPENSSL_CONF="$VTP_TMP/openssl.cnf"
+# The engine config applies to the openssl commands that use the engine (see the end for a
+# process that has it and loads the module directly as well).
+eossl() { OPENSSL_CONF="$VTP_TMP/openssl.cnf" vtp_ossl "$@"; }
 
 P11=(vtp_p11 --module "$MODULE" --token-label "$TOKEN")
 
-vtp_check "openssl loads the pkcs11 engine" vtp_ossl engine -t pkcs11
+vtp_check "openssl loads the pkcs11 engine" eossl engine -t pkcs11
 vtp_expect "the engine is available" '\[ available \]'
 
 printf 'engine test message %s\n' "$(vtp_random_hex 16)" >data
@@ -66,7 +68,7 @@ run_curve() {
 
     # The public key through the engine (by URI), and from pkcs11-tool's listing.
     vtp_check "openssl reads the public key through the engine" \
-        vtp_ossl pkey -engine pkcs11 -inform engine -pubin \
+        eossl pkey -engine pkcs11 -inform engine -pubin \
         -in "pkcs11:token=$TOKEN;object=$label;type=public" -pubout -out "pub-$id.pem"
     vtp_check "describe the public key" openssl pkey -pubin -in "pub-$id.pem" -text -noout
     vtp_expect "the public key is on $curve" "ASN1 OID: $ocurve"
@@ -75,7 +77,7 @@ run_curve() {
     openssl dgst "-$hash" -binary -out "tampered.$hash" tampered
 
     vtp_check "openssl pkeyutl -sign with the pkcs11: URI key" \
-        vtp_ossl pkeyutl -engine pkcs11 -keyform engine -inkey "$uri" -sign \
+        eossl pkeyutl -engine pkcs11 -keyform engine -inkey "$uri" -sign \
         -in "data.$hash" -out "sig-$id.der"
     vtp_check "the signature is DER" openssl asn1parse -inform DER -in "sig-$id.der"
     vtp_check "openssl pkeyutl -verify accepts it" \
@@ -90,7 +92,7 @@ run_curve() {
         -sigfile "sig-$id.der"
 
     vtp_check "openssl dgst -$hash -sign with the pkcs11: URI key" \
-        vtp_ossl dgst "-$hash" -engine pkcs11 -keyform engine -sign "$uri" \
+        eossl dgst "-$hash" -engine pkcs11 -keyform engine -sign "$uri" \
         -out "sig-$id-dgst.der" data
     vtp_check "openssl dgst -verify accepts the message signature" \
         openssl dgst "-$hash" -verify "pub-$id.pem" -signature "sig-$id-dgst.der" data
@@ -101,5 +103,18 @@ run_curve() {
 
 run_curve prime256v1 sha256 prime256v1
 run_curve secp384r1 sha384 secp384r1
+
+# A system-wide openssl.cnf that loads the pkcs11 engine (init = 0) is common: every process
+# using OpenSSL then has the engine loaded, pkcs11-tool included, and the module must still
+# work there (it parses Transit's public keys with the same OpenSSL).
+vtp_say "--- pkcs11-tool in a process whose OpenSSL config loads the pkcs11 engine"
+label="engine-conf-$(vtp_random_hex 4)"
+id=$(vtp_random_hex 6)
+confp11() { OPENSSL_CONF="$VTP_TMP/openssl.cnf" "${P11[@]}" "$@"; }
+vtp_check "generate an EC:prime256v1 key pair with OPENSSL_CONF loading the engine" \
+    confp11 --login --pin "$PIN" --keypairgen --key-type EC:prime256v1 --label "$label" --id "$id"
+printf 'x' | openssl dgst -sha256 -binary -out conf.sha256
+vtp_check "sign with it with OPENSSL_CONF loading the engine" \
+    confp11 --login --pin "$PIN" --sign -m ECDSA --id "$id" -i conf.sha256 -o conf.sig
 
 vtp_say "PASS"
