@@ -3,8 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/core_names.h>
-#include <openssl/bn.h>
+#include <openssl/asn1.h>
 #include <openssl/x509.h>
 #include <openssl/evp.h>
 
@@ -83,58 +82,76 @@ static unsigned char *der_octet_string(const unsigned char *raw, size_t len, siz
     return p;
 }
 
-static CK_RV bn_param(EVP_PKEY *pkey, const char *param, unsigned char **out, size_t *out_len)
+/* Big-endian magnitude of a DER INTEGER, leading zero bytes dropped. */
+static CK_RV int_bytes(const ASN1_TYPE *t, unsigned char **out, size_t *out_len)
 {
-    BIGNUM *bn = NULL;
-    CK_RV rv = CKR_GENERAL_ERROR;
+    const unsigned char *p;
     int n;
 
-    if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1)
-        goto out;
-    n = BN_num_bytes(bn);
-    *out = malloc(n > 0 ? (size_t)n : 1);
-    if (*out == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
+    if (t == NULL || t->type != V_ASN1_INTEGER)
+        return CKR_KEY_TYPE_INCONSISTENT;
+    p = ASN1_STRING_get0_data(t->value.integer);
+    n = ASN1_STRING_length(t->value.integer);
+    while (n > 1 && *p == 0) {
+        p++;
+        n--;
     }
-    *out_len = (size_t)BN_bn2bin(bn, *out);
-    rv = CKR_OK;
-out:
-    BN_free(bn);
+    *out = malloc(n > 0 ? (size_t)n : 1);
+    if (*out == NULL)
+        return CKR_HOST_MEMORY;
+    memcpy(*out, p, (size_t)n);
+    *out_len = (size_t)n;
+    return CKR_OK;
+}
+
+/* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } */
+static CK_RV rsa_parts(struct vtp_key *k, const unsigned char *der, int len)
+{
+    const unsigned char *p = der;
+    STACK_OF(ASN1_TYPE) *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len);
+    CK_RV rv = CKR_KEY_TYPE_INCONSISTENT;
+
+    if (seq != NULL && sk_ASN1_TYPE_num(seq) == 2) {
+        rv = int_bytes(sk_ASN1_TYPE_value(seq, 0), &k->modulus, &k->modulus_len);
+        if (rv == CKR_OK)
+            rv = int_bytes(sk_ASN1_TYPE_value(seq, 1), &k->exponent, &k->exponent_len);
+    }
+    sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
     return rv;
 }
 
+/* The public components, read from the SubjectPublicKeyInfo itself: no provider call, so it
+ * works the same inside applications that load OpenSSL engines. */
 static CK_RV derive_public(struct vtp_key *k)
 {
-    unsigned char raw[160];
-    size_t raw_len = 0;
+    const unsigned char *p = k->spki, *raw = NULL;
+    X509_PUBKEY *xpk = d2i_X509_PUBKEY(NULL, &p, (long)k->spki_len);
+    int raw_len = 0, base = EVP_PKEY_get_base_id(k->pkey), bits = EVP_PKEY_get_bits(k->pkey);
+    CK_RV rv = CKR_KEY_TYPE_INCONSISTENT;
 
+    if (xpk == NULL || X509_PUBKEY_get0_param(NULL, &raw, &raw_len, NULL, xpk) != 1 ||
+        raw_len <= 0)
+        goto out;
     switch (k->kt->kind) {
     case VTP_KIND_EC:
-        if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_EC ||
-            EVP_PKEY_get_bits(k->pkey) != (int)k->kt->bits)
-            return CKR_KEY_TYPE_INCONSISTENT;
-        if (EVP_PKEY_get_octet_string_param(k->pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, raw,
-                                            sizeof(raw), &raw_len) != 1)
-            return CKR_GENERAL_ERROR;
+        if (base != EVP_PKEY_EC || bits != (int)k->kt->bits || raw[0] != 0x04)
+            goto out;
         break;
     case VTP_KIND_ED25519:
-        raw_len = sizeof(raw);
-        if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_ED25519 ||
-            EVP_PKEY_get_raw_public_key(k->pkey, raw, &raw_len) != 1)
-            return CKR_KEY_TYPE_INCONSISTENT;
+        if (base != EVP_PKEY_ED25519 || raw_len != 32)
+            goto out;
         break;
     case VTP_KIND_RSA:
-        if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_RSA ||
-            EVP_PKEY_get_bits(k->pkey) != (int)k->kt->bits)
-            return CKR_KEY_TYPE_INCONSISTENT;
-        if (bn_param(k->pkey, OSSL_PKEY_PARAM_RSA_N, &k->modulus, &k->modulus_len) != CKR_OK ||
-            bn_param(k->pkey, OSSL_PKEY_PARAM_RSA_E, &k->exponent, &k->exponent_len) != CKR_OK)
-            return CKR_HOST_MEMORY;
-        return CKR_OK;
+        if (base != EVP_PKEY_RSA || bits != (int)k->kt->bits)
+            goto out;
+        rv = rsa_parts(k, raw, raw_len);
+        goto out;
     }
-    k->ec_point = der_octet_string(raw, raw_len, &k->ec_point_len);
-    return k->ec_point ? CKR_OK : CKR_HOST_MEMORY;
+    k->ec_point = der_octet_string(raw, (size_t)raw_len, &k->ec_point_len);
+    rv = k->ec_point ? CKR_OK : CKR_HOST_MEMORY;
+out:
+    X509_PUBKEY_free(xpk);
+    return rv;
 }
 
 static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_prefix)
