@@ -8,10 +8,20 @@
  *    back afterwards, so a handle is never used by two threads at once while its connection
  *    cache still gives keep-alive. No lock is held during curl_easy_perform.
  *
- * vtp_http_request() retries transport failures, 412, 429, 502, 503 and 504 with exponential
- * backoff and jitter (50 ms doubling up to 2 s) within one deadline (timeout_ms, retries
- * included), moving to the next address on transport failures and 503. 307/308 redirects (HA
- * standbys that do not forward) are followed by hand, keeping method and body.
+ * vtp_http_request() (docs/failover.md):
+ *  - one deadline per call (timeout_ms), shared by the auth hooks' requests and the repeat after
+ *    a re-login; each attempt's CURLOPT_TIMEOUT_MS is bounded by what is left of it (half of it
+ *    while another address remains), so a server that hangs (SIGSTOP) cannot hold a call longer;
+ *  - addresses in list order; one that gives a transport error, 502/503/504 or "node not active"
+ *    is skipped until a health check (GET /v1/sys/health: 200 active or 429 standby) passes,
+ *    at most every RECHECK_MS; the next address is tried at once, a backoff wait (50 ms doubling
+ *    up to 1 s, equal jitter) only after a full round;
+ *  - 412 and 429 retried on the same server with that backoff; every other 4xx, and 5xx other
+ *    than those above, is final and never retried;
+ *  - 307/308 (HA standbys that do not forward) followed by hand, keeping method and body;
+ *  - when a call found no usable server within its deadline, later calls fail at once with
+ *    CKR_DEVICE_ERROR while one call every PROBE_INTERVAL_MS tries the servers; its success
+ *    ends the outage. POST sign is retried like everything else: signing twice is harmless.
  *
  * vtp_vault_rv() is the one mapping of Vault/OpenBao answers to CK_RV; docs/errors.md has the
  * table and tests/unit/test-errmap.c tests every row.
@@ -35,7 +45,10 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000L
 #define BACKOFF_START_MS 50
-#define BACKOFF_CAP_MS 2000
+#define BACKOFF_CAP_MS 1000
+#define RECHECK_MS 2000        /* a bad address gets a health check after this */
+#define HEALTH_TIMEOUT_MS 1000 /* GET /v1/sys/health */
+#define PROBE_INTERVAL_MS 250  /* outage: one request goes to the servers this often */
 #define MAX_REDIRECTS 5
 #define MAX_POOLED_HANDLES 32
 #define TOKEN_HEADER "X-Vault-Token: "
@@ -64,7 +77,15 @@ struct vtp_http {
 
     struct vtp_http_auth_hooks hooks; /* set once, before any request */
 
-    atomic_size_t preferred; /* index of the last address that answered */
+    /* per address: 0 usable, else failed and not used (unless all are) until a health check
+     * after this time (vtp_now_ms) passes */
+    atomic_llong bad_until[VTP_MAX_ADDRESSES];
+    atomic_llong outage_since; /* 0, or when a request found no usable server in its deadline */
+    atomic_llong next_probe;   /* outage: earliest time the next request may go out */
+    atomic_bool probing;       /* outage: a request is out */
+    atomic_bool checking[VTP_MAX_ADDRESSES]; /* a health check thread runs for it */
+    atomic_int checkers;                     /* health check threads running */
+    atomic_bool closing;
     atomic_ulong requests;
     atomic_ulong failures;
     atomic_ulong retries;
@@ -300,7 +321,15 @@ CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out)
         free(h);
         return CKR_CANT_LOCK;
     }
-    atomic_init(&h->preferred, 0);
+    for (i = 0; i < VTP_MAX_ADDRESSES; i++) {
+        atomic_init(&h->bad_until[i], 0);
+        atomic_init(&h->checking[i], false);
+    }
+    atomic_init(&h->checkers, 0);
+    atomic_init(&h->closing, false);
+    atomic_init(&h->outage_since, 0);
+    atomic_init(&h->next_probe, 0);
+    atomic_init(&h->probing, false);
     atomic_init(&h->requests, 0);
     atomic_init(&h->failures, 0);
     atomic_init(&h->retries, 0);
@@ -352,6 +381,15 @@ void vtp_http_free(struct vtp_http *h)
 
     if (h == NULL)
         return;
+    /* Health check threads use h: wait for them (each ends within HEALTH_TIMEOUT_MS). */
+    atomic_store(&h->closing, true);
+    for (i = 0; atomic_load(&h->checkers) > 0; i++) {
+        if (i * 10 > 3 * HEALTH_TIMEOUT_MS) {
+            VTP_LOG_ERR("health check threads still running: the HTTP client is not freed");
+            return;
+        }
+        sleep_ms(10);
+    }
     for (p = h->pool; p != NULL; p = next) {
         next = p->next;
         curl_easy_cleanup(p->curl);
@@ -387,6 +425,11 @@ void vtp_http_forget(struct vtp_http *h)
     h->pool = NULL;
     h->n_pooled = 0;
     pthread_mutex_init(&h->lock, NULL);
+    /* the probing and health check threads, if any, are not in the child */
+    atomic_store(&h->probing, false);
+    for (size_t i = 0; i < VTP_MAX_ADDRESSES; i++)
+        atomic_store(&h->checking[i], false);
+    atomic_store(&h->checkers, 0);
 }
 
 CK_RV vtp_http_set_token(struct vtp_http *h, const char *token)
@@ -496,8 +539,8 @@ struct attempt {
 /* With tls_server_name, the URL names that host (so SNI and certificate verification use it)
  * and CURLOPT_CONNECT_TO sends the connection to the configured address. Builds the URL and,
  * when needed, the connect-to entry. */
-static CK_RV build_url(const struct vtp_http *h, const char *base, const char *path,
-                       char **url_out, struct curl_slist **connect_to)
+static CK_RV build_url(const struct vtp_http *h, const char *base, const char *path, char **url_out,
+                       struct curl_slist **connect_to)
 {
     CURLU *u = NULL;
     char *url = NULL, *entry = NULL;
@@ -633,9 +676,37 @@ out:
     return rv;
 }
 
-static bool retryable_status(long status)
+/* What an answer means for the retry loop. */
+enum verdict {
+    ANSWER_FINAL,       /* 2xx, or an error the caller maps (every other 4xx): never retried */
+    ANSWER_RETRY,       /* 412, 429: the server is up but wants us to come back later */
+    ANSWER_UNAVAILABLE, /* 502, 503 (sealed, standby without leader), 504, HA election 500 */
+};
+
+static bool body_contains(const struct body *b, const char *needle)
 {
-    return status == 412 || status == 429 || status == 502 || status == 503 || status == 504;
+    size_t n = strlen(needle), i;
+
+    if (b->data == NULL || b->len < n)
+        return false;
+    for (i = 0; i + n <= b->len; i++) {
+        if (memcmp(b->data + i, needle, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+static enum verdict judge(long status, const struct body *b)
+{
+    if (status == 412 || status == 429)
+        return ANSWER_RETRY;
+    if (status == 502 || status == 503 || status == 504)
+        return ANSWER_UNAVAILABLE;
+    /* A standby while the cluster has no leader: "local node not active but active cluster
+     * node not found" (500). Another node, or this one a moment later, will do. */
+    if (status == 500 && body_contains(b, "node not active"))
+        return ANSWER_UNAVAILABLE;
+    return ANSWER_FINAL;
 }
 
 /* Transport errors that another try against the same server will not fix. */
@@ -698,17 +769,216 @@ out:
     return rv;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* address health */
+
+static void mark_bad(struct vtp_http *h, size_t i, const char *why)
+{
+    long long until = (long long)(vtp_now_ms() + RECHECK_MS);
+
+    if (atomic_exchange(&h->bad_until[i], until) == 0)
+        VTP_LOG_WARN("%s is unavailable (%s): using the other addresses, health check in %d ms",
+                     h->addresses[i], why, RECHECK_MS);
+}
+
+/* GET /v1/sys/health on address i, within HEALTH_TIMEOUT_MS and the deadline. Usable: 200
+ * (active), 429 (standby: forwards requests), 473 (Vault performance standby). Not usable:
+ * 503 (sealed), 501 (not initialised), anything else, no answer. */
+static bool health_ok(struct vtp_http *h, size_t i, int64_t deadline)
+{
+    struct curl_slist *headers = NULL, *connect_to = NULL;
+    struct body rb = {0};
+    struct attempt a = {CURLE_FAILED_INIT, 0, NULL};
+    int64_t t0 = vtp_now_ms();
+    long budget = HEALTH_TIMEOUT_MS;
+    char *url = NULL;
+    CURL *c = NULL;
+    bool ok = false;
+
+    if (deadline - t0 < budget)
+        budget = (long)(deadline - t0);
+    if (budget <= 0 || !headers_add(&headers, "X-Vault-Request: true"))
+        goto out;
+    if (build_url(h, h->addresses[i], "sys/health", &url, &connect_to) != CKR_OK)
+        goto out;
+    c = pool_take(h);
+    if (c == NULL ||
+        perform(h, c, "GET", url, headers, connect_to, NULL, 0, budget, &rb, &a) != CKR_OK)
+        goto out;
+    ok = a.cc == CURLE_OK && (a.status == 200 || a.status == 429 || a.status == 473);
+    if (a.cc != CURLE_OK)
+        VTP_LOG_INFO("health check of %s: %s (%lld ms)", h->addresses[i], curl_easy_strerror(a.cc),
+                     (long long)(vtp_now_ms() - t0));
+    else
+        VTP_LOG_INFO("health check of %s: HTTP %ld (%s, %lld ms)", h->addresses[i], a.status,
+                     ok ? "usable" : "not usable", (long long)(vtp_now_ms() - t0));
+out:
+    free(a.location);
+    free(url);
+    curl_slist_free_all(connect_to);
+    curl_slist_free_all(headers);
+    body_wipe(&rb);
+    if (c != NULL) {
+        if (a.cc == CURLE_OK)
+            pool_give(h, c);
+        else
+            curl_easy_cleanup(c);
+    }
+    return ok;
+}
+
+struct check {
+    struct vtp_http *h;
+    size_t i;
+};
+
+/* A detached thread: one health check of one address, so that no request waits for it. */
+static void *checker_main(void *arg)
+{
+    struct check *ck = arg;
+    struct vtp_http *h = ck->h;
+    size_t i = ck->i;
+
+    free(ck);
+    if (health_ok(h, i, vtp_now_ms() + HEALTH_TIMEOUT_MS)) {
+        atomic_store(&h->bad_until[i], 0);
+        VTP_LOG_WARN("%s is usable again", h->addresses[i]);
+    } else {
+        atomic_store(&h->bad_until[i], (long long)(vtp_now_ms() + RECHECK_MS));
+    }
+    atomic_store(&h->checking[i], false);
+    atomic_fetch_sub(&h->checkers, 1);
+    return NULL;
+}
+
+static void start_check(struct vtp_http *h, size_t i)
+{
+    bool expected = false;
+    pthread_attr_t attr;
+    pthread_t tid;
+    struct check *ck;
+    int rc = -1;
+
+    if (atomic_load(&h->closing) ||
+        !atomic_compare_exchange_strong(&h->checking[i], &expected, true))
+        return;
+    atomic_fetch_add(&h->checkers, 1);
+    ck = malloc(sizeof(*ck));
+    if (ck != NULL && pthread_attr_init(&attr) == 0) {
+        ck->h = h;
+        ck->i = i;
+        if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0)
+            rc = pthread_create(&tid, &attr, checker_main, ck);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        free(ck);
+        atomic_store(&h->bad_until[i], (long long)(vtp_now_ms() + RECHECK_MS));
+        atomic_store(&h->checking[i], false);
+        atomic_fetch_sub(&h->checkers, 1);
+    }
+}
+
+/* The first usable address from 'from' on, in list order. An address marked bad is skipped; once
+ * RECHECK_MS has passed, a background thread checks its health and, when it passes, the address
+ * is used again (so the list order is restored after a failover), without any request waiting
+ * for the check. With every address bad, 'from': requests keep trying them in turn. */
+static size_t pick(struct vtp_http *h, size_t from)
+{
+    size_t k, n = h->n_addresses;
+
+    for (k = 0; k < n; k++) {
+        size_t i = (from + k) % n;
+        long long until = atomic_load(&h->bad_until[i]);
+
+        if (until == 0)
+            return i;
+        if (vtp_now_ms() >= until)
+            start_check(h, i);
+    }
+    return from % n;
+}
+
+/* A usable answer from address i: it is good again, whatever its mark said. */
+static void mark_good(struct vtp_http *h, size_t i)
+{
+    if (atomic_load(&h->bad_until[i]) != 0) {
+        atomic_store(&h->bad_until[i], 0);
+        VTP_LOG_WARN("%s answers again", h->addresses[i]);
+    }
+}
+
+/* The time one attempt may take. With another address to turn to, a server that accepts the
+ * connection and then hangs (SIGSTOP, a stuck proxy) gets half of what is left (at least
+ * connect_timeout), so the next address still has time; otherwise all of it. */
+static long attempt_budget(const struct vtp_http *h, int64_t remaining)
+{
+    int64_t half = remaining / 2;
+
+    if (h->n_addresses < 2 || remaining <= h->connect_timeout_ms)
+        return (long)remaining;
+    return (long)(half > h->connect_timeout_ms ? half : h->connect_timeout_ms);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the retry loop */
+
+/* While no server is usable (a request spent its deadline without a usable answer), requests
+ * fail at once with CKR_DEVICE_ERROR instead of each waiting out its own deadline: one request
+ * at a time, at most every PROBE_INTERVAL_MS, goes to the servers (one round over the list) and
+ * its success ends the outage. Returns true when this request may go to the network; *probe
+ * tells it that it is the probing one. */
+static bool outage_admit(struct vtp_http *h, bool *probe)
+{
+    long long since = atomic_load(&h->outage_since);
+    bool expected = false;
+    int64_t now;
+
+    *probe = false;
+    if (since == 0)
+        return true;
+    now = vtp_now_ms();
+    if (now < atomic_load(&h->next_probe) ||
+        !atomic_compare_exchange_strong(&h->probing, &expected, true))
+        return false;
+    *probe = true;
+    return true;
+}
+
+static void outage_update(struct vtp_http *h, bool probe, bool usable, int64_t spent)
+{
+    int64_t now = vtp_now_ms();
+    long long since = atomic_load(&h->outage_since);
+
+    if (usable) {
+        if (since != 0 && atomic_compare_exchange_strong(&h->outage_since, &since, 0))
+            VTP_LOG_WARN("a Vault server answers again after %lld ms without one",
+                         (long long)(now - since));
+    } else if (since == 0 && (probe || spent >= h->timeout_ms / 2)) {
+        /* A request that only had a sliver of an operation's deadline proves nothing. */
+        if (atomic_compare_exchange_strong(&h->outage_since, &since, (long long)now))
+            VTP_LOG_ERR("no Vault server usable within %lld ms: failing fast until one answers "
+                        "(checked every %d ms)",
+                        (long long)spent, PROBE_INTERVAL_MS);
+    }
+    if (probe) {
+        atomic_store(&h->next_probe, (long long)(now + PROBE_INTERVAL_MS));
+        atomic_store(&h->probing, false);
+    }
+}
+
 static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
-                          struct vtp_http_resp *resp)
+                          struct vtp_http_resp *resp, int64_t deadline)
 {
     struct curl_slist *headers = NULL, *connect_to = NULL;
     struct body rb = {0};
     struct attempt a = {CURLE_OK, 0, NULL};
     char *body = NULL, *url = NULL, *redirect = NULL;
-    size_t body_len = 0, idx, tried_permanent = 0, failed_in_round = 0;
-    int64_t start, deadline, now, backoff = BACKOFF_START_MS, wait;
+    size_t body_len = 0, idx, tried_permanent = 0, failed_in_round = 0, failed = 0;
+    int64_t start, now, backoff = BACKOFF_START_MS, wait;
+    enum verdict v = ANSWER_FINAL;
     int redirects = 0;
-    bool answered = false;
+    bool answered = false, probe = false, admitted = false;
     json_t *json = NULL;
     json_error_t jerr;
     CURL *c = NULL;
@@ -723,10 +993,18 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         VTP_LOG_ERR("no Vault address configured");
         return CKR_DEVICE_ERROR;
     }
+    if (!outage_admit(h, &probe)) {
+        VTP_LOG_DEBUG("%s %s: no Vault server usable: failing fast", req->method, req->path);
+        atomic_fetch_add(&h->failures, 1);
+        return CKR_DEVICE_ERROR;
+    }
+    admitted = true;
     if (req->body != NULL) {
         body = json_dumps(req->body, JSON_COMPACT);
-        if (body == NULL)
-            return CKR_HOST_MEMORY;
+        if (body == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
         body_len = strlen(body);
     }
     rv = build_headers(h, req, &headers);
@@ -739,8 +1017,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     }
 
     start = vtp_now_ms();
-    deadline = start + h->timeout_ms;
-    idx = atomic_load(&h->preferred) % h->n_addresses;
+    /* The list order is the preference; a probe tries every address in turn. */
+    idx = probe ? 0 : pick(h, 0);
 
     for (;;) {
         int64_t t0 = vtp_now_ms();
@@ -748,8 +1026,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
 
         now = t0;
         if (now >= deadline) {
-            VTP_LOG_ERR("%s %s: no usable answer within %ld ms", req->method, req->path,
-                        h->timeout_ms);
+            VTP_LOG_ERR("%s %s: no usable answer within the deadline (%lld ms)", req->method,
+                        req->path, (long long)(now - start));
             break;
         }
         free(url);
@@ -769,7 +1047,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         body_wipe(&rb);
         rb.too_large = false;
         rv = perform(h, c, req->method, target, headers, connect_to, body, body_len,
-                     (long)(deadline - now), &rb, &a);
+                     attempt_budget(h, deadline - now), &rb, &a);
         if (rv != CKR_OK)
             goto out;
         atomic_fetch_add(&h->requests, 1);
@@ -778,8 +1056,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         if (a.cc != CURLE_OK) {
             atomic_fetch_add(&h->failures, 1);
             if (rb.too_large) {
-                VTP_LOG_ERR("%s %s: response larger than %u bytes, refused", req->method,
-                            req->path, VTP_HTTP_MAX_RESPONSE);
+                VTP_LOG_ERR("%s %s: response larger than %u bytes, refused", req->method, req->path,
+                            VTP_HTTP_MAX_RESPONSE);
                 rv = CKR_DEVICE_ERROR;
                 goto out;
             }
@@ -788,13 +1066,18 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
                 goto out;
             }
             VTP_LOG_WARN("%s %s via %s: %s (%lld ms)", req->method, req->path,
-                         h->addresses[idx], curl_easy_strerror(a.cc), (long long)(now - t0));
+                         redirect != NULL ? redirect : h->addresses[idx], curl_easy_strerror(a.cc),
+                         (long long)(now - t0));
             answered = false;
+            if (redirect == NULL)
+                mark_bad(h, idx, curl_easy_strerror(a.cc));
             free(redirect); /* a dead redirect target: start over from the list */
             redirect = NULL;
             if (permanent_error(a.cc) && ++tried_permanent >= h->n_addresses)
                 break;
-            idx = (idx + 1) % h->n_addresses;
+            if (probe && ++failed >= h->n_addresses)
+                break;
+            idx = probe ? (idx + 1) % h->n_addresses : pick(h, idx + 1);
             /* another address may well be up: try it at once; wait only after a full round */
             if (permanent_error(a.cc) || ++failed_in_round < h->n_addresses) {
                 atomic_fetch_add(&h->retries, 1);
@@ -810,20 +1093,31 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
                     VTP_LOG_ERR("%s %s: too many redirects", req->method, req->path);
                     break;
                 }
+                VTP_LOG_INFO("%s %s: %ld redirect, following it with the same method and body",
+                             req->method, req->path, a.status);
                 free(redirect);
                 redirect = a.location;
                 a.location = NULL;
                 continue;
             }
-            if (!retryable_status(a.status)) {
-                if (redirect == NULL)
-                    atomic_store(&h->preferred, idx);
+            v = judge(a.status, &rb);
+            if (v != ANSWER_UNAVAILABLE && redirect == NULL)
+                mark_good(h, idx);
+            if (v == ANSWER_FINAL)
                 break;
-            }
-            if (a.status == 503) {
+            if (v == ANSWER_UNAVAILABLE) {
+                if (redirect == NULL)
+                    mark_bad(h, idx, a.status == 503 ? "503, sealed or not active" : "HTTP error");
                 free(redirect);
                 redirect = NULL;
-                idx = (idx + 1) % h->n_addresses;
+                if (probe && ++failed >= h->n_addresses)
+                    break;
+                idx = probe ? (idx + 1) % h->n_addresses : pick(h, idx + 1);
+                if (++failed_in_round < h->n_addresses) {
+                    atomic_fetch_add(&h->retries, 1);
+                    continue;
+                }
+                failed_in_round = 0;
             }
         }
 
@@ -837,8 +1131,12 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         sleep_ms(wait);
         backoff = backoff * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : backoff * 2;
         atomic_fetch_add(&h->retries, 1);
+        if (!answered || v == ANSWER_UNAVAILABLE)
+            idx = pick(h, idx); /* an address may have come back meanwhile */
     }
 
+    outage_update(h, probe, answered && v != ANSWER_UNAVAILABLE, vtp_now_ms() - start);
+    admitted = false;
     if (!answered) {
         rv = CKR_DEVICE_ERROR;
         goto out;
@@ -846,13 +1144,15 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     if (rb.len > 0) {
         json = json_loadb((const char *)rb.data, rb.len, 0, &jerr);
         if (json == NULL)
-            VTP_LOG_WARN("%s %s -> %ld: body is not JSON (%s)", req->method, req->path,
-                         a.status, jerr.text);
+            VTP_LOG_WARN("%s %s -> %ld: body is not JSON (%s)", req->method, req->path, a.status,
+                         jerr.text);
     }
     resp->status = a.status;
     resp->json = json;
     rv = CKR_OK;
 out:
+    if (admitted && probe) /* left early (memory): let another request probe */
+        outage_update(h, true, false, 0);
     free(a.location);
     free(redirect);
     free(url);
@@ -872,6 +1172,9 @@ out:
 
 /* Set while this thread runs an auth hook: requests made by the hook do not re-enter it. */
 static __thread bool in_auth_hook;
+/* The deadline of the outermost vtp_http_request on this thread (0: none). The auth hooks'
+ * requests and the repeat after a re-login share it, so one call never outlives timeout. */
+static __thread int64_t op_deadline;
 
 void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks)
 {
@@ -882,17 +1185,21 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
                        struct vtp_http_resp *resp)
 {
     bool hooks = req != NULL && !req->no_token && h != NULL && !in_auth_hook;
+    bool outer = op_deadline == 0;
     CK_RV rv;
 
+    VTP_RETURN_VAL_IF_FAIL(h != NULL, CKR_ARGUMENTS_BAD);
+    if (outer)
+        op_deadline = vtp_now_ms() + h->timeout_ms;
     if (hooks && h->hooks.before != NULL) {
         in_auth_hook = true;
         h->hooks.before(h->hooks.arg);
         in_auth_hook = false;
     }
-    rv = request_once(h, req, resp);
+    rv = request_once(h, req, resp, op_deadline);
     if (rv != CKR_OK || !hooks || h->hooks.relogin == NULL || resp->status != 403 ||
         vtp_vault_rv(resp->status, resp->json) != CKR_USER_NOT_LOGGED_IN)
-        return rv;
+        goto out;
     /* The token is no longer valid: log in again once and repeat the request. */
     VTP_LOG_WARN("%s %s: Vault refused the token; logging in again", req->method, req->path);
     in_auth_hook = true;
@@ -900,10 +1207,15 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
     in_auth_hook = false;
     if (rv != CKR_OK) {
         VTP_LOG_ERR("re-login failed: %s", vtp_rv_name(rv));
-        return CKR_OK; /* the caller maps the original 403 */
+        rv = CKR_OK; /* the caller maps the original 403 */
+        goto out;
     }
     vtp_http_resp_clear(resp);
-    return request_once(h, req, resp);
+    rv = request_once(h, req, resp, op_deadline);
+out:
+    if (outer)
+        op_deadline = 0;
+    return rv;
 }
 
 /* ---------------------------------------------------------------------------------------- */
