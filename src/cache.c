@@ -1,10 +1,13 @@
 /* cache.c - per-slot snapshots of the objects a slot shows. */
 #include "common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -18,6 +21,7 @@ struct vtp_cache {
     struct vtp_cache_conf conf;
     char *prefix;
     char *cert_files;
+    char *disk_path;
     pthread_mutex_t lock;         /* guards cur; never held across I/O */
     pthread_mutex_t refresh_lock; /* serializes loads and changes; readers never wait on it */
     struct vtp_snapshot *cur;
@@ -86,14 +90,18 @@ CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out)
     c->conf = *conf;
     c->prefix = strdup(conf->key_prefix ? conf->key_prefix : "");
     c->cert_files = conf->cert_files ? strdup(conf->cert_files) : NULL;
-    if (c->prefix == NULL || (conf->cert_files && c->cert_files == NULL)) {
+    c->disk_path = conf->disk_path ? strdup(conf->disk_path) : NULL;
+    if (c->prefix == NULL || (conf->cert_files && c->cert_files == NULL) ||
+        (conf->disk_path && c->disk_path == NULL)) {
         free(c->prefix);
         free(c->cert_files);
+        free(c->disk_path);
         free(c);
         return CKR_HOST_MEMORY;
     }
     c->conf.key_prefix = c->prefix;
     c->conf.cert_files = c->cert_files;
+    c->conf.disk_path = c->disk_path;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->refresh_lock, NULL);
     *out = c;
@@ -109,6 +117,7 @@ void vtp_cache_free(struct vtp_cache *c)
     pthread_mutex_destroy(&c->refresh_lock);
     free(c->prefix);
     free(c->cert_files);
+    free(c->disk_path);
     free(c);
 }
 
@@ -388,6 +397,150 @@ out:
     return rv;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* On-disk copy: public data only (names, versions, public keys, labels, ids, certificates). */
+
+static int set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
+{
+    char *b = vtp_b64_encode(p, len);
+    int r = b ? json_object_set_new(o, key, json_string(b)) : -1;
+    free(b);
+    return r;
+}
+
+static json_t *snapshot_to_json(const struct vtp_snapshot *s)
+{
+    json_t *root = json_object(), *keys = json_array(), *certs = json_array();
+    bool ok = root && keys && certs;
+
+    for (size_t i = 0; ok && i < s->n; i++) {
+        const struct vtp_key *k = s->keys[i];
+        json_t *o = json_object();
+        char *hex = vtp_hex_encode(k->id, k->id_len);
+        ok = o && hex && json_object_set_new(o, "name", json_string(k->name)) == 0 &&
+             json_object_set_new(o, "type", json_string(k->kt->transit_type)) == 0 &&
+             json_object_set_new(o, "version", json_integer((json_int_t)k->version)) == 0 &&
+             set_b64(o, "spki", k->spki, k->spki_len) == 0 &&
+             json_object_set_new(o, "id", json_string(hex)) == 0 &&
+             json_object_set_new(o, "label", json_string(k->label)) == 0 &&
+             json_array_append_new(keys, o) == 0;
+        if (!ok)
+            json_decref(o);
+        free(hex);
+    }
+    for (size_t i = 0; ok && i < s->n_certs; i++) {
+        json_t *o;
+        if (s->certs[i]->read_only)
+            continue; /* file certificates are read from their files again */
+        o = vtp_cert_to_json(s->certs[i]);
+        ok = o && json_object_set_new(o, "kv_name", json_string(s->certs[i]->kv_name)) == 0 &&
+             json_array_append_new(certs, o) == 0;
+        if (!ok)
+            json_decref(o);
+    }
+    if (ok && json_object_set_new(root, "format", json_integer(1)) == 0 &&
+        json_object_set(root, "keys", keys) == 0 && json_object_set(root, "certs", certs) == 0) {
+        json_decref(keys);
+        json_decref(certs);
+        return root;
+    }
+    json_decref(keys);
+    json_decref(certs);
+    json_decref(root);
+    return NULL;
+}
+
+/* Written to a temporary file and renamed, mode 0600: readers never see half a file. */
+static void disk_save(struct vtp_cache *c, const struct vtp_snapshot *s)
+{
+    json_t *j;
+    char *tmp;
+
+    if (c->disk_path == NULL)
+        return;
+    j = snapshot_to_json(s);
+    tmp = join2(c->disk_path, ".tmp", "");
+    if (j != NULL && tmp != NULL) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0 && json_dumpfd(j, fd, JSON_COMPACT) == 0 && fsync(fd) == 0 &&
+            close(fd) == 0) {
+            fd = -1;
+            if (rename(tmp, c->disk_path) != 0)
+                VTP_LOG_WARN("cache file %s: %s", c->disk_path, strerror(errno));
+        } else {
+            VTP_LOG_WARN("cache file %s cannot be written: %s", tmp, strerror(errno));
+            unlink(tmp);
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    free(tmp);
+    json_decref(j);
+}
+
+/* A snapshot from the on-disk copy, or NULL. */
+static struct vtp_snapshot *disk_load(struct vtp_cache *c)
+{
+    json_error_t err;
+    json_t *root, *keys, *certs, *o;
+    struct vtp_snapshot *s = NULL;
+    struct vtp_cert **files = NULL;
+    size_t i, n_files = 0;
+
+    if (c->disk_path == NULL)
+        return NULL;
+    root = json_load_file(c->disk_path, 0, &err);
+    if (root == NULL) {
+        VTP_LOG_INFO("no usable cache file %s: %s", c->disk_path, err.text);
+        return NULL;
+    }
+    keys = json_object_get(root, "keys");
+    certs = json_object_get(root, "certs");
+    if (!json_is_array(keys) || !json_is_array(certs) ||
+        load_cert_files(c, &files, &n_files) != CKR_OK)
+        goto out;
+    s = snapshot_new(json_array_size(keys), 0, json_array_size(certs) + n_files);
+    if (s == NULL)
+        goto out;
+    json_array_foreach(keys, i, o)
+    {
+        struct vtp_transit_key tk = {0};
+        const char *spki = json_string_value(json_object_get(o, "spki"));
+        json_t *meta = json_pack("{s:O?,s:O?}", "id", json_object_get(o, "id"), "label",
+                                 json_object_get(o, "label"));
+        struct vtp_key *k = NULL;
+        tk.name = (char *)json_string_value(json_object_get(o, "name"));
+        tk.type = (char *)json_string_value(json_object_get(o, "type"));
+        tk.latest_version = (unsigned long)json_integer_value(json_object_get(o, "version"));
+        if (tk.name != NULL && spki != NULL &&
+            vtp_b64_decode(spki, strlen(spki), &tk.spki, &tk.spki_len) &&
+            strncmp(tk.name, c->prefix, strlen(c->prefix)) == 0 &&
+            vtp_key_build(&tk, meta, c->prefix, &k) == CKR_OK) {
+            k->private_is_private = c->conf.private_is_private;
+            s->keys[s->n++] = k;
+        }
+        free(tk.spki);
+        json_decref(meta);
+    }
+    json_array_foreach(certs, i, o)
+    {
+        const char *kv_name = json_string_value(json_object_get(o, "kv_name"));
+        if (kv_name != NULL && vtp_cert_from_json(o, kv_name, &s->certs[s->n_certs]) == CKR_OK)
+            s->n_certs++;
+    }
+    for (i = 0; i < n_files; i++)
+        s->certs[s->n_certs++] = files[i];
+    n_files = 0;
+    VTP_LOG_WARN("Vault unreachable: showing %zu keys and %zu certificates from %s", s->n,
+                 s->n_certs, c->disk_path);
+out:
+    for (i = 0; i < n_files; i++)
+        vtp_cert_unref(files[i]);
+    free(files);
+    json_decref(root);
+    return s;
+}
+
 /* Called with refresh_lock held. */
 static CK_RV load_locked(struct vtp_cache *c)
 {
@@ -439,6 +592,7 @@ static CK_RV load_locked(struct vtp_cache *c)
     VTP_LOG_INFO("mount %s prefix '%s': %zu usable keys of %zu listed, %zu certificates, "
                  "loaded in %lld ms",
                  t->mount, c->prefix, s->n, n, s->n_certs, (long long)(s->loaded_ms - start));
+    disk_save(c, s);
     publish(c, s);
     s = NULL;
     rv = CKR_OK;
@@ -495,6 +649,17 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snaps
     pthread_mutex_lock(&c->refresh_lock);
     s = current_ref(c); /* another thread may have loaded it meanwhile */
     rv = s != NULL ? CKR_OK : load_locked(c);
+    if (rv != CKR_OK && rv != CKR_HOST_MEMORY) {
+        /* Offline: the last good copy lets searches, attributes and verification go on. Vault
+         * is asked again after a few seconds rather than after a whole TTL. */
+        struct vtp_snapshot *d = disk_load(c);
+        if (d != NULL) {
+            long retry = c->conf.ttl_ms < 5000 ? c->conf.ttl_ms : 5000;
+            d->loaded_ms = vtp_now_ms() - c->conf.ttl_ms + retry;
+            publish(c, d);
+            rv = CKR_OK;
+        }
+    }
     pthread_mutex_unlock(&c->refresh_lock);
     if (rv != CKR_OK)
         return rv;

@@ -35,6 +35,7 @@ struct vtp_cache_conf {
     long ttl_ms;
     bool private_is_private;
     const char *cert_files; /* comma-separated PEM files (read-only certificates), or NULL */
+    const char *disk_path;  /* on-disk copy of the last good load, or NULL */
 };
 
 CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out);

@@ -3,7 +3,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 
 #include "slot.h"
@@ -32,6 +34,9 @@ void vtp_slot_serial(const char *address, const char *ns, const char *mount, con
 
 CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
 {
+    if (cfg->cache_dir != NULL && mkdir(cfg->cache_dir, 0700) != 0 && errno != EEXIST)
+        VTP_LOG_WARN("cache_dir %s cannot be created: %s; no offline copy", cfg->cache_dir,
+                     strerror(errno));
     struct vtp_slot *v = calloc(cfg->n_slots, sizeof(*v));
     CK_RV rv = CKR_OK;
     size_t i;
@@ -43,6 +48,7 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
         struct vtp_slot *s = &v[i];
         const char *ns = sc->namespace_ ? sc->namespace_ : cfg->vault.namespace_;
         struct vtp_cache_conf cc;
+        char disk[4096];
 
         s->id = (CK_SLOT_ID)i;
         s->conf = sc;
@@ -61,6 +67,11 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
         cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
         cc.private_is_private = cfg->vault.auth == VTP_AUTH_PIN;
         cc.cert_files = sc->certificates;
+        cc.disk_path = NULL;
+        if (cfg->cache_dir != NULL) {
+            snprintf(disk, sizeof(disk), "%s/%s.json", cfg->cache_dir, s->serial);
+            cc.disk_path = disk;
+        }
         rv = vtp_cache_new(&cc, &s->cache);
         if (rv != CKR_OK)
             break;
