@@ -69,7 +69,11 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
         cc.cert_files = sc->certificates;
         cc.disk_path = NULL;
         if (cfg->cache_dir != NULL) {
-            snprintf(disk, sizeof(disk), "%s/%s.json", cfg->cache_dir, s->serial);
+            /* Named by what the slot is in Vault, not by address: the copy still matches
+             * when the module fails over to, or is pointed at, another server. */
+            char id[17];
+            vtp_slot_serial(sc->kv_mount ? sc->kv_mount : "", ns, sc->mount, sc->key_prefix, id);
+            snprintf(disk, sizeof(disk), "%s/slot-%s.json", cfg->cache_dir, id);
             cc.disk_path = disk;
         }
         rv = vtp_cache_new(&cc, &s->cache);
