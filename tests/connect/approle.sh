@@ -56,7 +56,7 @@ vtp_conn_config "$conf" "auth = approle" "auth_mount = $mnt" "role_id = $ROLE_ID
 vtp_conn_sign "sign with auth = approle (secret_id_file)"
 
 # One process for ~10 s, a signature every 0.4 s.
-: >"$VTP_LOG"
+vtp_conn_log_reset
 vtp_check "25 signatures over ~10 s with a 3 s token (max TTL 6 s) all succeed" \
     vtp_mod "$LOOP" -n 25 -i 400
 vtp_say "$(tail -n 1 <<<"$VTP_LAST_OUT")"
@@ -74,7 +74,7 @@ vtp_say "renewals: $renewals, logins: $logins, renewals capped by the max TTL: $
 vtp_say "ok: renewed before expiry and logged in again at the max TTL"
 
 # Idle past the max TTL: the token has expired when the second signature comes.
-: >"$VTP_LOG"
+vtp_conn_log_reset
 vtp_check "a signature after 7 s idle (the token expired meanwhile) succeeds" \
     vtp_mod "$LOOP" -n 2 -i 7000
 logins=$(grep -c "approle login at auth/$mnt/login" "$VTP_LOG" || true)
@@ -87,7 +87,7 @@ role long 10m 1h
 secrets+=("$ROLE_ID" "$SECRET_ID")
 vtp_conn_config "$conf" "auth = approle" "auth_mount = $mnt" "role_id = $ROLE_ID" \
     "secret_id = $SECRET_ID"
-: >"$VTP_LOG"
+vtp_conn_log_reset
 rm -f "$VTP_TMP/go"
 vtp_mod "$LOOP" -n 3 -w "$VTP_TMP/go" >"$VTP_TMP/loop.out" 2>&1 &
 loop_pid=$!

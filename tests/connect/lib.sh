@@ -13,18 +13,29 @@
 #   vtp_conn_auth TYPE          enable auth method TYPE at TYPE-<random>/; prints the path;
 #                               disabled at exit
 #   vtp_conn_key NAME [TYPE]    create Transit key $VTP_TEST_PREFIX$NAME (ecdsa-p256)
-#   vtp_conn_child_token POLICY [TTL]  print a new token with POLICY (no default policy
-#                               changes); revoked at exit
+#   vtp_conn_token TTL POLICY...  print a new child token with these policies (and
+#                               "default"); revoked at exit
 #   vtp_conn_config FILE LINE...  write a module config: [vault] with address = $VAULT_ADDR and
 #                               the given lines, then the run-test slot; chmod 600
 #   vtp_mod CMD...              run CMD with the module seeing only its config file (no
-#                               VAULT_ADDR, VAULT_TOKEN, ... in its environment)
+#                               VAULT_ADDR, VAULT_TOKEN, ... in its environment) and the
+#                               NAME=VALUE words of the array VTP_MOD_ENV
 #   vtp_conn_sign DESC [ARGS]   pkcs11-tool --sign with the first EC key, verified with OpenSSL
-#   vtp_conn_no_secrets S...    fail if any S appears in the module's debug log
+#   vtp_conn_log_reset          empty the module log for the next step (kept for the check below)
+#   vtp_conn_no_secrets S...    fail if any S, or anything token-shaped, appears in anything the
+#                               module logged during the test
 #   VTP_LOG                     the module's debug log (level 4)
 
 VTP_LOG=${VTP_TEST_TMP:-$VTP_TMP}/module.log
+VTP_LOG_ALL=$VTP_TMP/module-all.log
 VTP_CONN_EXIT=()
+
+# vtp_conn_log_reset: start the module log afresh for the next step (what it held is kept in
+# VTP_LOG_ALL for the final secrets check).
+vtp_conn_log_reset() {
+    cat "$VTP_LOG" >>"$VTP_LOG_ALL" 2>/dev/null || true
+    : >"$VTP_LOG"
+}
 
 vtp_conn_run_exit() {
     local rc=$? i
@@ -78,15 +89,15 @@ vtp_conn_key() {
         >/dev/null || vtp_fail "could not create Transit key $VTP_TEST_PREFIX$1"
 }
 
-vtp_conn_child_token() {
-    local body tok acc
-    body=$(vtp_api POST auth/token/create \
-        "$(jq -n --arg p "$1" --arg t "${2:-10m}" '{policies: [$p], ttl: $t, no_parent: false}')") ||
-        vtp_fail "could not create a token with policy $1"
-    tok=$(jq -r .auth.client_token <<<"$body")
+vtp_conn_token() {
+    local ttl=$1 body acc
+    shift
+    body=$(vtp_api POST auth/token/create "$(printf '%s\n' "$@" | jq -R . |
+        jq -s --arg t "$ttl" '{policies: ., ttl: $t}')") ||
+        vtp_fail "could not create a token with policies $*"
     acc=$(jq -r .auth.accessor <<<"$body")
     vtp_conn_at_exit vtp_api POST auth/token/revoke-accessor "{\"accessor\":\"$acc\"}"
-    echo "$tok"
+    jq -r .auth.client_token <<<"$body"
 }
 
 # vtp_conn_accessor TOKEN: print the accessor of TOKEN.
@@ -113,9 +124,13 @@ vtp_conn_config() {
     chmod 600 "$file"
 }
 
+VTP_MOD_ENV=()
 vtp_mod() (
     unset VAULT_ADDR VAULT_TOKEN VAULT_NAMESPACE VAULT_CACERT VAULT_CAPATH VAULT_CLIENT_CERT \
         VAULT_CLIENT_KEY VAULT_SKIP_VERIFY VAULT_TLS_SERVER_NAME
+    for kv in "${VTP_MOD_ENV[@]}"; do
+        export "${kv?}"
+    done
     "$@"
 )
 
@@ -147,20 +162,23 @@ vtp_conn_sign() {
 }
 
 vtp_conn_no_secrets() {
-    local s n=0
-    [ -s "$VTP_LOG" ] || vtp_fail "the module log $VTP_LOG is empty: nothing to check"
+    local s n=0 all
+    vtp_conn_log_reset
+    all=$VTP_LOG_ALL
+    [ -s "$all" ] || vtp_fail "the module log is empty: nothing to check"
     for s in "$@"; do
         [ -n "$s" ] || continue
-        if grep -qF -- "$s" "$VTP_LOG"; then
-            vtp_fail "a secret (${#s} chars, starting ${s:0:4}...) is in the module log $VTP_LOG"
+        if grep -qF -- "$s" "$all"; then
+            vtp_fail "a secret (${#s} chars, starting ${s:0:4}...) is in the module log"
         fi
         n=$((n + 1))
     done
     # and no token-shaped string at all (tokens the module got by itself are unknown here)
-    if grep -Eq '(^|[^A-Za-z0-9])(hv[sb]|[sb])\.[A-Za-z0-9_-]{20,}' "$VTP_LOG"; then
-        vtp_fail "a token-shaped string is in the module log $VTP_LOG"
+    if grep -Eq '(^|[^A-Za-z0-9])(hv[sb]|[sb])\.[A-Za-z0-9_-]{20,}' "$all"; then
+        vtp_fail "a token-shaped string is in the module log"
     fi
-    vtp_say "ok: none of the $n secrets used appears in the module log ($(wc -l <"$VTP_LOG") lines)"
+    vtp_say "ok: none of the $n secrets used, nor anything token-shaped, is in the module log" \
+        "($(wc -l <"$all") lines at level 4)"
 }
 
 # vtp_conn_wait_line FILE REGEX [SECONDS]: wait until FILE has a line matching REGEX.

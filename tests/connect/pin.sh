@@ -68,7 +68,7 @@ vtp_expect "C_Login says CKR_PIN_INCORRECT" 'C_Login.*(CKR_PIN_INCORRECT|0xa0)'
 # A renewable short PIN token.
 short=$(token 3s)
 secrets+=("$short")
-: >"$VTP_LOG"
+vtp_conn_log_reset
 export VTP_P11_PIN=$short
 vtp_check "15 signatures over 6 s after C_Login with a renewable 3 s token" \
     vtp_mod "$LOOP" -n 15 -i 400

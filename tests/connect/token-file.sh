@@ -57,7 +57,7 @@ vtp_conn_config "$conf" "auth = token_file" "token_file = $tf"
 
 vtp_conn_sign "sign with auth = token_file"
 
-: >"$VTP_LOG"
+vtp_conn_log_reset
 rm -f "$VTP_TMP/go"
 vtp_mod "$LOOP" -n 3 -w "$VTP_TMP/go" >"$VTP_TMP/loop.out" 2>&1 &
 loop_pid=$!
@@ -95,7 +95,7 @@ vtp_say "ok: a revoked token in the file gives CKR_USER_NOT_LOGGED_IN"
 tok4=$(TTL=3s token)
 secrets+=("$tok4")
 sink "$tok4"
-: >"$VTP_LOG"
+vtp_conn_log_reset
 vtp_check "15 signatures over 6 s with a renewable 3 s token from the file" \
     vtp_mod "$LOOP" -n 15 -i 400
 lookups=$(grep -c 'token: [0-9]* s left of 3 s, renewable' "$VTP_LOG" || true)
