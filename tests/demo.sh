@@ -101,7 +101,11 @@ say "8. verify the signature with OpenSSL"
 run openssl dgst -sha256 -verify "$work/demo-ec.pem" -signature "$work/hello.sig" "$work/hello.txt"
 
 say "9. a new process finds the pair by id 0a0b and label demo-ec"
-run pkcs11-tool --module "$module" --login --pin 1234 -O --type privkey
+run pkcs11-tool --module "$module" --login --pin 1234 -O --type privkey | tee "$work/list.txt"
+if ! grep -Eq '^ +label: +demo-ec$' "$work/list.txt" || ! grep -Eq '^ +ID: +0a0b$' "$work/list.txt"; then
+    echo "demo: FAILED: the new process does not show label demo-ec and ID 0a0b" >&2
+    exit 1
+fi
 
 echo
 echo "demo: OK"
