@@ -9,7 +9,8 @@
 # token key. Plain OpenSSL checks them: `openssl req -verify`, `openssl verify -check_ss_sig`
 # (a self-signed anchor's signature is checked only with that flag), the public key in each
 # is the token's, the signature algorithm is the one asked for, and a flipped signature bit is
-# rejected.
+# rejected. The EC CA certificate is written to the token with pkcs11-tool, read back and
+# deleted.
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -136,12 +137,14 @@ run_case() {
     vtp_expect "$name: the leaf is signed with $expect" "Signature Algorithm: $expect"
 }
 
-# keygen NAME KEYTYPE: a token key pair; sets URI and PUB.
+# keygen NAME KEYTYPE: a token key pair; sets URI, PUB, KEYID and KEYLABEL.
 keygen() {
     local name=$1 type=$2 label="req-$1-$TAG"
+    KEYID=$(vtp_random_hex 6)
+    KEYLABEL=$label
     vtp_check "generate $type ($label) with pkcs11-tool" \
         "${P11[@]}" --login --pin "$PIN" --keypairgen --key-type "$type" --label "$label" \
-        --id "$(vtp_random_hex 6)"
+        --id "$KEYID"
     URI="pkcs11:token=$TOKEN;object=$label;type=private;pin-value=$PIN"
     PUB="$VTP_TMP/$name-pub.pem"
     vtp_check "the engine reads the $name public key" \
@@ -151,6 +154,29 @@ keygen() {
 
 keygen ec256 EC:prime256v1
 run_case ec256-sha256 "$URI" "$PUB" sha256 'ecdsa-with-SHA256'
+
+# The self-signed certificate goes onto the token next to its key (same CKA_ID), as a CA
+# keeps it: pkcs11-tool writes it, reads it back and deletes it again.
+openssl x509 -in ec256-sha256-ca.pem -outform DER -out ca.der
+vtp_check "pkcs11-tool --write-object the certificate (--type cert, key's ID)" \
+    "${P11[@]}" --login --pin "$PIN" --write-object ca.der --type cert --id "$KEYID" \
+    --label "$KEYLABEL"
+vtp_check "pkcs11-tool lists the certificate" "${P11[@]}" --login --pin "$PIN" -O --type cert
+vtp_expect "a certificate object with the key's label" "label: +$KEYLABEL\$"
+vtp_check "pkcs11-tool --read-object --type cert" \
+    "${P11[@]}" --login --pin "$PIN" --read-object --type cert --id "$KEYID" -o ca-read.der
+cmp -s ca.der ca-read.der || vtp_fail "the certificate read back differs from the one written"
+vtp_say "ok: the certificate reads back byte for byte"
+vtp_check "pkcs11-tool --delete-object --type cert" \
+    "${P11[@]}" --login --pin "$PIN" --delete-object --type cert --id "$KEYID"
+vtp_check "pkcs11-tool lists certificates after the delete" \
+    "${P11[@]}" --login --pin "$PIN" -O --type cert
+if grep -q "label: *$KEYLABEL\$" <<<"$VTP_LAST_OUT"; then
+    vtp_fail "the deleted certificate is still listed"
+fi
+vtp_say "ok: the certificate is gone"
+vtp_check "the key pair is still there" "${P11[@]}" --login --pin "$PIN" -O --id "$KEYID"
+vtp_expect "the private key is listed" 'Private Key Object'
 
 keygen ec384 EC:secp384r1
 run_case ec384-sha384 "$URI" "$PUB" sha384 'ecdsa-with-SHA384'
