@@ -7,7 +7,8 @@
 # mechanism), exports the public keys and runs --test-sign on pkcs11: URLs; certtool makes
 # self-signed certificates (ECDSA, RSA PKCS#1 v1.5, RSA-PSS, Ed25519) and a CSR with the
 # pkcs11: URL of the private key; OpenSSL verifies every one of them against the public key
-# p11tool exported. Finally p11tool --delete removes a key pair.
+# p11tool exported. A certificate is written to the token, read back and deleted with
+# p11tool; finally p11tool --delete removes a key pair.
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -74,16 +75,17 @@ gen_gnutls ec384 ecdsa --curve secp384r1
 gen_gnutls rsa2048 rsa --bits 2048
 
 HAVE_ED=no
-if [ "$SOFTHSM" = no ]; then
-    # GnuTLS 3.7 asks for Ed25519 with CKM_EDDSA as the generation mechanism; a token that
-    # follows the spec refuses that, so the key comes from pkcs11-tool and GnuTLS uses it.
+# GnuTLS 3.7 asks for Ed25519 with CKM_EDDSA as the generation mechanism; a token that follows
+# the spec refuses that, so the key comes from pkcs11-tool and GnuTLS uses it.
+if [ "$SOFTHSM" = no ] ||
+    vtp_p11 --module "$MODULE" -M 2>/dev/null | grep -q 'EC-EDWARDS-KEY-PAIR-GEN'; then
     KID[ed25519]=$(vtp_random_hex 6)
     vtp_check "pkcs11-tool generates an Ed25519 key pair" \
         vtp_p11 --module "$MODULE" --token-label "$TOKEN" --login --pin "$PIN" --keypairgen \
         --key-type EC:edwards25519 --label "p11tool-ed25519-$TAG" --id "${KID[ed25519]}"
     HAVE_ED=yes
 else
-    vtp_say "softhsm2 2.6.1 (Debian) has no EdDSA: no Ed25519 key"
+    vtp_say "this softhsm2 lists no EC-EDWARDS-KEY-PAIR-GEN: no Ed25519 key"
 fi
 NAMES=(ec256 ec384 rsa2048)
 [ "$HAVE_ED" = no ] || NAMES+=(ed25519)
@@ -211,6 +213,30 @@ open(sys.argv[1], "wb").write(b)' bad.der
     vtp_check "OpenSSL verifies the $n CSR" openssl req -in "req-$n.pem" -verify -noout
     vtp_expect "openssl says verify OK" 'verify OK'
 done
+
+# The P-256 self-signed certificate goes onto the token with the key's ID; GnuTLS lists it,
+# exports it unchanged and finds it paired with the key.
+cid=${KID[ec256]}
+vtp_check "p11tool --write --load-certificate (the key's ID)" \
+    "${P11TOOL[@]}" --login --write --load-certificate self-ec256-plain.pem \
+    --label "p11tool-cert-$TAG" --id "$cid" "$TOKURL"
+vtp_check "p11tool --list-all-certs" "${P11TOOL[@]}" --login --list-all-certs "$TOKURL"
+vtp_expect "the certificate is listed with its label" "object=p11tool-cert-$TAG;type=cert"
+vtp_check "p11tool --export the certificate" "${P11TOOL[@]}" --login --export \
+    "pkcs11:token=$TOKEN;object=p11tool-cert-$TAG;type=cert" --outfile cert-read.pem
+openssl x509 -in self-ec256-plain.pem -outform DER -out cert-w.der
+openssl x509 -in cert-read.pem -outform DER -out cert-r.der
+cmp -s cert-w.der cert-r.der || vtp_fail "the certificate read back differs from the one written"
+vtp_say "ok: the certificate reads back byte for byte"
+vtp_check "p11tool --delete the certificate" "${P11TOOL[@]}" --login --batch --delete \
+    "pkcs11:token=$TOKEN;object=p11tool-cert-$TAG;type=cert"
+# (p11tool exits 2 with "No matching objects found" when there is no certificate at all.)
+out=$("${P11TOOL[@]}" --login --list-all-certs "$TOKURL" 2>&1) || true
+if grep -q "object=p11tool-cert-$TAG" <<<"$out"; then
+    printf '%s\n' "$out" | sed 's/^/  | /'
+    vtp_fail "the deleted certificate is still listed"
+fi
+vtp_say "ok: the certificate is gone"
 
 # p11tool --delete removes both halves of a key pair.
 del="pkcs11:token=$TOKEN;object=p11tool-ec256-$TAG"
