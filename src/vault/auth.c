@@ -376,10 +376,11 @@ struct auth_state {
     pthread_mutex_t lock;       /* everything below; never held across a request */
     unsigned long gen;          /* bumped whenever a token is put in place (or cleared) */
     bool have_token;
-    bool busy;         /* a thread is doing maintenance in `before` */
-    bool lease_known;  /* from a login answer or lookup-self */
-    int64_t expire_ms; /* monotonic; 0 = never expires */
-    int64_t lease_ms;  /* the last grant or renewal: "a third left" is a third of this */
+    bool busy;           /* a thread is doing maintenance in `before` */
+    pthread_cond_t idle; /* signalled when busy goes false */
+    bool lease_known;    /* from a login answer or lookup-self */
+    int64_t expire_ms;   /* monotonic; 0 = never expires */
+    int64_t lease_ms;    /* the last grant or renewal: "a third left" is a third of this */
     bool renewable;
     bool expiry_warned;
     int64_t next_try_ms; /* no lookup/renew/login before this, after a failure */
@@ -753,6 +754,9 @@ static void hook_before(void *arg)
 
     pthread_mutex_lock(&st->lock);
     tls_state = st;
+    /* No token at all and another thread is logging in: wait for it rather than send none. */
+    while (st->busy && !st->have_token && method_logs_in(st->conf->auth))
+        pthread_cond_wait(&st->idle, &st->lock);
     if (st->busy) {
         tls_gen = st->gen;
         pthread_mutex_unlock(&st->lock);
@@ -804,6 +808,7 @@ static void hook_before(void *arg)
     pthread_mutex_lock(&st->lock);
     st->busy = false;
     tls_gen = st->gen;
+    pthread_cond_broadcast(&st->idle);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -840,6 +845,7 @@ static void state_free(struct auth_state *st)
 {
     if (st == NULL)
         return;
+    pthread_cond_destroy(&st->idle);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->login_lock);
     OPENSSL_cleanse(st->file_digest, sizeof(st->file_digest));
@@ -868,6 +874,12 @@ CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf)
         return CKR_GENERAL_ERROR;
     }
     if (pthread_mutex_init(&st->login_lock, NULL) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st);
+        return CKR_GENERAL_ERROR;
+    }
+    if (pthread_cond_init(&st->idle, NULL) != 0) {
+        pthread_mutex_destroy(&st->login_lock);
         pthread_mutex_destroy(&st->lock);
         free(st);
         return CKR_GENERAL_ERROR;

@@ -7,6 +7,7 @@
 #  - after a pause longer than the max TTL the next signature logs in again;
 #  - the token is revoked (auth/token/revoke-accessor) between two signatures of one process:
 #    the next signature still works, through one re-login;
+#  - 8 threads sign while the token is revoked: every signature succeeds, one re-login;
 #  - no secret (secret ID, role ID, any token) is in the module's debug log.
 
 # shellcheck source=tests/lib/common.sh
@@ -115,6 +116,36 @@ sed 's/^/  | /' "$VTP_TMP/loop.out"
 grep -q 'Vault refused the token; logging in again' "$VTP_LOG" ||
     vtp_fail "the module log does not show the re-login after the revocation"
 vtp_say "ok: the revoked token was refused, the module logged in again and signed"
+
+# Eight threads signing when the token is revoked: one re-login, no failed signature.
+revoke_all() {
+    local a path n=0
+    for a in $(vtp_api LIST auth/token/accessors | jq -r '.data.keys[]'); do
+        path=$(vtp_api POST auth/token/lookup-accessor "{\"accessor\":\"$a\"}" | jq -r .data.path)
+        if [ "$path" = "auth/$mnt/login" ]; then
+            vtp_api POST auth/token/revoke-accessor "{\"accessor\":\"$a\"}" >/dev/null ||
+                vtp_fail "could not revoke accessor $a"
+            n=$((n + 1))
+        fi
+    done
+    echo "$n"
+}
+revoke_all >/dev/null
+vtp_conn_log_reset
+vtp_mod "$LOOP" -t 8 -n 30 -i 100 >"$VTP_TMP/loop.out" 2>&1 &
+loop_pid=$!
+sleep 1.5
+n=$(revoke_all)
+vtp_say "revoked $n token(s) while 8 threads sign"
+rc=0
+wait "$loop_pid" || rc=$?
+sed 's/^/  | /' "$VTP_TMP/loop.out"
+[ "$rc" = 0 ] || vtp_fail "a signature failed while 8 threads signed across the revocation"
+logins=$(grep -c "approle login at auth/$mnt/login" "$VTP_LOG" || true)
+refused=$(grep -c 'Vault refused the token' "$VTP_LOG" || true)
+vtp_say "logins: $logins, requests refused for the revoked token: $refused"
+[ "$logins" = 2 ] || vtp_fail "want 2 logins (start, one after the revocation), got $logins"
+vtp_say "ok: 240 signatures by 8 threads, one re-login after the revocation"
 
 vtp_conn_no_secrets "${secrets[@]}"
 vtp_say PASS
