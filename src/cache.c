@@ -57,10 +57,46 @@ void vtp_snapshot_unref(struct vtp_snapshot *s)
         vtp_key_unref(s->retired[i]);
     for (size_t i = 0; i < s->n_certs; i++)
         vtp_cert_unref(s->certs[i]);
+    vtp_strv_free(s->names, s->n_names);
+    vtp_strv_free(s->memo, s->n_memo);
     free(s->keys);
     free(s->retired);
     free(s->certs);
     free(s);
+}
+
+static char **strv_copy(char *const *v, size_t n, size_t extra)
+{
+    char **out = calloc(n + extra + 1, sizeof(*out));
+
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        out[i] = strdup(v[i]);
+        if (out[i] == NULL) {
+            vtp_strv_free(out, i);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* names is sorted */
+static bool has_name(const struct vtp_snapshot *s, const char *name)
+{
+    return s->n_names > 0 &&
+           bsearch(&name, s->names, s->n_names, sizeof(*s->names), cmp_str) != NULL;
+}
+
+static bool key_loaded(const struct vtp_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->keys[i]->name, name) == 0)
+            return true;
+    return false;
 }
 
 static int cmp_handle(const void *a, const void *b)
@@ -250,6 +286,16 @@ static struct vtp_snapshot *current_ref(struct vtp_cache *c)
         __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&c->lock);
     return s;
+}
+
+static bool has_snapshot(struct vtp_cache *c)
+{
+    bool has;
+
+    pthread_mutex_lock(&c->lock);
+    has = c->cur != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return has;
 }
 
 static void publish(struct vtp_cache *c, struct vtp_snapshot *s)
@@ -541,11 +587,12 @@ out:
     return s;
 }
 
-/* Called with refresh_lock held. */
-static CK_RV load_locked(struct vtp_cache *c)
+/* Called with refresh_lock held. complete: load every key; else the key list and the keys
+ * the previous snapshot had loaded (the working set). */
+static CK_RV load_locked(struct vtp_cache *c, bool complete)
 {
     const struct vtp_transit *t = c->conf.transit;
-    size_t plen = strlen(c->prefix), n = 0, n_kv = 0, n_files = 0;
+    size_t plen = strlen(c->prefix), n = 0, n_kv = 0, n_files = 0, n_mine = 0;
     struct vtp_snapshot *s = NULL, *old = NULL;
     struct vtp_cert **kv = NULL, **files = NULL;
     char **names = NULL;
@@ -567,9 +614,25 @@ static CK_RV load_locked(struct vtp_cache *c)
         rv = CKR_HOST_MEMORY;
         goto out;
     }
+    /* the names of this slot, sorted */
     for (size_t i = 0; i < n; i++) {
+        if (strncmp(names[i], c->prefix, plen) == 0) {
+            char *tmp = names[n_mine];
+            names[n_mine++] = names[i];
+            names[i] = tmp;
+        }
+    }
+    qsort(names, n_mine, sizeof(*names), cmp_str);
+    s->names = strv_copy(names, n_mine, 0);
+    if (s->names == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    s->n_names = n_mine;
+    s->complete = complete;
+    for (size_t i = 0; i < n_mine; i++) {
         struct vtp_key *k = NULL;
-        if (strncmp(names[i], c->prefix, plen) != 0)
+        if (!complete && (old == NULL || !key_loaded(old, names[i])))
             continue;
         rv = vtp_cache_load_key(c, names[i], &k);
         if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == CKR_OBJECT_HANDLE_INVALID ||
@@ -589,10 +652,12 @@ static CK_RV load_locked(struct vtp_cache *c)
         goto out;
     carry_cert_handles(old, s);
     s->loaded_ms = vtp_now_ms();
-    VTP_LOG_INFO("mount %s prefix '%s': %zu usable keys of %zu listed, %zu certificates, "
-                 "loaded in %lld ms",
-                 t->mount, c->prefix, s->n, n, s->n_certs, (long long)(s->loaded_ms - start));
-    disk_save(c, s);
+    VTP_LOG_INFO("mount %s prefix '%s': %zu keys listed, %zu loaded%s, %zu certificates, "
+                 "in %lld ms",
+                 t->mount, c->prefix, n_mine, s->n, complete ? " (all)" : "", s->n_certs,
+                 (long long)(s->loaded_ms - start));
+    if (complete)
+        disk_save(c, s);
     publish(c, s);
     s = NULL;
     rv = CKR_OK;
@@ -614,24 +679,25 @@ CK_RV vtp_cache_refresh(struct vtp_cache *c)
     CK_RV rv;
 
     pthread_mutex_lock(&c->refresh_lock);
-    rv = load_locked(c);
+    rv = load_locked(c, true);
     pthread_mutex_unlock(&c->refresh_lock);
     return rv;
 }
 
-CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snapshot **out)
+CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
+                    struct vtp_snapshot **out)
 {
     struct vtp_snapshot *s = current_ref(c);
     CK_RV rv;
 
-    if (s != NULL) {
+    if (s != NULL && (!complete || s->complete)) {
         if (!refresh_if_stale || vtp_now_ms() - s->loaded_ms < c->conf.ttl_ms) {
             *out = s;
             return CKR_OK;
         }
         /* Stale: one caller reloads, the others go on with what is there. */
         if (pthread_mutex_trylock(&c->refresh_lock) == 0) {
-            rv = load_locked(c);
+            rv = load_locked(c, complete);
             if (rv != CKR_OK) {
                 VTP_LOG_WARN("refresh of mount %s failed (%s); using the objects known before",
                              c->conf.transit->mount, vtp_rv_name(rv));
@@ -646,16 +712,22 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snaps
         *out = s;
         return CKR_OK;
     }
+    vtp_snapshot_unref(s);
     pthread_mutex_lock(&c->refresh_lock);
     s = current_ref(c); /* another thread may have loaded it meanwhile */
-    rv = s != NULL ? CKR_OK : load_locked(c);
-    if (rv != CKR_OK && rv != CKR_HOST_MEMORY) {
+    if (s != NULL && complete && !s->complete) {
+        vtp_snapshot_unref(s);
+        s = NULL;
+    }
+    rv = s != NULL ? CKR_OK : load_locked(c, complete);
+    if (rv != CKR_OK && rv != CKR_HOST_MEMORY && !has_snapshot(c)) {
         /* Offline: the last good copy lets searches, attributes and verification go on. Vault
          * is asked again after a few seconds rather than after a whole TTL. */
         struct vtp_snapshot *d = disk_load(c);
         if (d != NULL) {
             long retry = c->conf.ttl_ms < 5000 ? c->conf.ttl_ms : 5000;
             d->loaded_ms = vtp_now_ms() - c->conf.ttl_ms + retry;
+            d->complete = true;
             publish(c, d);
             rv = CKR_OK;
         }
@@ -748,30 +820,43 @@ CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key *
     return CKR_OK;
 }
 
-/* Copy-on-write change of the current snapshot. Drops the key named drop_key (and its retired
- * versions) and the certificate with handle drop_cert, then adds add_key / add_cert. */
-static CK_RV modify(struct vtp_cache *c, const char *drop_key, struct vtp_key *add_key,
-                    CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
+/* Copy-on-write change of the current snapshot, with refresh_lock held. Drops the key named
+ * drop_key (and its retired versions) and the certificate with handle drop_cert, then adds
+ * the n_add keys of add_keys, add_cert and the memo entry. */
+static CK_RV modify_locked(struct vtp_cache *c, const char *drop_key, struct vtp_key **add_keys,
+                           size_t n_add, CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert,
+                           const char *memo)
 {
     struct vtp_snapshot *old, *s;
 
-    pthread_mutex_lock(&c->refresh_lock); /* no reload may race this change */
     old = current_ref(c);
-    s = snapshot_new((old ? old->n : 0) + 1, old ? old->n_retired : 0,
+    s = snapshot_new((old ? old->n : 0) + n_add, old ? old->n_retired : 0,
                      (old ? old->n_certs : 0) + 1);
     if (s == NULL) {
-        pthread_mutex_unlock(&c->refresh_lock);
         vtp_snapshot_unref(old);
         return CKR_HOST_MEMORY;
     }
+    s->names = strv_copy(old ? old->names : NULL, old ? old->n_names : 0, n_add);
+    s->memo = strv_copy(old ? old->memo : NULL, old ? old->n_memo : 0, 1);
+    if (s->names == NULL || s->memo == NULL) {
+        vtp_snapshot_unref(s);
+        vtp_snapshot_unref(old);
+        return CKR_HOST_MEMORY;
+    }
+    s->n_names = old ? old->n_names : 0;
+    s->n_memo = old ? old->n_memo : 0;
+    s->complete = old ? old->complete : false;
     for (size_t i = 0; old != NULL && i < old->n; i++) {
-        if (drop_key != NULL && strcmp(old->keys[i]->name, drop_key) == 0)
+        bool replaced = false;
+        for (size_t j = 0; j < n_add && !replaced; j++)
+            replaced = strcmp(old->keys[i]->name, add_keys[j]->name) == 0;
+        if (replaced || (drop_key != NULL && strcmp(old->keys[i]->name, drop_key) == 0))
             continue;
         s->keys[s->n++] = vtp_key_ref(old->keys[i]);
     }
     for (size_t i = 0; old != NULL && i < old->n_retired; i++) {
         if (drop_key != NULL && strcmp(old->retired[i]->name, drop_key) == 0 &&
-            (add_key == NULL || strcmp(add_key->name, drop_key) != 0))
+            (n_add == 0 || strcmp(add_keys[0]->name, drop_key) != 0))
             continue; /* the key is gone: so are its old versions */
         s->retired[s->n_retired++] = vtp_key_ref(old->retired[i]);
     }
@@ -780,15 +865,194 @@ static CK_RV modify(struct vtp_cache *c, const char *drop_key, struct vtp_key *a
             continue;
         s->certs[s->n_certs++] = vtp_cert_ref(old->certs[i]);
     }
-    if (add_key != NULL)
-        s->keys[s->n++] = vtp_key_ref(add_key);
+    for (size_t j = 0; j < n_add; j++) {
+        s->keys[s->n++] = vtp_key_ref(add_keys[j]);
+        if (!has_name(s, add_keys[j]->name)) {
+            char *dup = strdup(add_keys[j]->name);
+            if (dup == NULL)
+                continue; /* only the list is short: the key is still shown */
+            s->names[s->n_names++] = dup;
+            qsort(s->names, s->n_names, sizeof(*s->names), cmp_str);
+        }
+    }
+    if (drop_key != NULL && n_add == 0) {
+        for (size_t i = 0; i < s->n_names; i++) {
+            if (strcmp(s->names[i], drop_key) == 0) {
+                free(s->names[i]);
+                memmove(&s->names[i], &s->names[i + 1], (s->n_names - i - 1) * sizeof(char *));
+                s->names[--s->n_names] = NULL;
+                break;
+            }
+        }
+    }
+    if (memo != NULL && (s->memo[s->n_memo] = strdup(memo)) != NULL)
+        s->n_memo++;
     if (add_cert != NULL)
         s->certs[s->n_certs++] = vtp_cert_ref(add_cert);
     s->loaded_ms = old ? old->loaded_ms : 0; /* never loaded: the next search loads all */
     publish(c, s);
-    pthread_mutex_unlock(&c->refresh_lock);
     vtp_snapshot_unref(old);
     return CKR_OK;
+}
+
+static CK_RV modify(struct vtp_cache *c, const char *drop_key, struct vtp_key *add_key,
+                    CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
+{
+    CK_RV rv;
+
+    pthread_mutex_lock(&c->refresh_lock); /* no reload may race this change */
+    rv = modify_locked(c, drop_key, add_key ? &add_key : NULL, add_key ? 1 : 0, drop_cert,
+                       add_cert, NULL);
+    pthread_mutex_unlock(&c->refresh_lock);
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Searches by CKA_LABEL / CKA_ID without reading every key */
+
+static char *index_path(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
+                        size_t len)
+{
+    char *hex = vtp_hex_encode(value, len), *dir, *p = NULL;
+
+    if (hex == NULL)
+        return NULL;
+    dir = join2(t->mount, type == CKA_LABEL ? "/index/label/" : "/index/id/", "");
+    if (dir != NULL)
+        p = join2(dir, len > 0 ? hex : "-", "");
+    free(dir);
+    free(hex);
+    return p;
+}
+
+CK_RV vtp_cache_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
+                      size_t len, const char *name, bool add)
+{
+    char *path;
+    json_t *data = NULL;
+    CK_RV rv;
+
+    if (t->kv_mount == NULL)
+        return CKR_OK;
+    path = index_path(t, type, value, len);
+    if (path == NULL)
+        return CKR_HOST_MEMORY;
+    rv = vtp_kv_read(t, path, &data);
+    if (rv != CKR_OK)
+        goto out;
+    if (data == NULL && !add)
+        goto out;
+    if (data == NULL && (data = json_object()) == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    if (add ? json_object_set_new(data, name, json_string("key")) != 0
+            : json_object_del(data, name) != 0) {
+        rv = add ? CKR_HOST_MEMORY : CKR_OK; /* nothing to drop */
+        goto out;
+    }
+    rv = json_object_size(data) > 0 ? vtp_kv_write(t, path, data) : vtp_kv_delete(t, path);
+out:
+    if (rv != CKR_OK)
+        VTP_LOG_WARN("index of %s for key %s not updated: %s",
+                     type == CKA_LABEL ? "labels" : "IDs", name, vtp_rv_name(rv));
+    json_decref(data);
+    free(path);
+    return rv;
+}
+
+static bool memo_has(const struct vtp_snapshot *s, const char *m)
+{
+    for (size_t i = 0; i < s->n_memo; i++)
+        if (strcmp(s->memo[i], m) == 0)
+            return true;
+    return false;
+}
+
+CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void *value,
+                        size_t len)
+{
+    const struct vtp_transit *t = c->conf.transit;
+    struct vtp_snapshot *s;
+    struct vtp_key *loaded[64];
+    size_t n_loaded = 0, n_cand = 0;
+    char *memo = NULL, *hex = NULL, *cand[64];
+    json_t *index = NULL;
+    CK_RV rv = CKR_OK;
+
+    hex = vtp_hex_encode(value, len);
+    memo = hex ? join2(type == CKA_LABEL ? "l:" : "i:", hex, "") : NULL;
+    if (memo == NULL) {
+        free(hex);
+        return CKR_HOST_MEMORY;
+    }
+    pthread_mutex_lock(&c->refresh_lock);
+    s = current_ref(c);
+    if (s == NULL || s->complete || memo_has(s, memo))
+        goto out;
+    /* 1. The key whose name gives this value by default: <prefix><value>. */
+    if (len > 0 && len < 200) {
+        char *name = malloc(strlen(c->prefix) + len + 1);
+        if (name == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        memcpy(name, c->prefix, strlen(c->prefix));
+        memcpy(name + strlen(c->prefix), value, len);
+        name[strlen(c->prefix) + len] = '\0';
+        if (strlen(name) == strlen(c->prefix) + len && has_name(s, name))
+            cand[n_cand++] = name;
+        else
+            free(name);
+    }
+    /* 2. The keys the KV index names for it. */
+    if (t->kv_mount != NULL) {
+        char *path = index_path(t, type, value, len);
+        const char *k;
+        json_t *v;
+        if (path == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        rv = vtp_kv_read(t, path, &index);
+        free(path);
+        if (rv != CKR_OK)
+            goto out;
+        json_object_foreach(index, k, v)
+        {
+            if (n_cand < VTP_ARRAY_SIZE(cand) && has_name(s, k) &&
+                (cand[n_cand] = strdup(k)) != NULL)
+                n_cand++;
+        }
+    }
+    for (size_t i = 0; i < n_cand; i++) {
+        struct vtp_key *k = NULL;
+        CK_RV lrv;
+        if (key_loaded(s, cand[i]))
+            continue;
+        lrv = vtp_cache_load_key(c, cand[i], &k);
+        if (lrv == CKR_OK)
+            loaded[n_loaded++] = k;
+        else if (lrv != CKR_KEY_TYPE_INCONSISTENT && lrv != CKR_OBJECT_HANDLE_INVALID &&
+                 lrv != CKR_KEY_HANDLE_INVALID) {
+            rv = lrv;
+            goto out;
+        }
+    }
+    rv = modify_locked(c, NULL, loaded, n_loaded, 0, NULL, memo);
+    VTP_LOG_DEBUG("search by %s: %zu candidate keys, %zu loaded", vtp_attr_name(type), n_cand,
+                  n_loaded);
+out:
+    pthread_mutex_unlock(&c->refresh_lock);
+    for (size_t i = 0; i < n_loaded; i++)
+        vtp_key_unref(loaded[i]);
+    for (size_t i = 0; i < n_cand; i++)
+        free(cand[i]);
+    json_decref(index);
+    vtp_snapshot_unref(s);
+    free(memo);
+    free(hex);
+    return rv;
 }
 
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k)

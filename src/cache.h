@@ -24,6 +24,13 @@ struct vtp_snapshot {
     size_t n_retired;
     struct vtp_cert **certs; /* sorted by handle */
     size_t n_certs;
+    /* Transit key names listed (prefix matched); when !complete only some of them are loaded:
+     * those a search by CKA_LABEL or CKA_ID asked for, and those loaded before a refresh. */
+    char **names;
+    size_t n_names;
+    bool complete;
+    char **memo; /* searches already resolved: "l:<hex>" / "i:<hex>" */
+    size_t n_memo;
     int64_t loaded_ms;
 };
 
@@ -43,8 +50,18 @@ void vtp_cache_free(struct vtp_cache *c);
 
 /* The current snapshot (a reference: release with vtp_snapshot_unref). Loads it on first use;
  * with refresh_if_stale, reloads it when older than the TTL (keeping the old one, with a log
- * line, if Vault cannot be reached). */
-CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, struct vtp_snapshot **out);
+ * line, if Vault cannot be reached). With complete, every key is loaded; otherwise only the
+ * key list and the keys already in use. */
+CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
+                    struct vtp_snapshot **out);
+/* Makes sure every key whose CKA_LABEL (type CKA_LABEL) or CKA_ID equals value is loaded, at a
+ * cost that does not grow with the number of keys: the key named <prefix><value> and those
+ * the KV index names. Remembered until the next refresh. */
+CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void *value,
+                        size_t len);
+/* KV index of labels and IDs (kv_mount only): add or drop key name under a value. */
+CK_RV vtp_cache_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
+                      size_t len, const char *name, bool add);
 /* Reloads now. */
 CK_RV vtp_cache_refresh(struct vtp_cache *c);
 void vtp_snapshot_unref(struct vtp_snapshot *s);

@@ -375,6 +375,13 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
             (void)vtp_transit_delete_key(&slot->transit, name);
             goto out;
         }
+        /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
+        if (req.id != NULL)
+            (void)vtp_cache_index(&slot->transit, CKA_ID, req.id->pValue, req.id->ulValueLen,
+                                  name, true);
+        if (req.label != NULL)
+            (void)vtp_cache_index(&slot->transit, CKA_LABEL, req.label->pValue,
+                                  req.label->ulValueLen, name, true);
         meta = json_object();
         if (meta == NULL) {
             rv = CKR_HOST_MEMORY;
@@ -485,6 +492,11 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         path = vtp_cache_meta_path(&slot->transit, k->name);
         if (path == NULL || vtp_kv_delete(&slot->transit, path) != CKR_OK)
             VTP_LOG_WARN("key %s deleted; its KV metadata could not be removed", k->name);
+        if (k->id_stored) {
+            (void)vtp_cache_index(&slot->transit, CKA_ID, k->id, k->id_len, k->name, false);
+            (void)vtp_cache_index(&slot->transit, CKA_LABEL, k->label, strlen(k->label),
+                                  k->name, false);
+        }
     }
     rv = vtp_cache_remove(slot->cache, k->name);
     VTP_LOG_INFO("deleted Transit key %s", k->name);
@@ -742,6 +754,17 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     if (rv != CKR_OK) {
         VTP_LOG_ERR("storing the new label/id in KV failed: %s", vtp_rv_name(rv));
         goto out;
+    }
+    if (nk != NULL) {
+        const struct vtp_key *ok = o.key;
+        if (ok->id_stored) {
+            (void)vtp_cache_index(&slot->transit, CKA_ID, ok->id, ok->id_len, ok->name, false);
+            (void)vtp_cache_index(&slot->transit, CKA_LABEL, ok->label, strlen(ok->label),
+                                  ok->name, false);
+        }
+        (void)vtp_cache_index(&slot->transit, CKA_ID, nk->id, nk->id_len, nk->name, true);
+        (void)vtp_cache_index(&slot->transit, CKA_LABEL, nk->label, strlen(nk->label), nk->name,
+                              true);
     }
     rv = nk != NULL ? vtp_cache_put(slot->cache, nk) : vtp_cache_put_cert(slot->cache, nc);
 out:

@@ -567,6 +567,7 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
 {
     struct vtp_session *s;
     struct vtp_snapshot *snap = NULL;
+    const CK_ATTRIBUTE *by;
     bool logged_in;
     CK_RV rv;
 
@@ -580,7 +581,23 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
         rv = CKR_OPERATION_ACTIVE;
         goto out;
     }
-    rv = vtp_cache_get(s->slot->cache, true, &snap);
+    /* A search by CKA_ID or CKA_LABEL loads only the keys that can match; any other search
+     * needs every key of the slot. */
+    by = vtp_attr_find(tmpl, count, CKA_ID);
+    if (by == NULL)
+        by = vtp_attr_find(tmpl, count, CKA_LABEL);
+    if (by != NULL && by->pValue == NULL && by->ulValueLen != 0) {
+        rv = CKR_ARGUMENTS_BAD;
+        goto out;
+    }
+    rv = vtp_cache_get(s->slot->cache, true, by == NULL, &snap);
+    if (rv == CKR_OK && by != NULL && !snap->complete) {
+        rv = vtp_cache_resolve(s->slot->cache, by->type, by->pValue, by->ulValueLen);
+        vtp_snapshot_unref(snap);
+        snap = NULL;
+        if (rv == CKR_OK)
+            rv = vtp_cache_get(s->slot->cache, false, false, &snap);
+    }
     if (rv != CKR_OK)
         goto out;
     logged_in = vtp_slot_is_logged_in(s->slot);
