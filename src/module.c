@@ -182,6 +182,29 @@ static CK_RV fn_Initialize(CK_VOID_PTR init_args)
     return done("Initialize", module_initialize(init_args));
 }
 
+CK_RV vtp_module_http_stats(struct vtp_http_stats *out)
+{
+    CK_RV rv = vtp_module_check();
+
+    if (rv == CKR_OK)
+        vtp_http_get_stats(http, out);
+    return rv;
+}
+
+static void log_stats(void)
+{
+    struct vtp_http_stats hs;
+    struct vtp_batch_stats bs;
+
+    if (vtp_log_level() < VTP_LOG_INFO)
+        return;
+    vtp_http_get_stats(http, &hs);
+    vtp_batch_get_stats(&bs);
+    VTP_LOG_INFO("HTTP requests: %lu (%lu retries, %lu transport failures); signatures: %lu in "
+                 "%lu sign requests, largest batch %lu",
+                 hs.requests, hs.retries, hs.failures, bs.items, bs.requests, bs.max_batch);
+}
+
 static CK_RV fn_Finalize(CK_VOID_PTR reserved)
 {
     CK_RV rv = CKR_OK;
@@ -191,6 +214,7 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
     pthread_mutex_lock(&init_lock);
     rv = vtp_module_check();
     if (rv == CKR_OK) {
+        log_stats();
         __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
         vtp_sessions_finalize();
         vtp_slots_destroy();

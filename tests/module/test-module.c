@@ -21,6 +21,8 @@
 
 #include "p11test.h"
 #include "batch.h"
+#include "module.h"
+#include "vault/http.h"
 
 static CK_FUNCTION_LIST_PTR f;
 
@@ -704,6 +706,48 @@ int main(void)
         CHECK(find(s, t, 2, found, 16) == 1 && found[0] == pubs[i], "find %s by id",
               specs[i].what);
         CHECK(find(s, l, 1, found, 16) == 2, "find %s by label", specs[i].what);
+    }
+
+    /* After warm-up (the searches above), searches, attributes, length questions,
+     * verification and public-key encryption send nothing to Vault. */
+    {
+        struct vtp_http_stats before, after;
+        CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+        CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0};
+        CK_MECHANISM oaep = {CKM_RSA_PKCS_OAEP, &op, sizeof(op)};
+        unsigned char sig[64], ct[512], info[512];
+        CK_ULONG len = 0, ct_len = sizeof(ct);
+        CK_ATTRIBUTE a = {CKA_PUBLIC_KEY_INFO, info, sizeof(info)};
+
+        REQUIRE_RV(vtp_module_http_stats(&before), CKR_OK);
+        for (size_t i = 0; i < nspecs; i++) {
+            CK_OBJECT_CLASS pc = CKO_PUBLIC_KEY;
+            CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[i], 6}};
+            CK_ATTRIBUTE l[] = {{CKA_LABEL, labels[i], strlen(labels[i])}};
+            CHECK(find(s, t, 2, found, 16) == 1, "warm search by id");
+            CHECK(find(s, l, 1, found, 16) == 2, "warm search by label");
+            a.ulValueLen = sizeof(info);
+            CHECK_RV(f->C_GetAttributeValue(s, pubs[i], &a, 1), CKR_OK);
+        }
+        CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OK);
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), NULL, &len), CKR_OK);
+        len = 4;
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len),
+                 CKR_BUFFER_TOO_SMALL);
+        CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OPERATION_ACTIVE);
+        memset(sig, 0, sizeof(sig));
+        CHECK_RV(f->C_VerifyInit(s, &m, pubs[0]), CKR_OK);
+        CHECK_RV(f->C_Verify(s, (CK_BYTE_PTR)message, sizeof(message), sig, 64),
+                 CKR_SIGNATURE_INVALID);
+        CHECK_RV(f->C_EncryptInit(s, &oaep, pubs[4]), CKR_OK);
+        CHECK_RV(f->C_Encrypt(s, (CK_BYTE_PTR)message, 16, ct, &ct_len), CKR_OK);
+        REQUIRE_RV(vtp_module_http_stats(&after), CKR_OK);
+        CHECK(after.requests == before.requests,
+              "%lu HTTP requests for work that needs no private key",
+              after.requests - before.requests);
+        /* end the pending sign operation */
+        len = sizeof(sig);
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len), CKR_OK);
     }
 
     /* Every mechanism on every key type it fits. */
