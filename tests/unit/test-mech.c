@@ -88,7 +88,9 @@ static void test_mechanisms(void **state)
         }
         vtp_mech_info(m, &info);
         assert_true(info.ulMinKeySize <= info.ulMaxKeySize);
-        assert_true(info.flags & (CKF_SIGN | CKF_GENERATE_KEY_PAIR));
+        assert_true(info.flags & (CKF_SIGN | CKF_GENERATE_KEY_PAIR | CKF_DECRYPT | CKF_DIGEST));
+        /* what runs in Vault is flagged CKF_HW; local digests are not */
+        assert_int_equal((info.flags & CKF_HW) != 0, m->kind != 0);
     }
     assert_null(vtp_mech_at(vtp_mech_count()));
     vtp_mech_info(vtp_mech_lookup(CKM_SHA256_RSA_PKCS), &info);
@@ -99,6 +101,11 @@ static void test_mechanisms(void **state)
     assert_null(vtp_mech_md_for_mgf(0x1234));
     assert_string_equal(vtp_mech_md_for_hash(CKM_SHA224), "SHA224");
     assert_true(vtp_mech_allowed_for(vtp_mech_lookup(CKM_EDDSA), VTP_KIND_ED25519));
+    assert_true(vtp_mech_allowed_for(vtp_mech_lookup(CKM_RSA_PKCS_OAEP), VTP_KIND_RSA));
+    assert_false(vtp_mech_allowed_for(vtp_mech_lookup(CKM_SHA256), VTP_KIND_RSA));
+    vtp_mech_info(vtp_mech_lookup(CKM_SHA256), &info);
+    assert_int_equal(info.flags, CKF_DIGEST);
+    assert_int_equal(info.ulMaxKeySize, 0);
     assert_false(vtp_mech_allowed_for(vtp_mech_lookup(CKM_EDDSA), VTP_KIND_EC));
     assert_false(vtp_mech_allowed_for(vtp_mech_lookup(CKM_EC_KEY_PAIR_GEN), VTP_KIND_EC));
 }
