@@ -1052,6 +1052,19 @@ out:
     return rv;
 }
 
+void vtp_auth_logout(struct vtp_http *h)
+{
+    struct auth_state *st;
+
+    if (h == NULL)
+        return;
+    st = state_get(h);
+    if (st == NULL || st->conf->auth != VTP_AUTH_PIN)
+        return;
+    if (install_token(st, NULL, NULL, vtp_now_ms()) == CKR_OK)
+        VTP_LOG_INFO("auth = pin: token dropped");
+}
+
 CK_RV vtp_auth_relogin(struct vtp_http *h, const struct vtp_vault_conf *conf)
 {
     struct auth_state *st;

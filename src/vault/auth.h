@@ -22,6 +22,10 @@ void vtp_auth_stop(struct vtp_http *h);
 CK_RV vtp_auth_login_pin(struct vtp_http *h, const struct vtp_vault_conf *conf,
                          const unsigned char *pin, size_t pin_len);
 
+/* auth=pin: forgets the PIN token (C_Logout of the last logged-in slot); wiped. Nothing for
+ * other methods. */
+void vtp_auth_logout(struct vtp_http *h);
+
 /* Gets a new token now: re-reads the token file or logs in again (approle, kubernetes, cert).
  * CKR_OK if a new token is in place; CKR_USER_NOT_LOGGED_IN for token and pin, or when the
  * token file holds the same token. (http.c calls the same code through the relogin hook.) */
