@@ -19,9 +19,10 @@
  *  - 412 and 429 retried on the same server with that backoff; every other 4xx, and 5xx other
  *    than those above, is final and never retried;
  *  - 307/308 (HA standbys that do not forward) followed by hand, keeping method and body;
- *  - when a call found no usable server within its deadline, later calls fail at once with
- *    CKR_DEVICE_ERROR while one call every PROBE_INTERVAL_MS tries the servers; its success
- *    ends the outage. POST sign is retried like everything else: signing twice is harmless.
+ *  - when a call found no usable server within its deadline (an outage), later calls fail at
+ *    once with CKR_DEVICE_ERROR, without network I/O, while background health checks run every
+ *    OUTAGE_RECHECK_MS; the first address that passes one ends the outage.
+ *  POST sign is retried like everything else: signing twice is harmless.
  *
  * vtp_vault_rv() is the one mapping of Vault/OpenBao answers to CK_RV; docs/errors.md has the
  * table and tests/unit/test-errmap.c tests every row.
@@ -48,7 +49,7 @@
 #define BACKOFF_CAP_MS 1000
 #define RECHECK_MS 2000        /* a bad address gets a health check after this */
 #define HEALTH_TIMEOUT_MS 1000 /* GET /v1/sys/health */
-#define PROBE_INTERVAL_MS 250  /* outage: one request goes to the servers this often */
+#define OUTAGE_RECHECK_MS 250  /* the same during an outage */
 #define MAX_REDIRECTS 5
 #define MAX_POOLED_HANDLES 32
 #define TOKEN_HEADER "X-Vault-Token: "
@@ -81,8 +82,6 @@ struct vtp_http {
      * after this time (vtp_now_ms) passes */
     atomic_llong bad_until[VTP_MAX_ADDRESSES];
     atomic_llong outage_since; /* 0, or when a request found no usable server in its deadline */
-    atomic_llong next_probe;   /* outage: earliest time the next request may go out */
-    atomic_bool probing;       /* outage: a request is out */
     atomic_bool checking[VTP_MAX_ADDRESSES]; /* a health check thread runs for it */
     atomic_int checkers;                     /* health check threads running */
     atomic_bool closing;
@@ -328,8 +327,6 @@ CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out)
     atomic_init(&h->checkers, 0);
     atomic_init(&h->closing, false);
     atomic_init(&h->outage_since, 0);
-    atomic_init(&h->next_probe, 0);
-    atomic_init(&h->probing, false);
     atomic_init(&h->requests, 0);
     atomic_init(&h->failures, 0);
     atomic_init(&h->retries, 0);
@@ -425,8 +422,7 @@ void vtp_http_forget(struct vtp_http *h)
     h->pool = NULL;
     h->n_pooled = 0;
     pthread_mutex_init(&h->lock, NULL);
-    /* the probing and health check threads, if any, are not in the child */
-    atomic_store(&h->probing, false);
+    /* the health check threads, if any, are not in the child */
     for (size_t i = 0; i < VTP_MAX_ADDRESSES; i++)
         atomic_store(&h->checking[i], false);
     atomic_store(&h->checkers, 0);
@@ -841,10 +837,17 @@ static void *checker_main(void *arg)
 
     free(ck);
     if (health_ok(h, i, vtp_now_ms() + HEALTH_TIMEOUT_MS)) {
+        long long since = atomic_load(&h->outage_since);
+
         atomic_store(&h->bad_until[i], 0);
         VTP_LOG_WARN("%s is usable again", h->addresses[i]);
+        if (since != 0 && atomic_compare_exchange_strong(&h->outage_since, &since, 0))
+            VTP_LOG_WARN("outage over after %lld ms", (long long)(vtp_now_ms() - since));
     } else {
-        atomic_store(&h->bad_until[i], (long long)(vtp_now_ms() + RECHECK_MS));
+        atomic_store(
+            &h->bad_until[i],
+            (long long)(vtp_now_ms() +
+                        (atomic_load(&h->outage_since) != 0 ? OUTAGE_RECHECK_MS : RECHECK_MS)));
     }
     atomic_store(&h->checking[i], false);
     atomic_fetch_sub(&h->checkers, 1);
@@ -923,47 +926,63 @@ static long attempt_budget(const struct vtp_http *h, int64_t remaining)
 /* ---------------------------------------------------------------------------------------- */
 /* the retry loop */
 
-/* While no server is usable (a request spent its deadline without a usable answer), requests
- * fail at once with CKR_DEVICE_ERROR instead of each waiting out its own deadline: one request
- * at a time, at most every PROBE_INTERVAL_MS, goes to the servers (one round over the list) and
- * its success ends the outage. Returns true when this request may go to the network; *probe
- * tells it that it is the probing one. */
-static bool outage_admit(struct vtp_http *h, bool *probe)
+/* An outage: a request spent (at least half of) its deadline without a usable answer and every
+ * address is marked bad. Requests then fail at once with CKR_DEVICE_ERROR instead of each
+ * waiting out its own deadline (and, behind the batching of signatures, the deadline of the
+ * request before it), while background health checks run every OUTAGE_RECHECK_MS; the first
+ * address that passes one ends the outage. Returns whether a request may go to the network. */
+static bool outage_admit(struct vtp_http *h)
 {
     long long since = atomic_load(&h->outage_since);
-    bool expected = false;
     int64_t now;
+    size_t i;
 
-    *probe = false;
     if (since == 0)
         return true;
     now = vtp_now_ms();
-    if (now < atomic_load(&h->next_probe) ||
-        !atomic_compare_exchange_strong(&h->probing, &expected, true))
-        return false;
-    *probe = true;
-    return true;
+    for (i = 0; i < h->n_addresses; i++) {
+        long long until = atomic_load(&h->bad_until[i]);
+
+        if (until == 0) { /* marked good by an answer: no outage any more */
+            if (atomic_compare_exchange_strong(&h->outage_since, &since, 0))
+                VTP_LOG_WARN("outage over after %lld ms", (long long)(now - since));
+            return true;
+        }
+        if (now >= until)
+            start_check(h, i);
+    }
+    return false;
 }
 
-static void outage_update(struct vtp_http *h, bool probe, bool usable, int64_t spent)
+static void outage_update(struct vtp_http *h, bool usable, int64_t spent)
 {
     int64_t now = vtp_now_ms();
     long long since = atomic_load(&h->outage_since);
+    size_t i;
 
     if (usable) {
         if (since != 0 && atomic_compare_exchange_strong(&h->outage_since, &since, 0))
-            VTP_LOG_WARN("a Vault server answers again after %lld ms without one",
-                         (long long)(now - since));
-    } else if (since == 0 && (probe || spent >= h->timeout_ms / 2)) {
-        /* A request that only had a sliver of an operation's deadline proves nothing. */
-        if (atomic_compare_exchange_strong(&h->outage_since, &since, (long long)now))
-            VTP_LOG_ERR("no Vault server usable within %lld ms: failing fast until one answers "
-                        "(checked every %d ms)",
-                        (long long)spent, PROBE_INTERVAL_MS);
+            VTP_LOG_WARN("outage over after %lld ms", (long long)(now - since));
+        return;
     }
-    if (probe) {
-        atomic_store(&h->next_probe, (long long)(now + PROBE_INTERVAL_MS));
-        atomic_store(&h->probing, false);
+    /* A request that only had a sliver of an operation's deadline proves nothing. */
+    if (since != 0 || spent < h->timeout_ms / 2)
+        return;
+    for (i = 0; i < h->n_addresses; i++) {
+        if (atomic_load(&h->bad_until[i]) == 0)
+            return; /* another address still looks usable */
+    }
+    if (!atomic_compare_exchange_strong(&h->outage_since, &since, (long long)now))
+        return;
+    VTP_LOG_ERR("no Vault server usable within %lld ms: failing fast until a health check "
+                "passes (every %d ms)",
+                (long long)spent, OUTAGE_RECHECK_MS);
+    for (i = 0; i < h->n_addresses; i++) {
+        long long until = atomic_load(&h->bad_until[i]);
+
+        if (until > now + OUTAGE_RECHECK_MS)
+            atomic_compare_exchange_strong(&h->bad_until[i], &until,
+                                           (long long)(now + OUTAGE_RECHECK_MS));
     }
 }
 
@@ -974,11 +993,11 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     struct body rb = {0};
     struct attempt a = {CURLE_OK, 0, NULL};
     char *body = NULL, *url = NULL, *redirect = NULL;
-    size_t body_len = 0, idx, tried_permanent = 0, failed_in_round = 0, failed = 0;
+    size_t body_len = 0, idx, tried_permanent = 0, failed_in_round = 0;
     int64_t start, now, backoff = BACKOFF_START_MS, wait;
     enum verdict v = ANSWER_FINAL;
     int redirects = 0;
-    bool answered = false, probe = false, admitted = false;
+    bool answered = false;
     json_t *json = NULL;
     json_error_t jerr;
     CURL *c = NULL;
@@ -993,12 +1012,11 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         VTP_LOG_ERR("no Vault address configured");
         return CKR_DEVICE_ERROR;
     }
-    if (!outage_admit(h, &probe)) {
+    if (!outage_admit(h)) {
         VTP_LOG_DEBUG("%s %s: no Vault server usable: failing fast", req->method, req->path);
         atomic_fetch_add(&h->failures, 1);
         return CKR_DEVICE_ERROR;
     }
-    admitted = true;
     if (req->body != NULL) {
         body = json_dumps(req->body, JSON_COMPACT);
         if (body == NULL) {
@@ -1017,8 +1035,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     }
 
     start = vtp_now_ms();
-    /* The list order is the preference; a probe tries every address in turn. */
-    idx = probe ? 0 : pick(h, 0);
+    idx = pick(h, 0); /* the list order is the preference */
 
     for (;;) {
         int64_t t0 = vtp_now_ms();
@@ -1075,9 +1092,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
             redirect = NULL;
             if (permanent_error(a.cc) && ++tried_permanent >= h->n_addresses)
                 break;
-            if (probe && ++failed >= h->n_addresses)
-                break;
-            idx = probe ? (idx + 1) % h->n_addresses : pick(h, idx + 1);
+            idx = pick(h, idx + 1);
             /* another address may well be up: try it at once; wait only after a full round */
             if (permanent_error(a.cc) || ++failed_in_round < h->n_addresses) {
                 atomic_fetch_add(&h->retries, 1);
@@ -1110,9 +1125,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
                     mark_bad(h, idx, a.status == 503 ? "503, sealed or not active" : "HTTP error");
                 free(redirect);
                 redirect = NULL;
-                if (probe && ++failed >= h->n_addresses)
-                    break;
-                idx = probe ? (idx + 1) % h->n_addresses : pick(h, idx + 1);
+                idx = pick(h, idx + 1);
                 if (++failed_in_round < h->n_addresses) {
                     atomic_fetch_add(&h->retries, 1);
                     continue;
@@ -1135,8 +1148,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
             idx = pick(h, idx); /* an address may have come back meanwhile */
     }
 
-    outage_update(h, probe, answered && v != ANSWER_UNAVAILABLE, vtp_now_ms() - start);
-    admitted = false;
+    outage_update(h, answered && v != ANSWER_UNAVAILABLE, vtp_now_ms() - start);
     if (!answered) {
         rv = CKR_DEVICE_ERROR;
         goto out;
@@ -1151,8 +1163,6 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     resp->json = json;
     rv = CKR_OK;
 out:
-    if (admitted && probe) /* left early (memory): let another request probe */
-        outage_update(h, true, false, 0);
     free(a.location);
     free(redirect);
     free(url);

@@ -8,7 +8,8 @@
  *
  * It prints attempted / succeeded / failed / wrong, failures per CK_RV, the longest single
  * C_SignInit + C_Sign, and the recovery time: from the fault's end (wall-clock milliseconds
- * written into a file by the scenario script) to the first signature that succeeded after it.
+ * written into a file by the scenario script) to the end of the first successful call begun
+ * after it, and the longest time without any successful call (max_success_gap_ms).
  *
  * After a failed call a thread pauses PAUSE_MS (10) before the next, as an application would.
  *
@@ -440,7 +441,8 @@ int main(int argc, char **argv)
             if (e->end_ms - last_ok > max_gap)
                 max_gap = e->end_ms - last_ok;
             last_ok = e->end_ms;
-            if (fault_end != 0 && recovery < 0 && e->end_ms >= fault_end)
+            /* the first call begun after the fault ended that succeeded */
+            if (fault_end != 0 && recovery < 0 && e->end_ms - e->dur_ms >= fault_end)
                 recovery = e->end_ms - fault_end;
         } else {
             size_t j;
