@@ -25,6 +25,8 @@ struct vtp_cache {
     pthread_mutex_t lock;         /* guards cur; never held across I/O */
     pthread_mutex_t refresh_lock; /* serializes loads and changes; readers never wait on it */
     struct vtp_snapshot *cur;
+    CK_OBJECT_HANDLE destroyed[64]; /* other halves of destroyed pairs (guarded by lock) */
+    size_t n_destroyed;
 };
 
 static struct vtp_snapshot *snapshot_new(size_t keys, size_t retired, size_t certs)
@@ -1073,6 +1075,32 @@ CK_RV vtp_cache_put_cert(struct vtp_cache *c, struct vtp_cert *cert)
 CK_RV vtp_cache_remove_cert(struct vtp_cache *c, CK_OBJECT_HANDLE h)
 {
     return modify(c, NULL, NULL, h, NULL);
+}
+
+void vtp_cache_note_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE other_half)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->n_destroyed == VTP_ARRAY_SIZE(c->destroyed)) {
+        memmove(c->destroyed, c->destroyed + 1, sizeof(c->destroyed) - sizeof(c->destroyed[0]));
+        c->n_destroyed--;
+    }
+    c->destroyed[c->n_destroyed++] = other_half;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool vtp_cache_take_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE h)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_destroyed && !found; i++) {
+        if (c->destroyed[i] == h) {
+            c->destroyed[i] = c->destroyed[--c->n_destroyed];
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
 }
 
 bool vtp_cache_has_name(struct vtp_cache *c, const char *name)

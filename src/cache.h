@@ -82,6 +82,10 @@ char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name);
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k);
 /* Drops the key of that name. */
 CK_RV vtp_cache_remove(struct vtp_cache *c, const char *name);
+/* After one half of a pair was destroyed (and with it the Transit key), destroying the other
+ * half still succeeds once: clients such as crypto11 destroy both. */
+void vtp_cache_note_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE other_half);
+bool vtp_cache_take_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE h);
 /* Is a key of that name known? */
 bool vtp_cache_has_name(struct vtp_cache *c, const char *name);
 

@@ -457,8 +457,11 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
     CK_RV rv;
 
     rv = vtp_cache_lookup_obj(slot->cache, h, &o);
-    if (rv != CKR_OK)
+    if (rv != CKR_OK) {
+        if (vtp_cache_take_destroyed(slot->cache, h))
+            return CKR_OK; /* its pair was destroyed already, and with it this object */
         return rv;
+    }
     if (!(s->flags & CKF_RW_SESSION)) {
         vtp_obj_release(&o);
         return CKR_SESSION_READ_ONLY;
@@ -499,7 +502,9 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         }
     }
     rv = vtp_cache_remove(slot->cache, k->name);
-    VTP_LOG_INFO("deleted Transit key %s", k->name);
+    vtp_cache_note_destroyed(slot->cache, h == k->priv_handle ? k->pub_handle : k->priv_handle);
+    VTP_LOG_INFO("deleted Transit key %s (objects %lu and %lu)", k->name, k->priv_handle,
+                 k->pub_handle);
 out:
     free(path);
     vtp_key_unref(k);

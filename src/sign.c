@@ -12,7 +12,7 @@
 #include "vault/transit.h"
 
 /* Checks and records CK_RSA_PKCS_PSS_PARAMS. */
-static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m)
+static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m, bool sign)
 {
     const CK_RSA_PKCS_PSS_PARAMS *p = m->pParameter;
     const char *md, *mgf_md;
@@ -39,6 +39,13 @@ static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m)
     max_salt = (long)((op->key->kt->bits - 1 + 7) / 8) - 2 - hlen;
     if (hlen <= 0 || (long)p->sLen > max_salt) {
         VTP_LOG_INFO("PSS: salt length %lu is more than %ld for this key", p->sLen, max_salt);
+        return CKR_MECHANISM_PARAM_INVALID;
+    }
+    /* Transit reads salt_length 0 as "auto" (the largest salt): it cannot sign with an empty
+     * salt. Verification, done here, can. */
+    if (p->sLen == 0 && sign) {
+        VTP_LOG_INFO("PSS with sLen 0: Transit cannot sign without a salt (0 means the largest "
+                     "salt to it); use sLen = hash length");
         return CKR_MECHANISM_PARAM_INVALID;
     }
     op->pss_md = md;
@@ -88,7 +95,7 @@ static CK_RV op_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_PTR 
     key = NULL;
     op->salt_len = -1;
     if (mech->pss) {
-        rv = pss_params(op, m);
+        rv = pss_params(op, m, sign);
         if (rv != CKR_OK)
             goto fail_op;
     } else if (m->pParameter != NULL || m->ulParameterLen != 0) {

@@ -781,7 +781,13 @@ int main(void)
         CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 4, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
         CHECK_RV(f->C_SignInit(s, &m, pubs[0]), CKR_KEY_FUNCTION_NOT_PERMITTED);
         CHECK_RV(f->C_SignInit(s, &r, privs[0]), CKR_KEY_TYPE_INCONSISTENT);
+        CK_RSA_PKCS_PSS_PARAMS nosalt = {CKM_SHA256, CKG_MGF1_SHA256, 0};
+        CK_MECHANISM p0 = {CKM_SHA256_RSA_PKCS_PSS, &nosalt, sizeof(nosalt)};
         CHECK_RV(f->C_SignInit(s, &p, privs[4]), CKR_MECHANISM_PARAM_INVALID);
+        /* Transit reads salt_length 0 as "largest salt": signing without salt is refused */
+        CHECK_RV(f->C_SignInit(s, &p0, privs[4]), CKR_MECHANISM_PARAM_INVALID);
+        CHECK_RV(f->C_VerifyInit(s, &p0, pubs[4]), CKR_OK);
+        CHECK_RV(f->C_Verify(s, (CK_BYTE_PTR)message, 4, sig, 256), CKR_SIGNATURE_INVALID);
         CHECK_RV(f->C_SignInit(s, &m, 0xdeadbeef), CKR_KEY_HANDLE_INVALID);
         CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OK);
         CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OPERATION_ACTIVE);
@@ -917,11 +923,18 @@ int main(void)
         privs[i] = found[0];
     }
 
-    /* Destroy removes both halves. */
+    /* Destroying one half deletes the Transit key; destroying the other half then still
+     * succeeds once (crypto11 and SPIRE destroy both before regenerating). */
     for (size_t i = 0; i < nspecs; i++) {
+        CK_OBJECT_CLASS pc = CKO_PUBLIC_KEY;
         CK_ATTRIBUTE t[] = {{CKA_ID, ids[i], 6}};
+        CK_ATTRIBUTE tp[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[i], 6}};
+        CK_OBJECT_HANDLE pub = 0;
+        CHECK(find(s, tp, 2, &pub, 1) == 1, "%s: public half found", specs[i].what);
         CHECK_RV(f->C_DestroyObject(s, privs[i]), CKR_OK);
         CHECK(find(s, t, 1, found, 16) == 0, "%s still found after destroy", specs[i].what);
+        CHECK_RV(f->C_DestroyObject(s, pub), CKR_OK);
+        CHECK_RV(f->C_DestroyObject(s, pub), CKR_OBJECT_HANDLE_INVALID);
         CHECK_RV(f->C_DestroyObject(s, privs[i]), CKR_OBJECT_HANDLE_INVALID);
         EVP_PKEY_free(pks[i]);
     }
