@@ -171,6 +171,8 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
                  path ? path : "(none)");
 out:
     pthread_mutex_unlock(&init_lock);
+    if (h != NULL)
+        vtp_auth_stop(h);
     vtp_http_free(h);
     vtp_config_free(cfg);
     free(path);
@@ -218,6 +220,7 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
         __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
         vtp_sessions_finalize();
         vtp_slots_destroy();
+        vtp_auth_stop(http);
         vtp_http_free(http);
         vtp_config_free(config);
         http = NULL;
@@ -466,6 +469,14 @@ out:
     return DONE(rv);
 }
 
+static bool any_slot_logged_in(void)
+{
+    for (CK_ULONG i = 0; i < vtp_slots_count(); i++)
+        if (vtp_slot_is_logged_in(vtp_slot_get(i)))
+            return true;
+    return false;
+}
+
 static CK_RV fn_Logout(CK_SESSION_HANDLE h)
 {
     struct vtp_session *s;
@@ -479,6 +490,8 @@ static CK_RV fn_Logout(CK_SESSION_HANDLE h)
     rv = s->slot->logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
     s->slot->logged_in = false;
     pthread_mutex_unlock(&s->slot->lock);
+    if (rv == CKR_OK && vtp_slot_login_required(s->slot) && !any_slot_logged_in())
+        vtp_auth_logout(http); /* auth = pin: the token was the PIN; forget it */
     vtp_session_release(s);
     return DONE(rv);
 }
@@ -603,6 +616,13 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
         return DONE(rv);
     if (s->find_active) {
         rv = CKR_OPERATION_ACTIVE;
+        goto out;
+    }
+    if (vtp_slot_login_required(s->slot) && !vtp_slot_is_logged_in(s->slot)) {
+        /* auth = pin: without the PIN there is no token to ask Vault with: nothing to show */
+        s->found = NULL;
+        s->n_found = s->find_pos = 0;
+        s->find_active = true;
         goto out;
     }
     /* A search by CKA_ID or CKA_LABEL loads only the keys that can match; any other search
