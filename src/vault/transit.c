@@ -457,11 +457,19 @@ CK_RV vtp_transit_delete_key(const struct vtp_transit *t, const char *name)
         goto out;
     vtp_http_resp_clear(&resp);
     rv = call(t, "DELETE", path, NULL, false, &resp, &vrv);
-    if (rv != CKR_OK)
-        goto out;
-    rv = vrv;
     if (rv == CKR_OK)
+        rv = vrv;
+    if (rv == CKR_OK) {
         VTP_LOG_INFO("deleted Transit key %s/%s", t->mount, name);
+    } else if (rv != CKR_KEY_HANDLE_INVALID) {
+        /* A policy may allow the config change but not the delete: leave the key as it was
+         * (keys this module makes never allow deletion otherwise). */
+        CK_RV vrv2 = CKR_OK;
+        vtp_http_resp_clear(&resp);
+        if (json_object_set_new(body, "deletion_allowed", json_false()) == 0 &&
+            call(t, "POST", cfg_path, body, false, &resp, &vrv2) == CKR_OK && vrv2 == CKR_OK)
+            VTP_LOG_INFO("key %s/%s kept; deletion_allowed set back to false", t->mount, name);
+    }
 out:
     vtp_http_resp_clear(&resp);
     json_decref(body);
