@@ -27,8 +27,14 @@ struct queue {
     struct queue *next;
 };
 
+/* Idle queues are kept (no allocation per signature for a lone caller), up to this many. */
+#define MAX_QUEUES 256
+
+static void queue_drop_locked(struct queue *q);
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
+static size_t n_queues;
 static struct vtp_batch_conf conf = {true, 250, 4};
 static unsigned long stat_requests, stat_items, stat_max;
 
@@ -48,6 +54,22 @@ void vtp_batch_atfork_child(void)
 {
     pthread_mutex_init(&lock, NULL);
     queues = NULL; /* owned by the parent's threads; leaked on purpose */
+    n_queues = 0;
+}
+
+/* C_Finalize: every caller has returned, so every queue is idle. The queues point to slots'
+ * Transit settings, which are about to be freed. */
+void vtp_batch_clear(void)
+{
+    struct queue *q, *next;
+
+    pthread_mutex_lock(&lock);
+    for (q = queues; q != NULL; q = next) {
+        next = q->next;
+        if (q->in_flight == 0 && q->head == NULL)
+            queue_drop_locked(q);
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 void vtp_batch_get_stats(struct vtp_batch_stats *out)
@@ -95,6 +117,7 @@ static struct queue *queue_get_locked(const struct vtp_transit *t, const char *n
     pthread_cond_init(&q->cond, NULL);
     q->next = queues;
     queues = q;
+    n_queues++;
     return q;
 }
 
@@ -111,6 +134,7 @@ static void queue_drop_locked(struct queue *q)
     pthread_cond_destroy(&q->cond);
     free(q->name);
     free(q);
+    n_queues--;
 }
 
 /* Sends items (with the lock released) and records the results. */
@@ -165,7 +189,7 @@ static void hand_over_locked(struct queue *q)
         return; /* in_flight stays: the new leader uses this request slot */
     }
     q->in_flight--;
-    if (q->in_flight == 0)
+    if (q->in_flight == 0 && n_queues > MAX_QUEUES)
         queue_drop_locked(q);
 }
 

@@ -23,6 +23,8 @@ struct vtp_batch_conf {
 void vtp_batch_configure(const struct vtp_batch_conf *conf);
 /* In a forked child: forget queues the parent's threads own. */
 void vtp_batch_atfork_child(void);
+/* C_Finalize: drop the (idle) queues. */
+void vtp_batch_clear(void);
 
 /* Signs one item through the group-commit queues (or directly when batching is off). */
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,

@@ -219,6 +219,7 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
         log_stats();
         __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
         vtp_sessions_finalize();
+        vtp_batch_clear();
         vtp_slots_destroy();
         vtp_auth_stop(http);
         vtp_http_free(http);
