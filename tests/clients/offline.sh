@@ -34,8 +34,16 @@ vtp_check "online: generate an EC key" \
     "${P11[@]}" --keypairgen --key-type EC:prime256v1 --label "$label" --id "$id"
 vtp_check "online: list objects (writes the offline copy)" "${P11[@]}" -O
 vtp_check "online: sign" "${P11[@]}" --sign -m ECDSA-SHA256 --id "$id" -i msg -o sig.raw
-vtp_check "online: read the public key" \
-    "${P11[@]}" --read-object --type pubkey --id "$id" -o pub.der
+# OpenSC 0.23's --read-object uses freed memory when it exports an EC key: sanitizer runs,
+# which preload libasan into pkcs11-tool, compare the listed CKA_EC_POINT instead.
+read_pub() {
+    if [ "${VTP_SANITIZE:-0}" = 1 ]; then
+        "${P11[@]}" -O --type pubkey --id "$id" | grep EC_POINT >"$1"
+    else
+        "${P11[@]}" --read-object --type pubkey --id "$id" -o "$1"
+    fi
+}
+vtp_check "online: read the public key" read_pub pub.der
 ls "$VTP_TMP"/cache/slot-*.json >/dev/null 2>&1 || vtp_fail "no offline copy in $VTP_TMP/cache"
 vtp_say "ok: offline copy written: $(ls "$VTP_TMP"/cache)"
 if grep -q "$VAULT_TOKEN" "$VTP_TMP"/cache/*.json; then
@@ -49,8 +57,7 @@ vtp_say "no server: VAULT_ADDR=$VAULT_ADDR"
 vtp_check "offline: the key is still listed" "${P11[@]}" -O --type pubkey
 vtp_listing_has "$VTP_LAST_OUT" "Public Key" "$label" "$id" ||
     vtp_fail "offline listing lacks $label/$id: $VTP_LAST_OUT"
-vtp_check "offline: read the public key" \
-    "${P11[@]}" --read-object --type pubkey --id "$id" -o pub-offline.der
+vtp_check "offline: read the public key" read_pub pub-offline.der
 cmp -s pub.der pub-offline.der || vtp_fail "offline public key differs"
 vtp_say "ok: same public key offline"
 vtp_check "offline: verify the online signature locally" \
