@@ -878,9 +878,21 @@ int main(void)
         find(s, t3, 2, &privs[i], 1);
     }
 
-    /* fork(): the child must initialize again before it may use the module. */
+    /* fork(): the child must initialize again before it may use the module. Another thread
+     * of the parent signs throughout, so the fork happens with requests in flight. */
     {
-        pid_t child = fork();
+        pthread_t signer;
+        CK_OBJECT_CLASS pubc = CKO_PUBLIC_KEY;
+        CK_ATTRIBUTE tq[] = {{CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_ID, ids[0], 6}};
+        CK_OBJECT_HANDLE cur_pub = 0;
+        EVP_PKEY *cur = find(s, tq, 2, &cur_pub, 1) == 1 ? public_key(s, cur_pub) : NULL;
+        struct thread_arg bg = {privs[0], cur, 0, 40, 99};
+        pid_t child;
+        CHECK(cur != NULL, "current public key of the rotated key");
+        if (cur != NULL)
+            pthread_create(&signer, NULL, sign_thread, &bg);
+        usleep(20 * 1000);
+        child = fork();
         if (child == 0) {
             CK_ULONG c = 8;
             CK_SESSION_HANDLE cs;
@@ -904,6 +916,11 @@ int main(void)
         waitpid(child, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child status %d", status);
         CHECK_RV(f->C_GetSessionInfo(s, &si), CKR_OK); /* the parent is unaffected */
+        if (cur != NULL) {
+            pthread_join(signer, NULL);
+            CHECK(bg.ok == 40, "parent thread signing across the fork: %d of 40 verified", bg.ok);
+            EVP_PKEY_free(cur);
+        }
     }
 
     /* CKA_ID and CKA_LABEL survive unloading the module. */
