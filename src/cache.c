@@ -183,7 +183,15 @@ char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name)
     return p;
 }
 
+/* Loads one key; its KV metadata is read unless no_meta says there is none. */
+static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struct vtp_key **out);
+
 CK_RV vtp_cache_load_key(struct vtp_cache *c, const char *name, struct vtp_key **out)
+{
+    return load_key(c, name, false, out);
+}
+
+static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struct vtp_key **out)
 {
     const struct vtp_transit *t = c->conf.transit;
     struct vtp_transit_key *tk = NULL;
@@ -200,7 +208,7 @@ CK_RV vtp_cache_load_key(struct vtp_cache *c, const char *name, struct vtp_key *
         rv = CKR_KEY_TYPE_INCONSISTENT;
         goto out;
     }
-    if (t->kv_mount != NULL) {
+    if (t->kv_mount != NULL && !no_meta) {
         path = vtp_cache_meta_path(t, name);
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
@@ -597,7 +605,8 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     size_t plen = strlen(c->prefix), n = 0, n_kv = 0, n_files = 0, n_mine = 0;
     struct vtp_snapshot *s = NULL, *old = NULL;
     struct vtp_cert **kv = NULL, **files = NULL;
-    char **names = NULL;
+    char **names = NULL, **meta = NULL;
+    size_t n_meta = 0;
     int64_t start = vtp_now_ms();
     CK_RV rv;
 
@@ -632,11 +641,23 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     }
     s->n_names = n_mine;
     s->complete = complete;
+    /* Loading all: one LIST of the KV metadata says which keys have any, so keys without
+     * cost one request, not two. */
+    if (complete && t->kv_mount != NULL) {
+        rv = vtp_kv_list(t, t->mount, &meta, &n_meta);
+        if (rv != CKR_OK)
+            goto out;
+        qsort(meta, n_meta, sizeof(*meta), cmp_str);
+    }
     for (size_t i = 0; i < n_mine; i++) {
         struct vtp_key *k = NULL;
+        bool no_meta = complete && (t->kv_mount == NULL ||
+                                    n_meta == 0 ||
+                                    bsearch(&names[i], meta, n_meta, sizeof(*meta), cmp_str) ==
+                                        NULL);
         if (!complete && (old == NULL || !key_loaded(old, names[i])))
             continue;
-        rv = vtp_cache_load_key(c, names[i], &k);
+        rv = load_key(c, names[i], no_meta, &k);
         if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == CKR_OBJECT_HANDLE_INVALID ||
             rv == CKR_KEY_HANDLE_INVALID)
             continue; /* not a usable type, or deleted since the list */
@@ -673,6 +694,7 @@ out:
     vtp_snapshot_unref(old);
     vtp_snapshot_unref(s);
     vtp_strv_free(names, n);
+    vtp_strv_free(meta, n_meta);
     return rv;
 }
 
