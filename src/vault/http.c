@@ -16,8 +16,9 @@
  *    is skipped until a health check (GET /v1/sys/health: 200 active or 429 standby) passes,
  *    at most every RECHECK_MS; the next address is tried at once, a backoff wait (50 ms doubling
  *    up to 1 s, equal jitter) only after a full round;
- *  - 412 and 429 retried on the same server with that backoff; every other 4xx, and 5xx other
- *    than those above, is final and never retried;
+ *  - 412 and 429 retried on the same server with that backoff (once a request got only those
+ *    for half its deadline, later ones try once until another answer comes); every other 4xx,
+ *    and 5xx other than those above, is final and never retried;
  *  - 307/308 (HA standbys that do not forward) followed by hand, keeping method and body;
  *  - when a call found no usable server within its deadline (an outage), later calls fail at
  *    once with CKR_DEVICE_ERROR, without network I/O, while background health checks run every
@@ -81,7 +82,8 @@ struct vtp_http {
     /* per address: 0 usable, else failed and not used (unless all are) until a health check
      * after this time (vtp_now_ms) passes */
     atomic_llong bad_until[VTP_MAX_ADDRESSES];
-    atomic_llong outage_since; /* 0, or when a request found no usable server in its deadline */
+    atomic_llong outage_since;    /* 0, or when a request found no usable server in its deadline */
+    atomic_llong throttled_since; /* 0, or when a request got only 412/429 for half a deadline */
     atomic_bool checking[VTP_MAX_ADDRESSES]; /* a health check thread runs for it */
     atomic_int checkers;                     /* health check threads running */
     atomic_bool closing;
@@ -327,6 +329,7 @@ CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out)
     atomic_init(&h->checkers, 0);
     atomic_init(&h->closing, false);
     atomic_init(&h->outage_since, 0);
+    atomic_init(&h->throttled_since, 0);
     atomic_init(&h->requests, 0);
     atomic_init(&h->failures, 0);
     atomic_init(&h->retries, 0);
@@ -986,6 +989,26 @@ static void outage_update(struct vtp_http *h, bool usable, int64_t spent)
     }
 }
 
+/* Throttled: a request got nothing but 412/429 (a rate-limit quota, maybe with a
+ * block_interval) for half of its deadline. Later requests then try once instead of retrying for
+ * their whole deadline, so that callers queued behind them (the batching of signatures) are not
+ * held for two deadlines and the server is not pressed further; the first answer other than
+ * 412/429 ends it. */
+static void throttle_update(struct vtp_http *h, enum verdict v, int64_t spent)
+{
+    long long since = atomic_load(&h->throttled_since);
+    int64_t now = vtp_now_ms();
+
+    if (v != ANSWER_RETRY) {
+        if (since != 0 && atomic_compare_exchange_strong(&h->throttled_since, &since, 0))
+            VTP_LOG_WARN("throttling over after %lld ms", (long long)(now - since));
+    } else if (since == 0 && spent >= h->timeout_ms / 2 &&
+               atomic_compare_exchange_strong(&h->throttled_since, &since, (long long)now)) {
+        VTP_LOG_ERR("only 412/429 answers for %lld ms: one try per request until that ends",
+                    (long long)spent);
+    }
+}
+
 static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
                           struct vtp_http_resp *resp, int64_t deadline)
 {
@@ -997,7 +1020,7 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     int64_t start, now, backoff = BACKOFF_START_MS, wait;
     enum verdict v = ANSWER_FINAL;
     int redirects = 0;
-    bool answered = false;
+    bool answered = false, throttled = atomic_load(&h->throttled_since) != 0;
     json_t *json = NULL;
     json_error_t jerr;
     CURL *c = NULL;
@@ -1120,6 +1143,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
                 mark_good(h, idx);
             if (v == ANSWER_FINAL)
                 break;
+            if (v == ANSWER_RETRY && throttled)
+                break; /* one try while throttled: see throttle_update */
             if (v == ANSWER_UNAVAILABLE) {
                 if (redirect == NULL)
                     mark_bad(h, idx, a.status == 503 ? "503, sealed or not active" : "HTTP error");
@@ -1149,6 +1174,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
     }
 
     outage_update(h, answered && v != ANSWER_UNAVAILABLE, vtp_now_ms() - start);
+    if (answered)
+        throttle_update(h, v, vtp_now_ms() - start);
     if (!answered) {
         rv = CKR_DEVICE_ERROR;
         goto out;
