@@ -456,14 +456,6 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* On-disk copy: public data only (names, versions, public keys, labels, ids, certificates). */
 
-static int set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
-{
-    char *b = vtp_b64_encode(p, len);
-    int r = b ? json_object_set_new(o, key, json_string(b)) : -1;
-    free(b);
-    return r;
-}
-
 static json_t *snapshot_to_json(const struct vtp_snapshot *s)
 {
     json_t *root = json_object(), *keys = json_array(), *certs = json_array();
@@ -476,7 +468,7 @@ static json_t *snapshot_to_json(const struct vtp_snapshot *s)
         ok = o && hex && json_object_set_new(o, "name", json_string(k->name)) == 0 &&
              json_object_set_new(o, "type", json_string(k->kt->transit_type)) == 0 &&
              json_object_set_new(o, "version", json_integer((json_int_t)k->version)) == 0 &&
-             set_b64(o, "spki", k->spki, k->spki_len) == 0 &&
+             vtp_json_set_b64(o, "spki", k->spki, k->spki_len) == 0 &&
              json_object_set_new(o, "id", json_string(hex)) == 0 &&
              json_object_set_new(o, "label", json_string(k->label)) == 0 &&
              json_array_append_new(keys, o) == 0;

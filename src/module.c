@@ -100,6 +100,14 @@ static CK_RV done(const char *func, CK_RV rv)
         return DONE(rv_);                                                                          \
     } while (0)
 
+/* Entry points the module does not offer: initialised or not, they say so. */
+#define UNSUPPORTED(name, params)                                                                  \
+    static CK_RV fn_##name params                                                              \
+    {                                                                                              \
+        CHECK_INIT();                                                                              \
+        return DONE(CKR_FUNCTION_NOT_SUPPORTED);                                                   \
+    }
+
 static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
 {
     bool any, all;
@@ -336,26 +344,13 @@ static CK_RV fn_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHA
     return DONE(CKR_OK);
 }
 
-static CK_RV fn_InitToken(CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
-                         CK_UTF8CHAR_PTR label)
-{
-    CHECK_INIT();
-    /* A Transit mount is set up by a Vault operator, not through PKCS#11. */
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(InitToken, (CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
+                         CK_UTF8CHAR_PTR label))
 
-static CK_RV fn_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(InitPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len))
 
-static CK_RV fn_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
-                      CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(SetPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+                      CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len))
 
 static CK_RV fn_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                            CK_SESSION_HANDLE_PTR out)
@@ -410,18 +405,10 @@ static CK_RV fn_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
     return DONE(CKR_OK);
 }
 
-static CK_RV fn_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(GetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len))
 
-static CK_RV fn_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
-                                 CK_OBJECT_HANDLE enc_key, CK_OBJECT_HANDLE auth_key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(SetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
+                                 CK_OBJECT_HANDLE enc_key, CK_OBJECT_HANDLE auth_key))
 
 static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
@@ -726,18 +713,10 @@ static CK_RV fn_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK
     WITH_SESSION(h, vtp_encrypt(s, in, in_len, out, out_len));
 }
 
-static CK_RV fn_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                             CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(EncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                             CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(EncryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
 static CK_RV fn_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
@@ -750,18 +729,10 @@ static CK_RV fn_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK
     WITH_SESSION(h, vtp_decrypt(s, in, in_len, out, out_len));
 }
 
-static CK_RV fn_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                             CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DecryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                             CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DecryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
 static CK_RV fn_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
@@ -779,11 +750,7 @@ static CK_RV fn_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_le
     WITH_SESSION(h, vtp_digest_update(s, in, in_len));
 }
 
-static CK_RV fn_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DigestKey, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key))
 
 static CK_RV fn_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
@@ -811,18 +778,10 @@ static CK_RV fn_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig
     WITH_SESSION(h, vtp_sign_final(s, sig, sig_len));
 }
 
-static CK_RV fn_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(SignRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
 
-static CK_RV fn_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
-                           CK_ULONG_PTR sig_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(SignRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                           CK_ULONG_PTR sig_len))
 
 static CK_RV fn_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
@@ -845,53 +804,25 @@ static CK_RV fn_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_l
     WITH_SESSION(h, vtp_verify_final(s, sig, sig_len));
 }
 
-static CK_RV fn_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(VerifyRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
 
-static CK_RV fn_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
-                             CK_BYTE_PTR data, CK_ULONG_PTR data_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(VerifyRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
+                             CK_BYTE_PTR data, CK_ULONG_PTR data_len))
 
-static CK_RV fn_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DigestEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DecryptDigestUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                                 CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(SignEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                 CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
-                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DecryptVerifyUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+                                   CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR tmpl,
-                           CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(GenerateKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR tmpl,
+                           CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
 static CK_RV fn_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub_tmpl,
                                CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl,
@@ -901,27 +832,15 @@ static CK_RV fn_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTR
     WITH_SESSION(h, vtp_keygen_pair(s, m, pub_tmpl, pub_count, priv_tmpl, priv_count, pub, priv));
 }
 
-static CK_RV fn_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
-                       CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(WrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
+                       CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-static CK_RV fn_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+UNSUPPORTED(UnwrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
                          CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl,
-                         CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+                         CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
-static CK_RV fn_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
-                         CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR key)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(DeriveKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
+                         CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
 static CK_RV fn_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)
 {
@@ -946,11 +865,7 @@ static CK_RV fn_CancelFunction(CK_SESSION_HANDLE h)
     return DONE(CKR_FUNCTION_NOT_PARALLEL);
 }
 
-static CK_RV fn_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved)
-{
-    CHECK_INIT();
-    return DONE(CKR_FUNCTION_NOT_SUPPORTED);
-}
+UNSUPPORTED(WaitForSlotEvent, (CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR reserved))
 
 VTP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
 

@@ -400,7 +400,7 @@ out:
     return rv;
 }
 
-static int set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
+int vtp_json_set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
 {
     char *b = vtp_b64_encode(p, len);
     int r = b ? json_object_set_new(o, key, json_string(b)) : -1;
@@ -413,12 +413,12 @@ json_t *vtp_cert_to_json(const struct vtp_cert *c)
     json_t *o = json_object();
     char *hex = vtp_hex_encode(c->id, c->id_len);
 
-    if (o == NULL || hex == NULL || set_b64(o, "value", c->value, c->value_len) != 0 ||
+    if (o == NULL || hex == NULL || vtp_json_set_b64(o, "value", c->value, c->value_len) != 0 ||
         json_object_set_new(o, "id", json_string(hex)) != 0 ||
         json_object_set_new(o, "label", json_string(c->label)) != 0 ||
-        set_b64(o, "subject", c->subject, c->subject_len) != 0 ||
-        set_b64(o, "issuer", c->issuer, c->issuer_len) != 0 ||
-        set_b64(o, "serial", c->serial, c->serial_len) != 0) {
+        vtp_json_set_b64(o, "subject", c->subject, c->subject_len) != 0 ||
+        vtp_json_set_b64(o, "issuer", c->issuer, c->issuer_len) != 0 ||
+        vtp_json_set_b64(o, "serial", c->serial, c->serial_len) != 0) {
         json_decref(o);
         o = NULL;
     }

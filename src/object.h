@@ -68,6 +68,8 @@ CK_RV vtp_cert_build(const unsigned char *der, size_t der_len, const unsigned ch
 CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);
 /* The KV data of a certificate (new reference). */
 json_t *vtp_cert_to_json(const struct vtp_cert *c);
+/* o[key] = standard base64 of p; 0 on success (jansson's convention). */
+int vtp_json_set_b64(json_t *o, const char *key, const unsigned char *p, size_t len);
 struct vtp_cert *vtp_cert_ref(struct vtp_cert *c);
 void vtp_cert_unref(struct vtp_cert *c);
 
