@@ -739,7 +739,7 @@ static CK_RV build_headers(struct vtp_http *h, const struct vtp_http_req *req,
 
     if (!headers_add(&list, "X-Vault-Request: true") || !headers_add(&list, "Expect:"))
         goto out;
-    if (req->body != NULL && !headers_add(&list, "Content-Type: application/json"))
+    if ((req->body != NULL || req->raw_body != NULL) && !headers_add(&list, "Content-Type: application/json"))
         goto out;
     if (req->namespace_ != NULL && req->namespace_[0] != '\0') {
         line = str_concat("X-Vault-Namespace: ", req->namespace_, "");
@@ -1040,8 +1040,8 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         atomic_fetch_add(&h->failures, 1);
         return CKR_DEVICE_ERROR;
     }
-    if (req->body != NULL) {
-        body = json_dumps(req->body, JSON_COMPACT);
+    if (req->raw_body != NULL || req->body != NULL) {
+        body = req->raw_body ? strdup(req->raw_body) : json_dumps(req->body, JSON_COMPACT);
         if (body == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;

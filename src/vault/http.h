@@ -23,6 +23,7 @@ struct vtp_http_req {
     const char *path;       /* below /v1/, e.g. "transit/keys/k1"; caller escapes segments */
     const char *namespace_; /* X-Vault-Namespace, or NULL */
     const json_t *body;     /* JSON body, or NULL for none */
+    const char *raw_body;   /* or the body already serialised (the sign hot path) */
     bool no_token;          /* do not send X-Vault-Token (login endpoints) */
 };
 
