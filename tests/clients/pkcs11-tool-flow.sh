@@ -99,38 +99,6 @@ vtp_p11_try() {
     return "$rc"
 }
 
-# ec_spki_from_listing TEXT OUT: from the first "Public Key Object; EC" in pkcs11-tool's
-# listing TEXT, take EC_POINT (CKA_EC_POINT, a DER OCTET STRING) and EC_PARAMS (the curve OID)
-# and write the DER SubjectPublicKeyInfo they describe to OUT.
-ec_spki_from_listing() {
-    local point params
-    point=$(awk '/^Public Key Object; EC/ {p = 1} p && $1 == "EC_POINT:" {print $2; exit}' <<<"$1")
-    params=$(awk '/^Public Key Object; EC/ {p = 1} p && $1 == "EC_PARAMS:" {print $2; exit}' <<<"$1")
-    [ -n "$point" ] && [ -n "$params" ] || return 1
-    python3 - "$point" "$params" "$2" <<'PY'
-import sys
-point, params, out = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3]
-def tlv(tag, body):
-    n = len(body)
-    if n < 0x80:
-        ln = bytes([n])
-    else:
-        b = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        ln = bytes([0x80 | len(b)]) + b
-    return bytes([tag]) + ln + body
-# CKA_EC_POINT is DER OCTET STRING { 04 || X || Y }; accept the raw point too.
-if point[0] == 0x04 and len(point) > 2:
-    n, off = point[1], 2
-    if n & 0x80:
-        k = n & 0x7F
-        n, off = int.from_bytes(point[2:2 + k], "big"), 2 + k
-    if off + n == len(point) and n % 2 == 1 and point[off] == 0x04:
-        point = point[off:]
-alg = tlv(0x30, bytes.fromhex("06072a8648ce3d0201") + params)
-open(out, "wb").write(tlv(0x30, alg + tlv(0x03, b"\x00" + point)))
-PY
-}
-
 printf 'vault-transit-pkcs11 test message %s\n' "$(vtp_random_hex 16)" >data
 { cat data; printf 'x'; } >tampered
 for h in sha256 sha384; do
@@ -158,7 +126,7 @@ run_curve() {
         vtp_fail "-O shows no public key with label $label and ID $id"
     vtp_say "ok: -O shows the private and the public key with label $label and ID $id"
 
-    ec_spki_from_listing "$keygen_out" "pub-$id-attr.der" ||
+    vtp_ec_spki_from_listing "$keygen_out" "pub-$id-attr.der" ||
         vtp_fail "no EC_POINT/EC_PARAMS of the public key in the keygen output"
     vtp_say "ok: SubjectPublicKeyInfo built from CKA_EC_POINT and CKA_EC_PARAMS"
 

@@ -11,6 +11,9 @@
 #   vtp_random_hex N            N random bytes as hex
 #   vtp_listing_has TEXT KIND LABEL ID   an object listing shows that object
 #   vtp_softhsm_setup           a fresh softhsm2 token "t" (PIN 1234)
+#   vtp_p11_pubkey OUT ID CMD...  DER public key by id, working around OpenSC 0.23's
+#                               --read-object use-after-free (EC keys, sanitizer runs)
+#   vtp_ec_spki_from_listing TEXT OUT [ID]  DER EC public key from a pkcs11-tool listing
 #   VTP_TMP                     a scratch dir (the run-test one, else a private one)
 
 set -euo pipefail
@@ -127,6 +130,69 @@ vtp_engine_path() {
         fi
     done
     return 1
+}
+
+# vtp_ec_spki_from_listing TEXT OUT [ID]: from pkcs11-tool's listing TEXT (keygen or -O
+# output), take the EC public key object (with CKA_ID ID, else the first one): its EC_POINT
+# (CKA_EC_POINT, a DER OCTET STRING) and EC_PARAMS (the curve OID), and write the DER
+# SubjectPublicKeyInfo they describe to OUT.
+vtp_ec_spki_from_listing() {
+    local point params
+    read -r point params < <(awk -v id="${3:-}" '
+        /^[A-Z].*Object;/ {
+            if (pub && pt != "" && (id == "" || tolower(oid) == tolower(id))) { print pt, pa; done = 1; exit }
+            pub = /^Public Key Object; EC/; pt = pa = oid = ""
+        }
+        pub && $1 == "EC_POINT:" { pt = $2 }
+        pub && $1 == "EC_PARAMS:" { pa = $2 }
+        pub && $1 == "ID:" { oid = $2 }
+        END { if (!done && pub && pt != "" && (id == "" || tolower(oid) == tolower(id))) print pt, pa }
+    ' <<<"$1") || true
+    [ -n "${point:-}" ] && [ -n "${params:-}" ] || return 1
+    python3 - "$point" "$params" "$2" <<'PY'
+import sys
+point, params, out = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3]
+def tlv(tag, body):
+    n = len(body)
+    if n < 0x80:
+        ln = bytes([n])
+    else:
+        b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        ln = bytes([0x80 | len(b)]) + b
+    return bytes([tag]) + ln + body
+# CKA_EC_POINT is DER OCTET STRING { 04 || X || Y }; accept the raw point too.
+if point[0] == 0x04 and len(point) > 2:
+    n, off = point[1], 2
+    if n & 0x80:
+        k = n & 0x7F
+        n, off = int.from_bytes(point[2:2 + k], "big"), 2 + k
+    if off + n == len(point) and n % 2 == 1 and point[off] == 0x04:
+        point = point[off:]
+alg = tlv(0x30, bytes.fromhex("06072a8648ce3d0201") + params)
+open(out, "wb").write(tlv(0x30, alg + tlv(0x03, b"\x00" + point)))
+PY
+}
+
+# vtp_p11_pubkey OUT ID P11ARGS...: the DER public key with CKA_ID ID, through
+# `pkcs11-tool P11ARGS --read-object --type pubkey --id ID`. OpenSC 0.23.0 (Debian 12) frees the
+# curve name before using it when it exports an EC key: P-384 exports fail ("cannot create
+# EVP_PKEY") and ASan stops every EC export in pkcs11-tool. For EC keys hit by that (always
+# under the sanitizer) the key is built from the object's CKA_EC_POINT/CKA_EC_PARAMS instead.
+# P11ARGS is a command, e.g. vtp_p11 --module M --token-label T.
+vtp_p11_pubkey() {
+    local out=$1 id=$2 listing rc=0
+    shift 2
+    if [ -z "$VTP_PRELOAD" ]; then
+        VTP_LAST_OUT=$("$@" --read-object --type pubkey --id "$id" -o "$out" 2>&1) || rc=$?
+        if [ "$rc" = 0 ] || ! grep -q 'cannot create EVP_PKEY' <<<"$VTP_LAST_OUT"; then
+            return "$rc"
+        fi
+    fi
+    listing=$("$@" -O --type pubkey 2>&1) || { VTP_LAST_OUT=$listing; return 1; }
+    vtp_ec_spki_from_listing "$listing" "$out" "$id" || {
+        VTP_LAST_OUT="no EC public key with ID $id in: $listing"
+        return 1
+    }
 }
 
 # vtp_softhsm_setup: a softhsm2 token labelled "t" (user PIN 1234, SO PIN 5678) in a scratch
