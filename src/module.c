@@ -160,6 +160,9 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     rv = vtp_http_new(&cfg->vault, &h);
     if (rv != CKR_OK)
         goto out;
+    if (init_args != NULL &&
+        (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS))
+        vtp_http_set_no_threads(h, true);
     rv = vtp_auth_start(h, &cfg->vault);
     if (rv != CKR_OK)
         goto out;

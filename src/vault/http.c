@@ -61,6 +61,7 @@ struct pooled {
 };
 
 struct vtp_http {
+    bool no_threads; /* the application forbids the library's own threads */
     char *addresses[VTP_MAX_ADDRESSES];
     size_t n_addresses;
     char *ca_cert;
@@ -865,8 +866,14 @@ static void start_check(struct vtp_http *h, size_t i)
     struct check *ck;
     int rc = -1;
 
-    if (atomic_load(&h->closing) ||
-        !atomic_compare_exchange_strong(&h->checking[i], &expected, true))
+    if (atomic_load(&h->closing))
+        return;
+    if (h->no_threads) {
+        /* CKF_LIBRARY_CANT_CREATE_OS_THREADS: no checker; the next request tries it again */
+        atomic_store(&h->bad_until[i], 0);
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&h->checking[i], &expected, true))
         return;
     atomic_fetch_add(&h->checkers, 1);
     ck = malloc(sizeof(*ck));
@@ -1212,6 +1219,11 @@ static __thread bool in_auth_hook;
 /* The deadline of the outermost vtp_http_request on this thread (0: none). The auth hooks'
  * requests and the repeat after a re-login share it, so one call never outlives timeout. */
 static __thread int64_t op_deadline;
+
+void vtp_http_set_no_threads(struct vtp_http *h, bool no_threads)
+{
+    h->no_threads = no_threads;
+}
 
 void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks)
 {

@@ -66,6 +66,9 @@ struct vtp_http_auth_hooks {
     CK_RV (*relogin)(void *arg);
     void *arg;
 };
+/* The application passed CKF_LIBRARY_CANT_CREATE_OS_THREADS: health checks of failed
+ * addresses are not run in threads of their own (requests simply try them again). */
+void vtp_http_set_no_threads(struct vtp_http *h, bool no_threads);
 /* Set once after vtp_http_new, before the first request. */
 void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks);
 
