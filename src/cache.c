@@ -625,7 +625,8 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
             names[i] = tmp;
         }
     }
-    qsort(names, n_mine, sizeof(*names), cmp_str);
+    if (n_mine > 0)
+        qsort(names, n_mine, sizeof(*names), cmp_str);
     s->names = strv_copy(names, n_mine, 0);
     if (s->names == NULL) {
         rv = CKR_HOST_MEMORY;
@@ -639,7 +640,8 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
         rv = vtp_kv_list(t, t->mount, &meta, &n_meta);
         if (rv != CKR_OK)
             goto out;
-        qsort(meta, n_meta, sizeof(*meta), cmp_str);
+        if (n_meta > 0)
+            qsort(meta, n_meta, sizeof(*meta), cmp_str);
     }
     for (size_t i = 0; i < n_mine; i++) {
         struct vtp_key *k = NULL;

@@ -33,7 +33,7 @@ fi
 [ -e "$VTP_MODULE" ] || vtp_fail "module $VTP_MODULE is not built"
 vtp_say "python $PY, module $VTP_MODULE"
 rc=0
-"$PY" "$(dirname "$0")/pykcs11_test.py" "$VTP_MODULE" --token vtp-test --pin 1234 --strict ||
+vtp_foreign "$PY" "$(dirname "$0")/pykcs11_test.py" "$VTP_MODULE" --token vtp-test --pin 1234 --strict ||
     rc=$?
 
 # C_DestroyObject deleted the Transit keys and their KV metadata.
