@@ -148,8 +148,8 @@ vtp_conn_sign() {
     [ -n "$id" ] || vtp_fail "no private key listed: $VTP_LAST_OUT"
     vtp_check "$desc" vtp_mod vtp_p11 --module "$VTP_MODULE" "$@" --sign -m ECDSA \
         --id "$id" -i "$VTP_TMP/msg.sha256" -o "$VTP_TMP/sig.bin"
-    vtp_check "read the public key" vtp_mod vtp_p11 --module "$VTP_MODULE" "$@" \
-        --read-object --type pubkey --id "$id" -o "$VTP_TMP/pub.der"
+    vtp_check "read the public key" vtp_p11_pubkey "$VTP_TMP/pub.der" "$id" \
+        vtp_mod vtp_p11 --module "$VTP_MODULE" "$@"
     vtp_ossl pkey -pubin -inform DER -in "$VTP_TMP/pub.der" -out "$VTP_TMP/pub.pem" 2>/dev/null ||
         vtp_fail "the public key is not DER SubjectPublicKeyInfo"
     r=$(od -An -v -tx1 -N32 "$VTP_TMP/sig.bin" | tr -d ' \n')
