@@ -87,7 +87,10 @@ CK_RV vtp_encrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
-    VTP_RETURN_VAL_IF_FAIL(out_len != NULL && (in != NULL || in_len == 0), CKR_ARGUMENTS_BAD);
+    if (out_len == NULL || (in == NULL && in_len != 0)) {
+        rv = CKR_ARGUMENTS_BAD;
+        goto end;
+    }
     k = op->key->kt->sig_len;
     if (in_len > k - 2 * OAEP_HASH_LEN - 2) {
         VTP_LOG_INFO("RSA-OAEP: %lu bytes is more than %zu for this key", in_len,
@@ -128,7 +131,10 @@ CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
-    VTP_RETURN_VAL_IF_FAIL(out_len != NULL && (in != NULL || in_len == 0), CKR_ARGUMENTS_BAD);
+    if (out_len == NULL || (in == NULL && in_len != 0)) {
+        rv = CKR_ARGUMENTS_BAD;
+        goto end;
+    }
     k = op->key->kt->sig_len;
     max = k - 2 * OAEP_HASH_LEN - 2;
     if (op->result == NULL) {
@@ -197,7 +203,10 @@ static CK_RV digest_out(struct vtp_op *op, const unsigned char *in, size_t in_le
     unsigned int got = 0;
     CK_RV rv = CKR_GENERAL_ERROR;
 
-    VTP_RETURN_VAL_IF_FAIL(out_len != NULL, CKR_ARGUMENTS_BAD);
+    if (out_len == NULL) {
+        vtp_op_reset(op);
+        return CKR_ARGUMENTS_BAD;
+    }
     if (out == NULL) {
         *out_len = n;
         return CKR_OK;

@@ -15,6 +15,8 @@
 #define MAX_LABEL 256
 #define MAX_ID 256
 
+static CK_RV check_label(const CK_ATTRIBUTE *a);
+
 /* What a template pair asks for, once checked. */
 struct gen_req {
     const struct vtp_keytype *kt;
@@ -93,6 +95,21 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         }
         if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
             continue;
+        switch (a->type) {
+        case CKA_LOCAL:
+        case CKA_KEY_GEN_MECHANISM:
+        case CKA_ALWAYS_SENSITIVE:
+        case CKA_NEVER_EXTRACTABLE:
+        case CKA_EC_POINT:
+        case CKA_MODULUS:
+        case CKA_VALUE:
+        case CKA_PUBLIC_KEY_INFO:
+            /* set by the token, never by a template (PKCS#11 v2.40 4.1.2) */
+            VTP_LOG_INFO("%s is set by the token and cannot be given", vtp_attr_name(a->type));
+            return CKR_ATTRIBUTE_READ_ONLY;
+        default:
+            break;
+        }
         if ((kind == VTP_KIND_RSA && (a->type == CKA_ENCRYPT || a->type == CKA_DECRYPT)) ||
             (a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
             ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
@@ -154,6 +171,13 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
     memset(req, 0, sizeof(*req));
     if (m->pParameter != NULL || m->ulParameterLen != 0)
         return CKR_MECHANISM_PARAM_INVALID;
+    for (CK_ULONG i = 0; i < pn + vn; i++) {
+        const CK_ATTRIBUTE *t = i < pn ? &pt[i] : &vt[i - pn];
+        if (t->pValue == NULL && t->ulValueLen != 0) {
+            VTP_LOG_INFO("%s: NULL value of %lu bytes", vtp_attr_name(t->type), t->ulValueLen);
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+    }
     switch (m->mechanism) {
     case CKM_EC_KEY_PAIR_GEN:
     case CKM_EC_EDWARDS_KEY_PAIR_GEN: {
@@ -163,6 +187,15 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         if (a == NULL) {
             VTP_LOG_INFO("CKA_EC_PARAMS missing from the public key template");
             return CKR_TEMPLATE_INCOMPLETE;
+        }
+        /* DER: an OID (06) or a curve name (13 PrintableString, 0c UTF8String), short form */
+        if (a->ulValueLen < 3 || a->ulValueLen > 127 ||
+            (((const unsigned char *)a->pValue)[0] != 0x06 &&
+             ((const unsigned char *)a->pValue)[0] != 0x13 &&
+             ((const unsigned char *)a->pValue)[0] != 0x0c) ||
+            ((const unsigned char *)a->pValue)[1] + 2UL != a->ulValueLen) {
+            VTP_LOG_INFO("CKA_EC_PARAMS is not a DER OID or curve name");
+            return CKR_ATTRIBUTE_VALUE_INVALID;
         }
         req->kt = vtp_keytype_by_ec_params(kind, a->pValue, a->ulValueLen);
         if (req->kt == NULL) {
@@ -212,9 +245,34 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
+    if (rv == CKR_OK && req->label != NULL)
+        rv = check_label(req->label);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_ID, MAX_ID, &req->id);
     return rv;
+}
+
+/* CKA_LABEL: UTF-8 (RFC 2279) without NUL, since it is kept as a string in KV v2. */
+static CK_RV check_label(const CK_ATTRIBUTE *a)
+{
+    const unsigned char *p = a->pValue;
+    size_t i = 0, n = a->ulValueLen;
+
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                                     : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (c == 0 || extra == 9 || (extra == 1 && c < 0xc2) || i + extra >= n + (extra ? 0 : 1))
+            goto bad;
+        for (size_t k = 1; k <= extra; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                goto bad;
+        i += extra + 1;
+    }
+    return CKR_OK;
+bad:
+    VTP_LOG_INFO("CKA_LABEL is not UTF-8 text without NUL characters");
+    return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 static bool word_char(int c)
@@ -613,6 +671,8 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
         return rv;
     id = vtp_attr_find(tmpl, count, CKA_ID);
     label = vtp_attr_find(tmpl, count, CKA_LABEL);
+    if (label != NULL && (rv = check_label(label)) != CKR_OK)
+        return rv;
     rv = vtp_cert_build(value->pValue, value->ulValueLen, id ? id->pValue : NULL,
                         id ? id->ulValueLen : 0, label ? label->pValue : NULL,
                         label ? label->ulValueLen : 0, tmpl, count, &cert);
@@ -696,13 +756,16 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     if (rv != CKR_OK)
         return rv;
     for (CK_ULONG i = 0; i < count; i++) {
-        if (tmpl[i].type == CKA_LABEL)
+        if (tmpl[i].type == CKA_LABEL) {
             label = &tmpl[i];
-        else if (tmpl[i].type == CKA_ID)
+        } else if (tmpl[i].type == CKA_ID) {
             id = &tmpl[i];
-        else {
+        } else {
+            /* an attribute the object has is read-only; one it does not have is invalid */
+            CK_ATTRIBUTE probe = {tmpl[i].type, NULL, 0};
+            rv = vtp_obj_attr_get(&o, &probe, 1);
+            rv = rv == CKR_ATTRIBUTE_TYPE_INVALID ? rv : CKR_ATTRIBUTE_READ_ONLY;
             VTP_LOG_INFO("%s cannot be changed", vtp_attr_name(tmpl[i].type));
-            rv = CKR_ATTRIBUTE_READ_ONLY;
             goto out;
         }
         if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0) {
@@ -714,6 +777,8 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
             goto out;
         }
     }
+    if (label != NULL && (rv = check_label(label)) != CKR_OK)
+        goto out;
     if (!(s->flags & CKF_RW_SESSION)) {
         rv = CKR_SESSION_READ_ONLY;
         goto out;

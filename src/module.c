@@ -426,7 +426,9 @@ static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pi
     slot = s->slot;
     if (user == CKU_SO) {
         /* There is no security officer: Vault's operators hold that role. */
-        rv = vtp_session_any_ro(slot) ? CKR_SESSION_READ_ONLY_EXISTS : CKR_PIN_INCORRECT;
+        rv = vtp_slot_is_logged_in(slot) ? CKR_USER_ANOTHER_ALREADY_LOGGED_IN
+             : vtp_session_any_ro(slot)  ? CKR_SESSION_READ_ONLY_EXISTS
+                                         : CKR_PIN_INCORRECT;
         goto out;
     }
     if (user != CKU_USER && user != CKU_CONTEXT_SPECIFIC) {
@@ -602,6 +604,9 @@ static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_U
     CHECK_INIT();
     if (tmpl == NULL && count != 0)
         return DONE(CKR_ARGUMENTS_BAD);
+    for (CK_ULONG i = 0; i < count; i++)
+        if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0)
+            return DONE(CKR_ARGUMENTS_BAD);
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);

@@ -91,11 +91,11 @@ CK_RV vtp_session_open(struct vtp_slot *slot, CK_FLAGS flags, CK_SESSION_HANDLE 
         table = t;
         table_cap = cap;
     }
+    count_session(slot, flags, 1); /* before it is visible: a close may follow at once */
     s->handle = next_handle++;
     table[table_len++] = s;
+    *out = s->handle; /* copied under the lock: another thread may close and free it */
     pthread_mutex_unlock(&table_lock);
-    count_session(slot, flags, 1);
-    *out = s->handle;
     return CKR_OK;
 }
 

@@ -291,7 +291,10 @@ static CK_RV sign_common(struct vtp_session *s, const unsigned char *data, size_
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
-    VTP_RETURN_VAL_IF_FAIL(sig_len != NULL, CKR_ARGUMENTS_BAD);
+    if (sig_len == NULL) {
+        rv = CKR_ARGUMENTS_BAD; /* ends the operation, as any error but BUFFER_TOO_SMALL */
+        goto end;
+    }
     if (!final && op->multipart) {
         rv = CKR_OPERATION_ACTIVE;
         goto end;
