@@ -166,14 +166,16 @@ sign_check() {
 # pubkey KEY ID LABEL: PEM public key into pub-KEY.pem (p11tool --export, else pkcs11-tool).
 pubkey() {
     local key=$1 id=$2 label=$3
-    if command -v p11tool >/dev/null 2>&1 &&
+    # (not in sanitizer runs: GnuTLS tools can deadlock at exit with libasan preloaded)
+    if [ -z "${VTP_PRELOAD:-}" ] && command -v p11tool >/dev/null 2>&1 &&
         try vtp_foreign p11tool --provider "$MODULE" --export \
             "pkcs11:token=$TOKEN;object=$label;type=public" --outfile "pub-$key.pem" &&
         openssl pkey -pubin -in "pub-$key.pem" -noout 2>/dev/null; then
         return 0
     fi
-    # pkcs11-tool 0.23 cannot read P-384 public keys ("cannot create EVP_PKEY").
-    try "${P11[@]}" --read-object --type pubkey --id "$id" -o "pub-$key.der" &&
+    # pkcs11-tool 0.23 cannot read P-384 public keys ("cannot create EVP_PKEY"): see
+    # vtp_p11_pubkey in tests/lib/common.sh
+    try vtp_p11_pubkey "pub-$key.der" "$id" "${P11[@]}" &&
         openssl pkey -pubin -inform DER -in "pub-$key.der" -out "pub-$key.pem" 2>/dev/null
 }
 
