@@ -1,7 +1,9 @@
 /* batch.c - group commit of concurrent signatures. */
 #include "common.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,7 +37,7 @@ static void queue_drop_locked(struct queue *q);
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
 static size_t n_queues;
-static struct vtp_batch_conf conf = {true, 250, 4};
+static struct vtp_batch_conf conf = {true, 250, 4, 30000};
 static unsigned long stat_requests, stat_items, stat_max;
 
 void vtp_batch_configure(const struct vtp_batch_conf *c)
@@ -47,6 +49,8 @@ void vtp_batch_configure(const struct vtp_batch_conf *c)
         conf.max_items = VTP_TRANSIT_MAX_BATCH;
     if (conf.concurrency == 0)
         conf.concurrency = 1;
+    if (conf.timeout_ms <= 0)
+        conf.timeout_ms = 30000;
     pthread_mutex_unlock(&lock);
 }
 
@@ -217,6 +221,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
     struct waiter me = {item, NULL, false, false}, *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
+    struct timespec until;
     size_t n;
 
     pthread_mutex_lock(&lock);
@@ -243,8 +248,35 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     else
         q->head = &me;
     q->tail = &me;
-    while (!me.done && !me.leader)
-        pthread_cond_wait(&q->cond, &lock);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += conf.timeout_ms / 1000;
+    until.tv_nsec += (conf.timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!me.done && !me.leader) {
+        if (pthread_cond_timedwait(&q->cond, &lock, &until) == ETIMEDOUT && !me.done &&
+            !me.leader) {
+            /* Still waiting after a whole deadline (the requests ahead are that slow): give
+             * up rather than start a request of its own that would double it. */
+            struct waiter **pp;
+            for (pp = &q->head; *pp != NULL; pp = &(*pp)->next) {
+                if (*pp == &me) {
+                    *pp = me.next;
+                    break;
+                }
+            }
+            q->tail = NULL;
+            for (struct waiter *w = q->head; w != NULL; w = w->next)
+                q->tail = w;
+            pthread_mutex_unlock(&lock);
+            VTP_LOG_ERR("signature with %s waited %ld ms for a request slot", name,
+                        conf.timeout_ms);
+            item->rv = CKR_DEVICE_ERROR;
+            return CKR_OK;
+        }
+    }
     if (me.done) {
         pthread_mutex_unlock(&lock);
         return CKR_OK;

@@ -18,6 +18,7 @@ struct vtp_batch_conf {
     bool enabled;
     size_t max_items;
     size_t concurrency;
+    long timeout_ms; /* a caller waits in a queue at most this long (the operation deadline) */
 };
 
 void vtp_batch_configure(const struct vtp_batch_conf *conf);

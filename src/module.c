@@ -156,7 +156,8 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     }
     vtp_log_set_error_sink(cfg->log_errors);
     vtp_batch_configure(&(struct vtp_batch_conf){cfg->batching, (size_t)cfg->batch_max_items,
-                                                 (size_t)cfg->batch_concurrency});
+                                                 (size_t)cfg->batch_concurrency,
+                                                 cfg->vault.timeout_ms});
     rv = vtp_http_new(&cfg->vault, &h);
     if (rv != CKR_OK)
         goto out;
