@@ -15,6 +15,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <curl/curl.h>
@@ -491,12 +492,49 @@ static void lifecycle_checks(const unsigned char *id, const char *label, EVP_PKE
         name[n++] = *p == ' ' ? '-' : *p;
     name[n] = '\0';
 
-    variant_config(reserved, sizeof(reserved), "ttl.conf", "cache_ttl = 1s\n", "");
+    /* a read-only certificate from a PEM file named in the slot's config */
+    {
+        char pem[512], extra[700];
+        EVP_PKEY *fk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        X509 *fx = X509_new();
+        FILE *fp;
+        snprintf(pem, sizeof(pem), "%s/file-cert.pem",
+                 getenv("VTP_TEST_TMP") ? getenv("VTP_TEST_TMP") : "/tmp");
+        X509_set_version(fx, 2);
+        ASN1_INTEGER_set(X509_get_serialNumber(fx), 7);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(fx), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"vtp file cert", -1, -1, 0);
+        X509_set_issuer_name(fx, X509_get_subject_name(fx));
+        X509_gmtime_adj(X509_getm_notBefore(fx), 0);
+        X509_gmtime_adj(X509_getm_notAfter(fx), 3600);
+        X509_set_pubkey(fx, fk);
+        X509_sign(fx, fk, EVP_sha256());
+        fp = fopen(pem, "w");
+        REQUIRE_RV(fp != NULL && PEM_write_X509(fp, fx) == 1 ? CKR_OK : CKR_GENERAL_ERROR,
+                   CKR_OK);
+        fclose(fp);
+        X509_free(fx);
+        EVP_PKEY_free(fk);
+        snprintf(extra, sizeof(extra), "cache_ttl = 1s\ncertificates = %s\n", pem);
+        variant_config(reserved, sizeof(reserved), "ttl.conf", extra, "");
+    }
     a.pReserved = reserved;
     REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
                CKR_OK);
     REQUIRE_RV(find(s, tp, 2, &h1, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
+    {
+        CK_ATTRIBUTE fl[] = {{CKA_CLASS, &cc, sizeof(cc)}, {CKA_LABEL, "vtp file cert", 13}};
+        CK_ATTRIBUTE rl[] = {{CKA_LABEL, "x", 1}};
+        CK_BBOOL mod = CK_TRUE;
+        CK_ATTRIBUTE ma = {CKA_MODIFIABLE, &mod, sizeof(mod)};
+        CK_OBJECT_HANDLE fc = 0;
+        CHECK(find(s, fl, 2, &fc, 1) == 1, "certificate from the PEM file found by its CN");
+        CHECK_RV(f->C_GetAttributeValue(s, fc, &ma, 1), CKR_OK);
+        CHECK(mod == CK_FALSE, "a file certificate is not modifiable");
+        CHECK_RV(f->C_SetAttributeValue(s, fc, rl, 1), CKR_ACTION_PROHIBITED);
+        CHECK_RV(f->C_DestroyObject(s, fc), CKR_ACTION_PROHIBITED);
+    }
 
     /* Another operator rotates the key. */
     snprintf(path, sizeof(path), "%s/keys/%s/rotate", getenv("VTP_TEST_MOUNT") ?
