@@ -541,6 +541,30 @@ static void items_reset(struct vtp_sign_item *items, size_t n, CK_RV rv)
     }
 }
 
+/* data of a single sign answer: {"signature": "vault:vN:...", "key_version": N} */
+static CK_RV parse_single(const json_t *data, unsigned long version, struct vtp_sign_item *item)
+{
+    const char *sig = json_string_value(json_object_get(data, "signature"));
+    unsigned long got = 0;
+
+    item->sig = NULL;
+    item->sig_len = 0;
+    item->rv = CKR_DEVICE_ERROR;
+    if (sig == NULL || decode_signature(sig, &got, &item->sig, &item->sig_len) != CKR_OK) {
+        VTP_LOG_ERR("sign answer without a well-formed signature");
+        return CKR_OK;
+    }
+    if (version != 0 && got != version) {
+        VTP_LOG_ERR("signed with version %lu, asked for %lu", got, version);
+        free(item->sig);
+        item->sig = NULL;
+        item->sig_len = 0;
+        return CKR_OK;
+    }
+    item->rv = CKR_OK;
+    return CKR_OK;
+}
+
 CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
                                      struct vtp_sign_item *items, size_t n)
 {
@@ -632,15 +656,23 @@ static CK_RV build_sign_body(unsigned long version, const struct vtp_sign_params
     buf = malloc(cap);
     if (buf == NULL)
         return CKR_HOST_MEMORY;
-    len = (size_t)snprintf(buf, cap, "{\"batch_input\":[");
-    for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(buf + len, cap - len, "%s{\"input\":\"", i ? "," : "");
-        len += (size_t)EVP_EncodeBlock((unsigned char *)buf + len, items[i].input,
-                                       (int)items[i].input_len);
-        /* all batch item values must be JSON strings */
-        len += (size_t)snprintf(buf + len, cap - len, "\",\"reference\":\"%zu\"}", i);
+    if (n == 1) {
+        /* one signature: the plain request, exactly what a direct Transit client sends */
+        len = (size_t)snprintf(buf, cap, "{\"input\":\"");
+        len += (size_t)EVP_EncodeBlock((unsigned char *)buf + len, items[0].input,
+                                       (int)items[0].input_len);
+        w = snprintf(buf + len, cap - len, "\",\"marshaling_algorithm\":\"asn1\"");
+    } else {
+        len = (size_t)snprintf(buf, cap, "{\"batch_input\":[");
+        for (size_t i = 0; i < n; i++) {
+            len += (size_t)snprintf(buf + len, cap - len, "%s{\"input\":\"", i ? "," : "");
+            len += (size_t)EVP_EncodeBlock((unsigned char *)buf + len, items[i].input,
+                                           (int)items[i].input_len);
+            /* all batch item values must be JSON strings */
+            len += (size_t)snprintf(buf + len, cap - len, "\",\"reference\":\"%zu\"}", i);
+        }
+        w = snprintf(buf + len, cap - len, "],\"marshaling_algorithm\":\"asn1\"");
     }
-    w = snprintf(buf + len, cap - len, "],\"marshaling_algorithm\":\"asn1\"");
     len += (size_t)w;
     if (version != 0)
         len += (size_t)snprintf(buf + len, cap - len, ",\"key_version\":%lu", version);
@@ -688,6 +720,13 @@ CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned l
     rv = call_raw(t, "POST", path, NULL, body, false, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
+    if (n == 1) {
+        /* single request: Vault's answer is the item's answer */
+        rv = vrv == CKR_OK ? parse_single(resp_data(&resp), version, &items[0]) : CKR_OK;
+        if (vrv != CKR_OK)
+            items[0].rv = vrv;
+        goto out;
+    }
     rv = vrv;
     if (rv != CKR_OK)
         goto out;
