@@ -216,7 +216,8 @@ static size_t take_locked(struct queue *q, struct vtp_sign_item **items, struct 
 }
 
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
-                     const struct vtp_sign_params *p, struct vtp_sign_item *item)
+                     const struct vtp_sign_params *p, bool batchable,
+                     struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
     struct waiter me = {item, NULL, false, false}, *ws[VTP_TRANSIT_MAX_BATCH];
@@ -225,7 +226,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     size_t n;
 
     pthread_mutex_lock(&lock);
-    if (!conf.enabled) {
+    if (!conf.enabled || !batchable) {
         pthread_mutex_unlock(&lock);
         return vtp_transit_sign(t, name, version, p, item, 1);
     }

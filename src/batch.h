@@ -27,9 +27,11 @@ void vtp_batch_atfork_child(void);
 /* C_Finalize: drop the (idle) queues. */
 void vtp_batch_clear(void);
 
-/* Signs one item through the group-commit queues (or directly when batching is off). */
+/* Signs one item through the group-commit queues, or directly when batching is off or the
+ * key is not worth batching (batchable false: RSA, see sign.c). */
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
-                     const struct vtp_sign_params *p, struct vtp_sign_item *item);
+                     const struct vtp_sign_params *p, bool batchable,
+                     struct vtp_sign_item *item);
 
 struct vtp_batch_stats {
     unsigned long requests; /* sign requests sent */
