@@ -348,33 +348,40 @@ out:
     return rv;
 }
 
-CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
+/* LIST path: its names, or none (404) as success. */
+static CK_RV list_names(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
 {
     struct vtp_http_resp resp = {0};
-    char *path = NULL;
     CK_RV rv, vrv = CKR_OK;
 
-    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
-    VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
-
-    path = transit_path(t, "keys", NULL, NULL);
-    if (path == NULL)
-        return CKR_HOST_MEMORY;
     rv = call(t, "LIST", path, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
     if (vrv == CKR_KEY_HANDLE_INVALID) {
-        /* 404 {"errors":[]}: no keys at all */
+        /* 404 {"errors":[]}: nothing there */
         *names = NULL;
         *n = 0;
         goto out;
     }
     rv = vrv;
-    if (rv != CKR_OK)
-        goto out;
-    rv = parse_names(resp_data(&resp), names, n);
+    if (rv == CKR_OK)
+        rv = parse_names(resp_data(&resp), names, n);
 out:
     vtp_http_resp_clear(&resp);
+    return rv;
+}
+
+CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
+{
+    char *path;
+    CK_RV rv;
+
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
+    path = transit_path(t, "keys", NULL, NULL);
+    if (path == NULL)
+        return CKR_HOST_MEMORY;
+    rv = list_names(t, path, names, n);
     free(path);
     return rv;
 }
@@ -830,30 +837,15 @@ CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
 
 CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
 {
-    struct vtp_http_resp resp = {0};
-    char *p = NULL;
-    CK_RV rv, vrv = CKR_OK;
+    char *p;
+    CK_RV rv;
 
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
-
     p = kv_path(t, "metadata", path != NULL ? path : "");
     if (p == NULL)
         return CKR_HOST_MEMORY;
-    rv = call(t, "LIST", p, NULL, true, &resp, &vrv);
-    if (rv != CKR_OK)
-        goto out;
-    if (vrv == CKR_KEY_HANDLE_INVALID) {
-        *names = NULL;
-        *n = 0;
-        goto out;
-    }
-    rv = vrv;
-    if (rv != CKR_OK)
-        goto out;
-    rv = parse_names(resp_data(&resp), names, n);
-out:
-    vtp_http_resp_clear(&resp);
+    rv = list_names(t, p, names, n);
     free(p);
     return rv;
 }
