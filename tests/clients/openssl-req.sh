@@ -16,39 +16,8 @@
 . "$(dirname "$0")/../lib/common.sh"
 
 vtp_require pkcs11-tool openssl python3
-if ! ENGINE=$(vtp_engine_path); then
-    vtp_require /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so # skips, or errors under CI
-fi
-
-if [ "${1:-}" = --softhsm ]; then
-    vtp_softhsm_setup
-    MODULE=$VTP_SOFTHSM_MODULE
-    TOKEN=t
-else
-    MODULE=$VTP_MODULE
-    TOKEN=vtp-test
-    [ -e "$MODULE" ] || vtp_fail "module $MODULE is not built"
-fi
-PIN=1234
-cd "$VTP_TMP"
+vtp_engine_setup "$@"
 vtp_say "engine $ENGINE, module $MODULE, token $TOKEN, $(openssl version)"
-
-# The engine's configuration, as in openssl-engine.sh.
-cat >openssl.cnf <<EOF
-openssl_conf = openssl_init
-
-[openssl_init]
-engines = engine_section
-
-[engine_section]
-pkcs11 = pkcs11_section
-
-[pkcs11_section]
-engine_id = pkcs11
-dynamic_path = $ENGINE
-MODULE_PATH = $MODULE
-init = 0
-EOF
 # Only the commands that use the token see it; every check runs in plain OpenSSL.
 eng() { OPENSSL_CONF="$VTP_TMP/openssl.cnf" vtp_ossl "$@"; }
 

@@ -231,3 +231,39 @@ else
     trap 'rm -rf "$VTP_TMP"' EXIT
 fi
 export VTP_TMP
+
+# vtp_engine_setup [--softhsm]: for the OpenSSL pkcs11 engine tests. Sets ENGINE (the engine's
+# pkcs11.so), MODULE and TOKEN (this module and its test token, or a fresh softhsm2 token with
+# --softhsm), PIN, writes $VTP_TMP/openssl.cnf loading the engine with that module, and cd's to
+# $VTP_TMP. Only commands given OPENSSL_CONF=$VTP_TMP/openssl.cnf see the engine.
+vtp_engine_setup() {
+    if ! ENGINE=$(vtp_engine_path); then
+        vtp_require /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so # skips, or errors under CI
+    fi
+    if [ "${1:-}" = --softhsm ]; then
+        vtp_softhsm_setup
+        MODULE=$VTP_SOFTHSM_MODULE
+        TOKEN=t
+    else
+        MODULE=$VTP_MODULE
+        TOKEN=vtp-test
+        [ -e "$MODULE" ] || vtp_fail "module $MODULE is not built"
+    fi
+    PIN=1234
+    cd "$VTP_TMP" || vtp_fail "no scratch directory"
+    cat >openssl.cnf <<EOF
+openssl_conf = openssl_init
+
+[openssl_init]
+engines = engine_section
+
+[engine_section]
+pkcs11 = pkcs11_section
+
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $ENGINE
+MODULE_PATH = $MODULE
+init = 0
+EOF
+}
