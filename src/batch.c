@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "batch.h"
+#include "util.h"
+#include "vault/http.h"
 
 /* One caller's place in a queue. */
 struct waiter {
@@ -15,6 +17,7 @@ struct waiter {
     struct waiter *next;
     bool done;
     bool leader; /* promoted: send the waiting items */
+    int64_t start; /* when the caller arrived (vtp_now_ms) */
 };
 
 /* The requests of one key, version and parameter set. */
@@ -220,7 +223,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
                      struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
-    struct waiter me = {item, NULL, false, false}, *ws[VTP_TRANSIT_MAX_BATCH];
+    struct waiter me = {item, NULL, false, false, vtp_now_ms()}, *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
     struct timespec until;
     size_t n;
@@ -284,7 +287,10 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     }
     /* Leader (this item is at the head): carry everyone waiting, up to the cap. */
     n = take_locked(q, items, ws, conf.max_items);
+    /* The leader is the oldest waiter: the request ends when its operation's time is up. */
+    vtp_http_call_deadline(me.start + conf.timeout_ms);
     send_locked(q, items, n);
+    vtp_http_call_deadline(0);
     for (size_t i = 0; i < n; i++)
         ws[i]->done = true;
     pthread_cond_broadcast(&q->cond);

@@ -1220,6 +1220,11 @@ static __thread bool in_auth_hook;
  * requests and the repeat after a re-login share it, so one call never outlives timeout. */
 static __thread int64_t op_deadline;
 
+void vtp_http_call_deadline(int64_t deadline_ms)
+{
+    op_deadline = deadline_ms;
+}
+
 void vtp_http_set_no_threads(struct vtp_http *h, bool no_threads)
 {
     h->no_threads = no_threads;

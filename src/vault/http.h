@@ -8,6 +8,7 @@
 #define VTP_HTTP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "vtp-pkcs11.h"
@@ -69,6 +70,10 @@ struct vtp_http_auth_hooks {
 /* The application passed CKF_LIBRARY_CANT_CREATE_OS_THREADS: health checks of failed
  * addresses are not run in threads of their own (requests simply try them again). */
 void vtp_http_set_no_threads(struct vtp_http *h, bool no_threads);
+/* The requests this thread makes from now on must end by deadline_ms (vtp_now_ms() clock), not
+ * timeout after each one starts: a signature that waited in a batch queue has used part of its
+ * time already. 0 goes back to one timeout per request. */
+void vtp_http_call_deadline(int64_t deadline_ms);
 /* Set once after vtp_http_new, before the first request. */
 void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hooks *hooks);
 
