@@ -78,7 +78,7 @@ HAVE_ED=no
 # GnuTLS 3.7 asks for Ed25519 with CKM_EDDSA as the generation mechanism; a token that follows
 # the spec refuses that, so the key comes from pkcs11-tool and GnuTLS uses it.
 if [ "$SOFTHSM" = no ] ||
-    vtp_p11 --module "$MODULE" -M 2>/dev/null | grep -q 'EC-EDWARDS-KEY-PAIR-GEN'; then
+    vtp_p11 --module "$MODULE" -M 2>/dev/null | grep 'EC-EDWARDS-KEY-PAIR-GEN' >/dev/null; then
     KID[ed25519]=$(vtp_random_hex 6)
     vtp_check "pkcs11-tool generates an Ed25519 key pair" \
         vtp_p11 --module "$MODULE" --token-label "$TOKEN" --login --pin "$PIN" --keypairgen \
