@@ -11,13 +11,16 @@
 #include "util.h"
 #include "vault/http.h"
 
-/* One caller's place in a queue. */
+/* One caller's place in a queue. Each waiter sleeps on its own condition variable, so a
+ * returning request wakes exactly the callers it carried and the next leader, not every
+ * thread queued on the key. */
 struct waiter {
     struct vtp_sign_item *item;
     struct waiter *next;
     bool done;
     bool leader; /* promoted: send the waiting items */
     int64_t start; /* when the caller arrived (vtp_now_ms) */
+    pthread_cond_t cond;
 };
 
 /* The requests of one key, version and parameter set. */
@@ -28,7 +31,6 @@ struct queue {
     struct vtp_sign_params p; /* strings point to the mechanism table, which is static */
     size_t in_flight;
     struct waiter *head, *tail; /* waiting, in arrival order */
-    pthread_cond_t cond;
     struct queue *next;
 };
 
@@ -40,14 +42,18 @@ static void queue_drop_locked(struct queue *q);
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
 static size_t n_queues;
-static struct vtp_batch_conf conf = {true, 250, 4, 30000};
-static unsigned long stat_requests, stat_items, stat_max;
+static struct vtp_batch_conf conf = {true, 200, 4, 30000};
+/* The largest batch the server took after it refused a bigger one as too large (a listener
+ * with lower JSON limits than the defaults); 0 while none was refused. */
+static size_t learned_max;
+static unsigned long stat_requests, stat_items, stat_max, stat_splits;
 
 void vtp_batch_configure(const struct vtp_batch_conf *c)
 {
     pthread_mutex_lock(&lock);
     conf = *c;
-    stat_requests = stat_items = stat_max = 0; /* counted from C_Initialize */
+    stat_requests = stat_items = stat_max = stat_splits = 0; /* counted from C_Initialize */
+    learned_max = 0;
     if (conf.max_items == 0 || conf.max_items > VTP_TRANSIT_MAX_BATCH)
         conf.max_items = VTP_TRANSIT_MAX_BATCH;
     if (conf.concurrency == 0)
@@ -85,6 +91,7 @@ void vtp_batch_get_stats(struct vtp_batch_stats *out)
     out->requests = stat_requests;
     out->items = stat_items;
     out->max_batch = stat_max;
+    out->splits = stat_splits;
     pthread_mutex_unlock(&lock);
 }
 
@@ -121,7 +128,6 @@ static struct queue *queue_get_locked(const struct vtp_transit *t, const char *n
     q->t = t;
     q->version = version;
     q->p = *p;
-    pthread_cond_init(&q->cond, NULL);
     q->next = queues;
     queues = q;
     n_queues++;
@@ -138,17 +144,56 @@ static void queue_drop_locked(struct queue *q)
             break;
         }
     }
-    pthread_cond_destroy(&q->cond);
     free(q->name);
     free(q);
     n_queues--;
+}
+
+/* Signs arr[0..n-1] in one request; when the server refuses a batch as too large (HTTP 413,
+ * or OpenBao's "refused JSON input due to high complexity" for a listener whose
+ * max_request_json_strings is below the default), signs each half on its own and remembers
+ * the smaller size for later batches. Every item ends with its own rv. */
+static void sign_items(struct queue *q, struct vtp_sign_item *arr, size_t n)
+{
+    CK_RV rv = vtp_transit_sign(q->t, q->name, q->version, &q->p, arr, n);
+
+    if (rv == CKR_DATA_LEN_RANGE && n > 1) {
+        size_t half = n / 2;
+        bool first = false;
+
+        pthread_mutex_lock(&lock);
+        stat_splits++;
+        if (learned_max == 0 || learned_max > half) {
+            first = learned_max == 0;
+            learned_max = half;
+        }
+        pthread_mutex_unlock(&lock);
+        if (first)
+            VTP_LOG_WARN("Vault refused a batch of %zu signatures with %s as too large (its "
+                         "JSON limits are below the defaults); sending at most %zu per request "
+                         "from now on (lower [module] batch_max_items to avoid the retries)",
+                         n, q->name, half);
+        else
+            VTP_LOG_DEBUG("batch of %zu signatures with %s refused as too large; halving", n,
+                          q->name);
+        sign_items(q, arr, half);
+        sign_items(q, arr + half, n - half);
+        return;
+    }
+    if (rv == CKR_OK)
+        return; /* each item has its own rv */
+    for (size_t i = 0; i < n; i++) {
+        arr[i].rv = rv;
+        free(arr[i].sig);
+        arr[i].sig = NULL;
+        arr[i].sig_len = 0;
+    }
 }
 
 /* Sends items (with the lock released) and records the results. */
 static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
 {
     struct vtp_sign_item *arr = NULL, one;
-    CK_RV rv;
 
     stat_requests++;
     stat_items += n;
@@ -162,28 +207,20 @@ static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
         arr = calloc(n, sizeof(*arr));
     }
     if (arr == NULL) {
-        rv = CKR_HOST_MEMORY;
+        for (size_t i = 0; i < n; i++)
+            items[i]->rv = CKR_HOST_MEMORY;
     } else {
         for (size_t i = 0; n > 1 && i < n; i++)
             arr[i] = *items[i];
-        rv = vtp_transit_sign(q->t, q->name, q->version, &q->p, arr, n);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (rv == CKR_OK) {
+        sign_items(q, arr, n);
+        for (size_t i = 0; i < n; i++)
             *items[i] = arr[i];
-        } else {
-            items[i]->rv = rv;
-            if (arr != NULL) {
-                free(arr[i].sig);
-                arr[i].sig = NULL;
-            }
-        }
+        if (n > 1)
+            VTP_LOG_DEBUG("batch of %zu signatures with %s v%lu: first item %s", n, q->name,
+                          q->version, vtp_rv_name(arr[0].rv));
+        if (arr != &one)
+            free(arr);
     }
-    if (arr != &one)
-        free(arr);
-    if (n > 1)
-        VTP_LOG_DEBUG("batch of %zu signatures with %s v%lu: %s", n, q->name, q->version,
-                      vtp_rv_name(rv));
     pthread_mutex_lock(&lock);
 }
 
@@ -192,7 +229,7 @@ static void hand_over_locked(struct queue *q)
 {
     if (q->head != NULL) {
         q->head->leader = true;
-        pthread_cond_broadcast(&q->cond);
+        pthread_cond_signal(&q->head->cond);
         return; /* in_flight stays: the new leader uses this request slot */
     }
     q->in_flight--;
@@ -223,10 +260,11 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
                      struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
-    struct waiter me = {item, NULL, false, false, vtp_now_ms()}, *ws[VTP_TRANSIT_MAX_BATCH];
+    struct waiter me = {item, NULL, false, false, vtp_now_ms(), PTHREAD_COND_INITIALIZER};
+    struct waiter *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
     struct timespec until;
-    size_t n;
+    size_t n, max;
 
     pthread_mutex_lock(&lock);
     if (!conf.enabled || !batchable) {
@@ -260,7 +298,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         until.tv_nsec -= 1000000000L;
     }
     while (!me.done && !me.leader) {
-        if (pthread_cond_timedwait(&q->cond, &lock, &until) == ETIMEDOUT && !me.done &&
+        if (pthread_cond_timedwait(&me.cond, &lock, &until) == ETIMEDOUT && !me.done &&
             !me.leader) {
             /* Still waiting after a whole deadline (the requests ahead are that slow): give
              * up rather than start a request of its own that would double it. */
@@ -277,24 +315,30 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
             pthread_mutex_unlock(&lock);
             VTP_LOG_ERR("signature with %s waited %ld ms for a request slot", name,
                         conf.timeout_ms);
+            pthread_cond_destroy(&me.cond);
             item->rv = CKR_DEVICE_ERROR;
             return CKR_OK;
         }
     }
     if (me.done) {
         pthread_mutex_unlock(&lock);
+        pthread_cond_destroy(&me.cond);
         return CKR_OK;
     }
     /* Leader (this item is at the head): carry everyone waiting, up to the cap. */
-    n = take_locked(q, items, ws, conf.max_items);
+    max = learned_max != 0 && learned_max < conf.max_items ? learned_max : conf.max_items;
+    n = take_locked(q, items, ws, max);
     /* The leader is the oldest waiter: the request ends when its operation's time is up. */
     vtp_http_call_deadline(me.start + conf.timeout_ms);
     send_locked(q, items, n);
     vtp_http_call_deadline(0);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         ws[i]->done = true;
-    pthread_cond_broadcast(&q->cond);
+        if (ws[i] != &me)
+            pthread_cond_signal(&ws[i]->cond);
+    }
     hand_over_locked(q); /* may free q: nothing touches it after this */
     pthread_mutex_unlock(&lock);
+    pthread_cond_destroy(&me.cond);
     return CKR_OK;
 }

@@ -37,6 +37,7 @@ struct vtp_batch_stats {
     unsigned long requests; /* sign requests sent */
     unsigned long items;    /* signatures they carried */
     unsigned long max_batch;
+    unsigned long splits;   /* batches the server refused as too large, sent as halves */
 };
 void vtp_batch_get_stats(struct vtp_batch_stats *out);
 

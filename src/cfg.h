@@ -70,12 +70,12 @@ struct vtp_config {
     size_t n_slots;
     char *log_errors; /* [module] log_errors = stderr | syslog; NULL = off */
     bool batching;    /* [module] batching: group concurrent signatures; default true */
-    long batch_max_items;   /* [module] batch_max_items: default 250, 1..VTP_MAX_BATCH_ITEMS */
+    long batch_max_items;   /* [module] batch_max_items: default 200, 1..VTP_MAX_BATCH_ITEMS */
     long batch_concurrency; /* [module] batch_concurrency: requests in flight per key; default 4 */
     char *cache_dir;  /* [module] cache_dir: on-disk copy of key lists and public keys; NULL = off */
 };
 
-#define VTP_MAX_BATCH_ITEMS 300 /* OpenBao >= 2.4.1 refuses JSON bodies of over 1000 strings */
+#define VTP_MAX_BATCH_ITEMS 240 /* = VTP_TRANSIT_MAX_BATCH (vault/transit.h); module.c checks */
 
 /* Where the config comes from: pReserved "config=/path" (may be NULL), else
  * $VAULT_TRANSIT_PKCS11_CONFIG, else VTP_DEFAULT_CONFIG_PATH. Returns a malloc'ed path. */

@@ -808,7 +808,7 @@ static CK_RV config_new(struct vtp_config **out)
     cfg->vault.auth = VTP_AUTH_TOKEN;
     cfg->vault.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->batching = true;
-    cfg->batch_max_items = 250;
+    cfg->batch_max_items = 200;
     cfg->batch_concurrency = 4;
     cfg->vault.connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
     *out = cfg;

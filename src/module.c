@@ -22,6 +22,9 @@
 #include "vault/auth.h"
 #include "vault/http.h"
 
+_Static_assert(VTP_MAX_BATCH_ITEMS == VTP_TRANSIT_MAX_BATCH,
+               "the batch_max_items range must match what a sign request can carry");
+
 #define VTP_EXPORT __attribute__((visibility("default")))
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -215,8 +218,9 @@ static void log_stats(void)
     vtp_http_get_stats(http, &hs);
     vtp_batch_get_stats(&bs);
     VTP_LOG_INFO("HTTP requests: %lu (%lu retries, %lu transport failures); signatures: %lu in "
-                 "%lu sign requests, largest batch %lu",
-                 hs.requests, hs.retries, hs.failures, bs.items, bs.requests, bs.max_batch);
+                 "%lu sign requests, largest batch %lu (%lu refused as too large and halved)",
+                 hs.requests, hs.retries, hs.failures, bs.items, bs.requests, bs.max_batch,
+                 bs.splits);
 }
 
 static CK_RV fn_Finalize(CK_VOID_PTR reserved)

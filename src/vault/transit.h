@@ -63,7 +63,10 @@ struct vtp_sign_item {
 /* POST <mount>/sign/<name> with batch_input (one item per entry, each with a reference) and
  * key_version = version; marshaling asn1. Returns the request's CK_RV; on CKR_OK each item
  * has its own rv. n is at most VTP_TRANSIT_MAX_BATCH. */
-#define VTP_TRANSIT_MAX_BATCH 250
+/* OpenBao >= 2.4.1 refuses a body of over 1000 JSON strings (keys and values). An item is 4
+ * ("input", its value, "reference", its value) and the rest of a sign body at most 11, so 240
+ * items (971 strings) always fit; 248 would not. */
+#define VTP_TRANSIT_MAX_BATCH 240
 CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
                        const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n);
 

@@ -7,7 +7,8 @@
 #
 #   fl_server_start NAME IP STORAGE
 #                       start server NAME on IP with "raft" (persistent) or "inmem" storage;
-#                       sets FL_ADDR_<NAME>, FL_PID_<NAME>
+#                       sets FL_ADDR_<NAME>, FL_PID_<NAME>; FL_LISTENER_EXTRA: more lines
+#                       for its listener "tcp" block
 #   fl_server_restart NAME   start NAME again with the same config and data
 #   fl_server_kill NAME [SIG] kill NAME (default KILL) and reap it
 #   fl_init ADDR        sys/init with one key share; sets FL_ROOT, FL_UNSEAL_KEY
@@ -157,6 +158,7 @@ listener "tcp" {
   address = "$ip:$port"
   cluster_address = "$ip:$((port + 1))"
   tls_disable = true
+${FL_LISTENER_EXTRA:-}
 }
 api_addr = "http://$ip:$port"
 cluster_addr = "https://$ip:$((port + 1))"

@@ -630,6 +630,7 @@ struct thread_arg {
     int ok;
     int n;
     int id;
+    pthread_barrier_t *start; /* optional: every thread signs at the same moment */
 };
 
 static void *sign_thread(void *p)
@@ -639,8 +640,10 @@ static void *sign_thread(void *p)
     CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
 
     if (f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
-        return NULL;
-    for (int i = 0; i < a->n; i++) {
+        s = CK_INVALID_HANDLE; /* still meet the others at the barrier, then fail each call */
+    if (a->start != NULL)
+        pthread_barrier_wait(a->start);
+    for (int i = 0; s != CK_INVALID_HANDLE && i < a->n; i++) {
         unsigned char sig[64], msg[64];
         CK_ULONG len = sizeof(sig);
         /* each call signs its own message: a signature handed to the wrong caller fails */
@@ -652,6 +655,60 @@ static void *sign_thread(void *p)
     }
     f->C_CloseSession(s);
     return NULL;
+}
+
+/* 300 callers released at once with one request in flight: the batches that follow could carry
+ * up to 299 signatures, more than OpenBao's default JSON limit (1000 strings: 248 items) lets
+ * through; the default batch_max_items (200, at most 240) must keep every request under it. */
+static void group_commit_at_the_cap(const unsigned char *id, EVP_PKEY *pk)
+{
+    enum { N = 300, EACH = 2 };
+    char reserved[600];
+    CK_C_INITIALIZE_ARGS bargs = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    struct vtp_batch_stats before, after;
+    pthread_barrier_t start;
+    pthread_t *th = calloc(N, sizeof(*th));
+    struct thread_arg *ta = calloc(N, sizeof(*ta));
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE key;
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, (void *)id, 6}};
+    int ok = 0, started = 0;
+
+    REQUIRE_RV(th != NULL && ta != NULL ? CKR_OK : CKR_HOST_MEMORY, CKR_OK);
+    variant_config(reserved, sizeof(reserved), "batch-cap.conf", "",
+                   "batching = true\nbatch_concurrency = 1\n"); /* default batch_max_items */
+    bargs.pReserved = reserved;
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_Initialize(&bargs), CKR_OK);
+    /* a session that lives through the run keeps the key handle valid */
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+    REQUIRE_RV(find(s, t, 2, &key, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
+    vtp_batch_get_stats(&before);
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        ta[i] = (struct thread_arg){key, pk, 0, EACH, i, &start};
+        if (pthread_create(&th[i], NULL, sign_thread, &ta[i]) != 0)
+            break;
+        started++;
+    }
+    REQUIRE_RV(started == N ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += ta[i].ok;
+    }
+    pthread_barrier_destroy(&start);
+    vtp_batch_get_stats(&after);
+    CHECK(ok == N * EACH, "%d callers at once: %d of %d signatures verified", N, ok, N * EACH);
+    CHECK(after.max_batch <= 200, "a batch of %lu items exceeds the default batch_max_items",
+          after.max_batch);
+    CHECK(after.splits == before.splits, "%lu batches were refused as too large",
+          after.splits - before.splits);
+    printf("group commit, %d callers at once: %d signatures in %lu requests, largest batch %lu\n",
+           N, N * EACH, after.requests - before.requests, after.max_batch);
+    f->C_CloseSession(s);
+    free(th);
+    free(ta);
 }
 
 static void keygen_refusals(CK_SESSION_HANDLE s)
@@ -841,7 +898,7 @@ int main(void)
         struct thread_arg ta[8];
         int ok = 0;
         for (int i = 0; i < 8; i++) {
-            ta[i] = (struct thread_arg){privs[0], pks[0], 0, 10, i};
+            ta[i] = (struct thread_arg){privs[0], pks[0], 0, 10, i, NULL};
             pthread_create(&th[i], NULL, sign_thread, &ta[i]);
         }
         for (int i = 0; i < 8; i++) {
@@ -874,7 +931,7 @@ int main(void)
         REQUIRE_RV(find(s, t, 2, &key, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
         vtp_batch_get_stats(&before);
         for (int i = 0; i < 16; i++) {
-            ta[i] = (struct thread_arg){key, pks[0], 0, 20, i};
+            ta[i] = (struct thread_arg){key, pks[0], 0, 20, i, NULL};
             pthread_create(&th[i], NULL, sign_thread, &ta[i]);
         }
         for (int i = 0; i < 16; i++) {
@@ -892,6 +949,7 @@ int main(void)
               after.max_batch);
         printf("group commit: 320 signatures in %lu requests, largest batch %lu\n",
                after.requests - before.requests, after.max_batch);
+        group_commit_at_the_cap(ids[0], pks[0]);
         /* back to the configuration of the run */
         CHECK_RV(f->C_Finalize(NULL), CKR_OK);
         REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
@@ -924,7 +982,7 @@ int main(void)
         CK_ATTRIBUTE tq[] = {{CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_ID, ids[0], 6}};
         CK_OBJECT_HANDLE cur_pub = 0;
         EVP_PKEY *cur = find(s, tq, 2, &cur_pub, 1) == 1 ? public_key(s, cur_pub) : NULL;
-        struct thread_arg bg = {privs[0], cur, 0, 40, 99};
+        struct thread_arg bg = {privs[0], cur, 0, 40, 99, NULL};
         pid_t child;
         CHECK(cur != NULL, "current public key of the rotated key");
         if (cur != NULL)

@@ -85,6 +85,9 @@ static void test_defaults(void **state)
     assert_null(s->namespace_);
     assert_true(s->allow_destroy);
     assert_int_equal(s->cache_ttl_ms, 60000);
+    assert_true(cfg->batching);
+    assert_int_equal(cfg->batch_max_items, 200);
+    assert_int_equal(cfg->batch_concurrency, 4);
     vtp_config_free(cfg);
 
     /* Comments, blank lines, CRLF, a BOM, an empty [vault]. */
@@ -474,6 +477,13 @@ static void test_values_validated(void **state)
     cfg = parse_ok("[slot a]\nmount = a-rather-long-transit-mount\n", false);
     assert_string_equal(cfg->slots[0].label, "Vault Transit a-rather-long-tran");
     vtp_config_free(cfg);
+
+    /* A batch must fit OpenBao's default JSON limit of 1000 strings: 240 items at most. */
+    cfg = parse_ok("[module]\nbatch_max_items = 240\n", false);
+    assert_int_equal(cfg->batch_max_items, 240);
+    vtp_config_free(cfg);
+    parse_fails("[module]\nbatch_max_items = 241\n", CKR_ARGUMENTS_BAD);
+    parse_fails("[module]\nbatch_max_items = 0\n", CKR_ARGUMENTS_BAD);
 
     parse_fails("[slot a]\nmount = a b\n", CKR_ARGUMENTS_BAD);
     parse_fails("[slot a]\nmount = ../sys\n", CKR_ARGUMENTS_BAD);
