@@ -4,7 +4,8 @@
  * one POST /v1/<mount>/sign/<key> per signature, one keep-alive connection (CURL handle) per
  * thread, with the parameters the module sends: the SHA-256 digest as a prehashed input,
  * hash_algorithm, signature_algorithm, salt_length for PSS, marshaling_algorithm asn1 and the
- * key version.
+ * key version. With --batch N, each request carries the message N times in batch_input (each
+ * with a reference): what Transit itself makes of a batch, with no module in the way.
  */
 #include "config.h"
 
@@ -26,6 +27,7 @@ struct bench_http {
     char *token_hdr;
     const char *cacert, *capath, *client_cert, *client_key;
     char params[512]; /* the request body after "input" */
+    unsigned batch;   /* signatures per request */
     bool curl_ready;
 };
 
@@ -268,6 +270,7 @@ int bench_http_setup(const struct bench_opts *o, struct bench_http **out, EVP_PK
         free(ns_hdr);
         ns_hdr = NULL;
     }
+    h->batch = o->batch > 0 ? o->batch : 1;
     h->url = concat(addr, "/v1/", o->mount, "/sign/", o->key);
     if (h->url == NULL)
         goto oom;
@@ -291,8 +294,15 @@ int bench_http_setup(const struct bench_opts *o, struct bench_http **out, EVP_PK
         version);
     if (n < 0 || (size_t)n >= sizeof(h->params))
         goto oom;
-    snprintf(desc, desc_len, "direct HTTP POST %s (v%lu), one keep-alive connection per thread",
-             h->url, version);
+    if (h->batch > 1)
+        snprintf(desc, desc_len,
+                 "direct HTTP POST %s (v%lu), batch_input of %u signatures per request, one "
+                 "keep-alive connection per thread",
+                 h->url, version, h->batch);
+    else
+        snprintf(desc, desc_len,
+                 "direct HTTP POST %s (v%lu), one keep-alive connection per thread", h->url,
+                 version);
     *out = h;
     return 0;
 oom:
@@ -320,7 +330,8 @@ int bench_http_thread_open(struct bench_http *h, struct bench_http_thread **out,
         return -1;
     }
     t->h = h;
-    t->body_size = 4 * ((BENCH_MAX_MSG + 2) / 3) + sizeof(h->params) + 32;
+    /* per item: {"input":"<b64>","reference":"<n>"}, */
+    t->body_size = h->batch * (4 * ((BENCH_MAX_MSG + 2) / 3) + 48) + sizeof(h->params) + 32;
     t->body = malloc(t->body_size);
     t->c = new_handle(h, h->url, &t->resp, t->curl_err);
     if (t->body == NULL || t->c == NULL || curl_easy_setopt(t->c, CURLOPT_POST, 1L) != CURLE_OK) {
@@ -336,17 +347,35 @@ int bench_http_sign(struct bench_http_thread *t, const struct bench_msg *m, unsi
                     size_t *sig_len, char *err, size_t errlen)
 {
     static const char head[] = "{\"input\":\"";
-    json_t *root = NULL;
+    json_t *root = NULL, *results = NULL;
     const char *s, *b64;
-    size_t off = sizeof(head) - 1, plen = strlen(t->h->params);
+    size_t off = sizeof(head) - 1, plen = strlen(t->h->params), b64_len;
     long code = 0, n;
     CURLcode cr;
     int rc = -1;
 
-    memcpy(t->body, head, off);
-    bench_b64_encode(m->http_in, m->http_in_len, t->body + off);
-    off += strlen(t->body + off);
-    t->body[off++] = '"';
+    if (t->h->batch == 1) {
+        memcpy(t->body, head, off);
+        bench_b64_encode(m->http_in, m->http_in_len, t->body + off);
+        off += strlen(t->body + off);
+        t->body[off++] = '"';
+    } else {
+        /* the same input N times: Transit signs each item on its own (ECDSA and PSS are
+         * randomised, so the signatures still differ) */
+        size_t first = (size_t)sprintf(t->body, "{\"batch_input\":[{\"input\":\"");
+
+        bench_b64_encode(m->http_in, m->http_in_len, t->body + first);
+        b64_len = strlen(t->body + first);
+        off = first + b64_len;
+        off += (size_t)sprintf(t->body + off, "\",\"reference\":\"0\"}");
+        for (unsigned i = 1; i < t->h->batch; i++) {
+            off += (size_t)sprintf(t->body + off, ",{\"input\":\"");
+            memcpy(t->body + off, t->body + first, b64_len);
+            off += b64_len;
+            off += (size_t)sprintf(t->body + off, "\",\"reference\":\"%u\"}", i);
+        }
+        t->body[off++] = ']';
+    }
     memcpy(t->body + off, t->h->params, plen + 1);
     off += plen;
 
@@ -370,7 +399,28 @@ int bench_http_sign(struct bench_http_thread *t, const struct bench_msg *m, unsi
         return -1;
     }
     root = json_loadb(t->resp.p, t->resp.len, 0, NULL);
-    s = json_string_value(json_object_get(json_object_get(root, "data"), "signature"));
+    if (t->h->batch > 1) {
+        /* every item must have a signature; the first one is the one verified */
+        results = json_object_get(json_object_get(root, "data"), "batch_results");
+        if (json_array_size(results) != t->h->batch) {
+            snprintf(err, errlen, "HTTP 200 with %zu batch results for %u items: %.*s",
+                     json_array_size(results), t->h->batch, shown(&t->resp, 200), t->resp.p);
+            goto out;
+        }
+        for (size_t i = 0; i < t->h->batch; i++) {
+            const json_t *r = json_array_get(results, i);
+            if (json_string_value(json_object_get(r, "signature")) == NULL) {
+                snprintf(err, errlen, "batch item %zu has no signature: %.200s", i,
+                         json_string_value(json_object_get(r, "error")) != NULL
+                             ? json_string_value(json_object_get(r, "error"))
+                             : "(no error either)");
+                goto out;
+            }
+        }
+        s = json_string_value(json_object_get(json_array_get(results, 0), "signature"));
+    } else {
+        s = json_string_value(json_object_get(json_object_get(root, "data"), "signature"));
+    }
     if (s == NULL || strncmp(s, "vault:v", 7) != 0 || (b64 = strchr(s + 7, ':')) == NULL) {
         snprintf(err, errlen, "HTTP 200 without a vault:vN: signature: %.*s", shown(&t->resp, 200),
                  t->resp.p);

@@ -23,6 +23,7 @@
 #endif
 
 #define BENCH_MAX_SIG 1024 /* RSA-8192 */
+#define BENCH_MAX_BATCH 240 /* --batch: what OpenBao's default JSON limits let through */
 #define BENCH_MAX_MSG 4096
 #define BENCH_ERR_LEN 256
 
@@ -100,6 +101,7 @@ struct bench_opts {
     bool direct_http;
     const char *mount;
     const char *key;
+    unsigned batch; /* --direct-http: signatures per request (batch_input when > 1) */
 };
 
 /* --- PKCS#11 module (bench-p11.c) --- */
