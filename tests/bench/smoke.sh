@@ -36,7 +36,9 @@ bench() {
         printf '%s\n' "$out" | sed 's/^/  | /'
         exit 1
     fi
-    if ! jq -e '.ops > 0 and .errors == 0 and .wrong == 0 and .verified == .ops
+    # with --batch N, ops counts signatures (N per request) and one per request is verified
+    if ! jq -e '.ops > 0 and .errors == 0 and .wrong == 0 and .ops == .requests * .batch
+                and .verified == .requests
                 and .latency_ms.p50 > 0 and .latency_ms.p99 >= .latency_ms.p50' \
         >/dev/null <<<"$out"; then
         printf '%s: FAIL: %s: unexpected result\n  command: %s %s\n  | %s\n' "$VTP_NAME" \
@@ -70,6 +72,10 @@ bench "module RSA-2048 PSS, 4 threads" --module "$VTP_MODULE" --label bench-rsa 
     --threads 4
 bench "direct HTTP RSA-2048 PSS, 4 threads" --direct-http --mount "$VTP_TEST_MOUNT" --key "$rsa" \
     --mech rsa-pss --threads 4
+bench "direct HTTP ECDSA P-256, batch_input of 8, 2 threads" --direct-http \
+    --mount "$VTP_TEST_MOUNT" --key "$ec" --mech ecdsa --threads 2 --batch 8
+vtp_check_fails "--batch with a module is refused" "$BENCH" --module "$VTP_MODULE" \
+    --label bench-ec --batch 2 --seconds 1
 
 # softhsm2: the same tool against another module (skipped locally when it is not installed).
 softhsm=${VTP_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
