@@ -657,18 +657,19 @@ static void *sign_thread(void *p)
     return NULL;
 }
 
-/* 300 callers released at once with one request in flight: the batches that follow could carry
- * up to 299 signatures, more than OpenBao's default JSON limit (1000 strings: 248 items) lets
- * through; the default batch_max_items (200, at most 240) must keep every request under it. */
-static void group_commit_at_the_cap(const unsigned char *id, EVP_PKEY *pk)
+/* Initializes the module again with module_lines added to the run's configuration, then signs
+ * `each` messages in each of n threads with the private key of CKA_ID id (6 bytes), all
+ * starting at the same moment when at_once. Returns how many signatures verified; the batch
+ * statistics before and after the threads ran go to *before and *after. */
+static int sign_in_threads(const char *conf_name, const char *module_lines,
+                           const unsigned char *id, EVP_PKEY *pk, int n, int each, bool at_once,
+                           struct vtp_batch_stats *before, struct vtp_batch_stats *after)
 {
-    enum { N = 300, EACH = 2 };
     char reserved[600];
     CK_C_INITIALIZE_ARGS bargs = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
-    struct vtp_batch_stats before, after;
     pthread_barrier_t start;
-    pthread_t *th = calloc(N, sizeof(*th));
-    struct thread_arg *ta = calloc(N, sizeof(*ta));
+    pthread_t *th = calloc((size_t)n, sizeof(*th));
+    struct thread_arg *ta = calloc((size_t)n, sizeof(*ta));
     CK_SESSION_HANDLE s;
     CK_OBJECT_HANDLE key;
     CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
@@ -676,29 +677,46 @@ static void group_commit_at_the_cap(const unsigned char *id, EVP_PKEY *pk)
     int ok = 0, started = 0;
 
     REQUIRE_RV(th != NULL && ta != NULL ? CKR_OK : CKR_HOST_MEMORY, CKR_OK);
-    variant_config(reserved, sizeof(reserved), "batch-cap.conf", "",
-                   "batching = true\nbatch_concurrency = 1\n"); /* default batch_max_items */
+    variant_config(reserved, sizeof(reserved), conf_name, "", module_lines);
     bargs.pReserved = reserved;
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
     REQUIRE_RV(f->C_Initialize(&bargs), CKR_OK);
     /* a session that lives through the run keeps the key handle valid */
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
     REQUIRE_RV(find(s, t, 2, &key, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
-    vtp_batch_get_stats(&before);
-    pthread_barrier_init(&start, NULL, N);
-    for (int i = 0; i < N; i++) {
-        ta[i] = (struct thread_arg){key, pk, 0, EACH, i, &start};
+    vtp_batch_get_stats(before);
+    if (at_once)
+        pthread_barrier_init(&start, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        ta[i] = (struct thread_arg){key, pk, 0, each, i, at_once ? &start : NULL};
         if (pthread_create(&th[i], NULL, sign_thread, &ta[i]) != 0)
             break;
         started++;
     }
-    REQUIRE_RV(started == N ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    for (int i = 0; i < N; i++) {
+    REQUIRE_RV(started == n ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
         ok += ta[i].ok;
     }
-    pthread_barrier_destroy(&start);
-    vtp_batch_get_stats(&after);
+    if (at_once)
+        pthread_barrier_destroy(&start);
+    vtp_batch_get_stats(after);
+    f->C_CloseSession(s);
+    free(th);
+    free(ta);
+    return ok;
+}
+
+/* 300 callers released at once with one request in flight: the batches that follow could carry
+ * up to 299 signatures, more than OpenBao's default JSON limit (1000 strings: 248 items) lets
+ * through; the default batch_max_items (200, at most 240) must keep every request under it. */
+static void group_commit_at_the_cap(const unsigned char *id, EVP_PKEY *pk)
+{
+    enum { N = 300, EACH = 2 };
+    struct vtp_batch_stats before, after;
+    int ok = sign_in_threads("batch-cap.conf", "batching = true\nbatch_concurrency = 1\n", id,
+                             pk, N, EACH, true, &before, &after); /* default batch_max_items */
+
     CHECK(ok == N * EACH, "%d callers at once: %d of %d signatures verified", N, ok, N * EACH);
     CHECK(after.max_batch <= 200, "a batch of %lu items exceeds the default batch_max_items",
           after.max_batch);
@@ -706,9 +724,6 @@ static void group_commit_at_the_cap(const unsigned char *id, EVP_PKEY *pk)
           after.splits - before.splits);
     printf("group commit, %d callers at once: %d signatures in %lu requests, largest batch %lu\n",
            N, N * EACH, after.requests - before.requests, after.max_batch);
-    f->C_CloseSession(s);
-    free(th);
-    free(ta);
 }
 
 static void keygen_refusals(CK_SESSION_HANDLE s)
@@ -911,34 +926,11 @@ int main(void)
     /* Group commit: with one request in flight per key, 16 threads must share requests, and
      * every caller must still get a signature over its own message. */
     if (pks[0] != NULL) {
-        char reserved[600];
-        CK_C_INITIALIZE_ARGS bargs = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
         struct vtp_batch_stats before, after;
-        pthread_t th[16];
-        struct thread_arg ta[16];
-        CK_OBJECT_HANDLE key;
-        CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
-        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, ids[0], 6}};
-        int ok = 0;
+        int ok = sign_in_threads("batch.conf",
+                                 "batching = true\nbatch_concurrency = 1\nbatch_max_items = 5\n",
+                                 ids[0], pks[0], 16, 20, false, &before, &after);
 
-        variant_config(reserved, sizeof(reserved), "batch.conf", "",
-                       "batching = true\nbatch_concurrency = 1\nbatch_max_items = 5\n");
-        bargs.pReserved = reserved;
-        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
-        REQUIRE_RV(f->C_Initialize(&bargs), CKR_OK);
-        REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-                   CKR_OK);
-        REQUIRE_RV(find(s, t, 2, &key, 1) == 1 ? CKR_OK : CKR_OBJECT_HANDLE_INVALID, CKR_OK);
-        vtp_batch_get_stats(&before);
-        for (int i = 0; i < 16; i++) {
-            ta[i] = (struct thread_arg){key, pks[0], 0, 20, i, NULL};
-            pthread_create(&th[i], NULL, sign_thread, &ta[i]);
-        }
-        for (int i = 0; i < 16; i++) {
-            pthread_join(th[i], NULL);
-            ok += ta[i].ok;
-        }
-        vtp_batch_get_stats(&after);
         CHECK(ok == 320, "batched threads: %d of 320 signatures verified", ok);
         CHECK(after.items - before.items == 320, "%lu items went through the queues",
               after.items - before.items);
