@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Go tests of the SPIRE KeyManager plugin (spire/keymanager) against real tokens, under run-test:
+#   - SoftHSM2 (a token the tests make with softhsm2-util);
+#   - this module over the test's OpenBao, twice: with the run-test slot (KV v2 holds CKA_ID and
+#     CKA_LABEL) and with a slot without kv_mount (both derived from the Transit key name).
+# Each pass: the four key types SPIRE uses with every hash and PSS salt length, verified with Go's
+# crypto against the PKIX key the plugin returned; bad requests and their gRPC codes; key
+# replacement (new pair first, old one destroyed) and a restart that creates no key; two
+# namespaces on one token; disposal of superseded keys after the grace period only; 64
+# concurrent SignData over a pool of sessions. Then the plugin with Vault unreachable: Configure
+# fails within the module's timeout and names the address.
+
+# shellcheck source=tests/lib/common.sh
+. "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=tests/spire/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+vtp_go_find
+vtp_require softhsm2-util /usr/lib/softhsm/libsofthsm2.so
+[ -e "$VTP_MODULE" ] || vtp_fail "module $VTP_MODULE is not built"
+cd "$VTP_SRCDIR/spire"
+export SKM_VTP_MODULE=$VTP_MODULE SKM_REQUIRE_BACKENDS=1
+
+vtp_say "$(vtp_go version), module $VTP_MODULE"
+vtp_check "go vet" vtp_go vet ./...
+vtp_check "plugin tests: SoftHSM2 and this module (slot with kv_mount)" \
+    vtp_go test -count=1 -v ./keymanager/
+printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
+
+nokv=$VTP_TMP/nokv.conf
+cat >"$nokv" <<CONF
+[slot nokv]
+mount = ${VTP_TEST_MOUNT:-transit}
+key_prefix = ${VTP_TEST_PREFIX:-}
+label = vtp-nokv
+CONF
+vtp_check "plugin tests: this module, slot without kv_mount" \
+    env VAULT_TRANSIT_PKCS11_CONFIG="$nokv" SKM_VTP_TOKEN=vtp-nokv \
+    "$VTP_GO" test -count=1 -v -run '/vault-transit-pkcs11' ./keymanager/
+printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
