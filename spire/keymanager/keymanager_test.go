@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,113 +20,20 @@ import (
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"vault-transit-pkcs11/spire/internal/testtoken"
 )
 
-// The tests drive the plugin against real tokens:
-//   - SoftHSM2: a token made in a temporary directory with softhsm2-util;
-//   - vault-transit-pkcs11: SKM_VTP_MODULE names the module and SKM_VTP_TOKEN its token label;
-//     the module's config (VAULT_TRANSIT_PKCS11_CONFIG) and the Vault (VAULT_ADDR,
-//     VAULT_TOKEN) come from the environment, as tests/spire/go-test.sh sets them up.
-// A backend that is missing is skipped, except under CI=true where it is an error.
+// The tests drive the plugin against real tokens (internal/testtoken): SoftHSM2 and
+// vault-transit-pkcs11 over the Vault the environment names.
 
 var ctx = context.Background()
 
-type backend struct {
-	name   string
-	module string
-	token  string
-	pin    string
-}
+type backend = testtoken.Backend
 
-func requireOrSkip(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" || os.Getenv("SKM_REQUIRE_BACKENDS") == "1" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
+func backends(t *testing.T, fn func(t *testing.T, b *backend)) { testtoken.Each(t, fn) }
 
-var softhsmOnce struct {
-	sync.Once
-	b   *backend
-	err error
-}
-
-func softhsm(t *testing.T) *backend {
-	t.Helper()
-	softhsmOnce.Do(func() {
-		module := os.Getenv("SKM_SOFTHSM_MODULE")
-		if module == "" {
-			module = "/usr/lib/softhsm/libsofthsm2.so"
-		}
-		if _, err := os.Stat(module); err != nil {
-			softhsmOnce.err = fmt.Errorf("SoftHSM2 module: %v", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "skm-softhsm")
-		if err != nil {
-			softhsmOnce.err = err
-			return
-		}
-		conf := filepath.Join(dir, "softhsm2.conf")
-		if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
-			softhsmOnce.err = err
-			return
-		}
-		if err := os.WriteFile(conf, []byte("directories.tokendir = "+dir+"/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-			softhsmOnce.err = err
-			return
-		}
-		os.Setenv("SOFTHSM2_CONF", conf)
-		out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "skm-softhsm",
-			"--pin", "1234", "--so-pin", "5678").CombinedOutput()
-		if err != nil {
-			softhsmOnce.err = fmt.Errorf("softhsm2-util: %v: %s", err, out)
-			return
-		}
-		softhsmOnce.b = &backend{name: "softhsm2", module: module, token: "skm-softhsm", pin: "1234"}
-	})
-	if softhsmOnce.err != nil {
-		requireOrSkip(t, "no SoftHSM2 token: %v", softhsmOnce.err)
-	}
-	return softhsmOnce.b
-}
-
-func vtp(t *testing.T) *backend {
-	t.Helper()
-	module := os.Getenv("SKM_VTP_MODULE")
-	if module == "" || os.Getenv("VAULT_ADDR") == "" {
-		requireOrSkip(t, "SKM_VTP_MODULE and VAULT_ADDR are not set (run tests/spire/go-test.sh)")
-	}
-	token := os.Getenv("SKM_VTP_TOKEN")
-	if token == "" {
-		token = "vtp-test"
-	}
-	return &backend{name: "vault-transit-pkcs11", module: module, token: token, pin: os.Getenv("SKM_VTP_PIN")}
-}
-
-func backends(t *testing.T, fn func(t *testing.T, b *backend)) {
-	t.Run("softhsm2", func(t *testing.T) { fn(t, softhsm(t)) })
-	t.Run("vault-transit-pkcs11", func(t *testing.T) { fn(t, vtp(t)) })
-}
-
-func (b *backend) hcl(ident string, extra ...string) string {
-	lines := []string{
-		fmt.Sprintf("module_path = %q", b.module),
-		fmt.Sprintf("token_label = %q", b.token),
-		fmt.Sprintf("key_identifier_value = %q", ident),
-	}
-	if b.pin != "" {
-		lines = append(lines, fmt.Sprintf("pin = %q", b.pin))
-	}
-	return strings.Join(append(lines, extra...), "\n")
-}
-
-func newIdent() string {
-	var r [6]byte
-	rand.Read(r[:])
-	return "test-" + hex.EncodeToString(r[:])
-}
+func newIdent() string { return testtoken.NewIdent() }
 
 // load configures a plugin; the keys of its namespace are destroyed at the end of the test.
 func load(t *testing.T, hcl string) *Plugin {
@@ -271,7 +174,7 @@ var hashCases = []signCase{
 
 func TestKeyTypesAndSignatures(t *testing.T) {
 	backends(t, func(t *testing.T, b *backend) {
-		p := load(t, b.hcl(newIdent()))
+		p := load(t, b.HCL(newIdent()))
 		for _, kt := range []keymanagerv1.KeyType{keymanagerv1.KeyType_EC_P256, keymanagerv1.KeyType_EC_P384,
 			keymanagerv1.KeyType_RSA_2048, keymanagerv1.KeyType_RSA_4096} {
 			t.Run(kt.String(), func(t *testing.T) {
@@ -298,7 +201,7 @@ func TestKeyTypesAndSignatures(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	backends(t, func(t *testing.T, b *backend) {
-		p := load(t, b.hcl(newIdent()))
+		p := load(t, b.HCL(newIdent()))
 		ec := generate(t, p, "ec", keymanagerv1.KeyType_EC_P256)
 		rsaKey := generate(t, p, "rsa", keymanagerv1.KeyType_RSA_2048)
 		d := digest(crypto.SHA256, "x")
@@ -340,7 +243,7 @@ func p2e[T any](_ T, err error) error { return err }
 func TestReplaceAndRestart(t *testing.T) {
 	backends(t, func(t *testing.T, b *backend) {
 		ident := newIdent()
-		p := load(t, b.hcl(ident))
+		p := load(t, b.HCL(ident))
 		old := generate(t, p, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
 		generate(t, p, "JWT-Signer-A", keymanagerv1.KeyType_EC_P384)
 		oldLabels := namespaceObjects(t, p, pkcs11.CKO_PRIVATE_KEY)
@@ -366,7 +269,7 @@ func TestReplaceAndRestart(t *testing.T) {
 		// A second server process with the same identifier: the same keys, none created.
 		before := strings.Join(priv, ",")
 		q := New()
-		if _, err := q.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: b.hcl(ident)}); err != nil {
+		if _, err := q.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: b.HCL(ident)}); err != nil {
 			t.Fatal(err)
 		}
 		defer q.Close()
@@ -391,10 +294,10 @@ func TestReplaceAndRestart(t *testing.T) {
 func TestNamespacesAndDisposal(t *testing.T) {
 	backends(t, func(t *testing.T, b *backend) {
 		identA, identB := newIdent(), newIdent()
-		a := load(t, b.hcl(identA))
-		bb := load(t, b.hcl(identB))
+		a := load(t, b.HCL(identA))
+		bb := load(t, b.HCL(identB))
 		// A namespace whose identifier starts with A's: still another namespace.
-		c := load(t, b.hcl(identA+"-x"))
+		c := load(t, b.HCL(identA+"-x"))
 		ka := generate(t, a, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
 		kb := generate(t, bb, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
 		generate(t, c, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
@@ -450,7 +353,7 @@ func TestNamespacesAndDisposal(t *testing.T) {
 // Concurrent SignData calls run on several sessions at once and all verify.
 func TestConcurrentSign(t *testing.T) {
 	backends(t, func(t *testing.T, b *backend) {
-		p := load(t, b.hcl(newIdent(), "max_sessions = 8"))
+		p := load(t, b.HCL(newIdent(), "max_sessions = 8"))
 		pk := generate(t, p, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
 		st, _ := p.state()
 		var wg sync.WaitGroup
