@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl"
+	hcltoken "github.com/hashicorp/hcl/hcl/token"
 )
 
 // Config is plugin_data.
@@ -28,7 +30,7 @@ type Config struct {
 	DisposalGracePeriod string `hcl:"disposal_grace_period"`
 	MaxSessions         *int   `hcl:"max_sessions"`
 
-	Unused map[string]any `hcl:",unusedKeys"`
+	Unused map[string][]hcltoken.Pos `hcl:",unusedKeyPositions"`
 }
 
 const (
@@ -64,6 +66,7 @@ func parseConfig(hclText string, create bool) (*settings, error) {
 		for k := range c.Unused {
 			names = append(names, k)
 		}
+		sort.Strings(names)
 		return nil, configError("unknown plugin_data field(s): %s", strings.Join(names, ", "))
 	}
 	s := &settings{grace: defaultGrace}

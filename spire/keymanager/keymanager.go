@@ -90,6 +90,7 @@ func (p *Plugin) SetLogger(log hclog.Logger) {
 
 // Configure checks plugin_data, opens the token and loads this server's keys from it.
 func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
+	start := time.Now()
 	set, err := parseConfig(req.HclConfiguration, true)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -98,13 +99,13 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 	tok, err := openToken(&set.token)
 	if err != nil {
 		set.wipe()
-		return nil, p.moduleError(codes.Internal, "cannot open the PKCS#11 token", err)
+		return nil, p.moduleError(codes.Internal, start, "cannot open the PKCS#11 token", err)
 	}
 	entries, err := p.loadEntries(ctx, tok, set)
 	if err != nil {
 		tok.close()
 		set.wipe()
-		return nil, p.moduleError(codes.Internal, "cannot read this server's keys from the token", err)
+		return nil, p.moduleError(codes.Internal, start, "cannot read this server's keys from the token", err)
 	}
 	wipe(set.token.pin) // the token keeps its own copy for logging in again
 	st := &state{set: set, tok: tok, entries: entries, done: make(chan struct{})}
@@ -165,11 +166,12 @@ func (p *Plugin) state() (*state, error) {
 	return p.st, nil
 }
 
-// moduleError wraps a PKCS#11 failure, adding the module's last error line when it logged one.
-func (p *Plugin) moduleError(code codes.Code, what string, err error) error {
+// moduleError wraps a PKCS#11 failure of an operation that started at since, adding what the
+// module logged about it (vault-transit-pkcs11 says which server and what went wrong).
+func (p *Plugin) moduleError(code codes.Code, since time.Time, what string, err error) error {
 	msg := fmt.Sprintf("%s: %v", what, err)
-	if line := lastModuleError(); line != "" {
-		msg += " (module: " + line + ")"
+	if lines := moduleLinesSince(since); lines != "" {
+		msg += " (module: " + lines + ")"
 	}
 	return status.Error(code, msg)
 }
@@ -270,6 +272,7 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 		}
 		return nil, status.Errorf(codes.InvalidArgument, "unsupported key type %q", req.KeyType)
 	}
+	start := time.Now()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
 	st, err := p.state()
@@ -293,7 +296,7 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 	label := objectLabel(st.set.namespace, req.KeyId, gen)
 	priv, pub, err := st.tok.generate(ctx, kt, label)
 	if err != nil {
-		return nil, p.moduleError(codes.Internal, fmt.Sprintf("failed to generate key %q", req.KeyId), err)
+		return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("failed to generate key %q", req.KeyId), err)
 	}
 	e, err := p.makeEntry(ctx, st.tok, req.KeyId, gen, label, priv, pub)
 	if err == nil && e.pb.Type != kt.pb {
@@ -303,7 +306,7 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 		if derr := st.tok.destroy(ctx, label); derr != nil {
 			p.log.Warn("Could not remove a key that failed its checks", "label", label, "reason", derr)
 		}
-		return nil, p.moduleError(codes.Internal, fmt.Sprintf("failed to read generated key %q", req.KeyId), err)
+		return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("failed to read generated key %q", req.KeyId), err)
 	}
 	p.mu.Lock()
 	st.entries[req.KeyId] = e
@@ -364,6 +367,7 @@ func (p *Plugin) SignData(ctx context.Context, req *keymanagerv1.SignDataRequest
 	if req.KeyId == "" {
 		return nil, status.Error(codes.InvalidArgument, "key id is required")
 	}
+	start := time.Now()
 	st, err := p.state()
 	if err != nil {
 		return nil, err
@@ -387,7 +391,7 @@ func (p *Plugin) SignData(ctx context.Context, req *keymanagerv1.SignDataRequest
 		// The module forgot the handle (a restart of its cache, say): find the key again.
 		h, ferr := st.tok.findKey(ctx, pkcs11.CKO_PRIVATE_KEY, e.label)
 		if ferr != nil {
-			return nil, p.moduleError(codes.Internal, fmt.Sprintf("key %q is gone from the token", req.KeyId), ferr)
+			return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("key %q is gone from the token", req.KeyId), ferr)
 		}
 		p.mu.Lock()
 		e.priv = h
@@ -395,7 +399,7 @@ func (p *Plugin) SignData(ctx context.Context, req *keymanagerv1.SignDataRequest
 		sig, err = st.tok.sign(ctx, h, op.mech, op.input)
 	}
 	if err != nil {
-		return nil, p.moduleError(codes.Internal, fmt.Sprintf("failed to sign with key %q", req.KeyId), err)
+		return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("failed to sign with key %q", req.KeyId), err)
 	}
 	if sig, err = op.finish(e.public, sig); err != nil {
 		return nil, status.Errorf(codes.Internal, "signature of key %q: %v", req.KeyId, err)

@@ -10,6 +10,10 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -395,4 +399,64 @@ func TestConcurrentSign(t *testing.T) {
 		}
 		t.Logf("sessions opened: %d, most in use seen: %d", idle, maxInUse)
 	})
+}
+
+// With Vault unreachable at start, Configure fails within the module's operation deadline
+// (timeout = 3 here) and the error carries the module's own explanation. The module reads its
+// configuration once per process, so this runs in a child process of the test binary.
+func TestVaultUnreachableAtStart(t *testing.T) {
+	if os.Getenv("SKM_CHILD_UNREACHABLE") == "1" {
+		b := testtoken.VTP(t)
+		p := New()
+		start := time.Now()
+		_, err := p.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: b.HCL(newIdent())})
+		fmt.Printf("CONFIGURE-RESULT %.1fs %v\n", time.Since(start).Seconds(), err)
+		return
+	}
+	b := testtoken.VTP(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "http://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	conf := filepath.Join(t.TempDir(), "unreachable.conf")
+	text := "[vault]\naddress = " + addr + "\ntimeout = 3\n[slot s]\nmount = transit\nlabel = " + b.Token + "\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestVaultUnreachableAtStart$", "-test.v")
+	env := []string{"SKM_CHILD_UNREACHABLE=1", "VAULT_TRANSIT_PKCS11_CONFIG=" + conf, "VAULT_ADDR=" + addr,
+		"VAULT_TOKEN=unused-token"}
+	for _, kv := range os.Environ() {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "VAULT_ADDR", "VAULT_TOKEN", "VAULT_TRANSIT_PKCS11_CONFIG", "VAULT_TRANSIT_PKCS11_DEBUG":
+		default:
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "CONFIGURE-RESULT ") {
+			line = l
+		}
+	}
+	t.Logf("%s (child ran %.1fs)", line, took.Seconds())
+	switch {
+	case line == "":
+		t.Fatalf("child printed no result:\n%s", out)
+	case strings.HasSuffix(line, " <nil>"):
+		t.Fatal("Configure succeeded with Vault unreachable")
+	case took > 20*time.Second:
+		t.Fatalf("Configure took %v with a 3 s module timeout", took)
+	case !strings.Contains(line, "(module: ") || !strings.Contains(line, l.Addr().String()):
+		t.Fatalf("the error does not carry the module's explanation naming %s: %s", addr, line)
+	}
 }

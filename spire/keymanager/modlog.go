@@ -25,8 +25,7 @@ var modlog struct {
 	once    sync.Once
 	mu      sync.Mutex
 	log     hclog.Logger
-	lastErr string
-	errAt   time.Time
+	recent  []moduleLine // the last warnings and errors, oldest first
 
 	pipe    *os.File    // read end, nil when not capturing
 	reading atomic.Bool // the reader is blocked in read(2): everything before is handled
@@ -63,6 +62,13 @@ func captureModuleLog(log hclog.Logger) {
 
 var keepOpen *os.File
 
+type moduleLine struct {
+	at  time.Time
+	msg string
+}
+
+const recentMax = 16
+
 type flagReader struct{ f *os.File }
 
 func (r flagReader) Read(b []byte) (int, error) {
@@ -80,9 +86,11 @@ func readModuleLog(r *os.File) {
 		msg, level := splitModuleLine(line)
 		modlog.mu.Lock()
 		log := modlog.log
-		if level == hclog.Error {
-			modlog.lastErr = msg
-			modlog.errAt = time.Now()
+		if level == hclog.Error || level == hclog.Warn {
+			if len(modlog.recent) == recentMax {
+				modlog.recent = append(modlog.recent[:0], modlog.recent[1:]...)
+			}
+			modlog.recent = append(modlog.recent, moduleLine{at: time.Now(), msg: msg})
 		}
 		modlog.mu.Unlock()
 		if log != nil {
@@ -109,25 +117,43 @@ func splitModuleLine(line string) (string, hclog.Level) {
 	return line, level
 }
 
-// lastModuleError returns the module's error line of the last few seconds, if any, and forgets
-// it. The module wrote it before it returned, but the reader may not have seen it yet: wait
+// moduleLinesSince returns the warnings and errors the module logged since t (the first and the
+// last two), joined.
+// The module wrote them before it returned, but the reader may not have seen them yet: wait
 // (briefly) until the pipe is empty and the reader is waiting for more.
-func lastModuleError() string {
-	if modlog.pipe != nil {
-		for i := 0; i < 100; i++ {
-			n, err := unix.IoctlGetInt(int(modlog.pipe.Fd()), unix.TIOCINQ)
-			if err != nil || (n == 0 && modlog.reading.Load()) {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+func moduleLinesSince(t time.Time) string {
+	if modlog.pipe == nil {
+		return ""
+	}
+	for i := 0; i < 100; i++ {
+		n, err := unix.IoctlGetInt(int(modlog.pipe.Fd()), unix.TIOCINQ)
+		if err != nil || (n == 0 && modlog.reading.Load()) {
+			break
 		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	modlog.mu.Lock()
 	defer modlog.mu.Unlock()
-	s := modlog.lastErr
-	if time.Since(modlog.errAt) > 5*time.Second {
-		s = ""
+	// The first line since t usually names the cause (which server, what failed); the last
+	// ones say what the module made of it.
+	var lines []string
+	for _, l := range modlog.recent {
+		if !l.at.Before(t) {
+			lines = append(lines, l.msg)
+		}
 	}
-	modlog.lastErr = ""
-	return s
+	if len(lines) > 3 {
+		lines = append(lines[:1], lines[len(lines)-2:]...)
+	}
+	var out []string
+	for _, l := range lines {
+		dup := false
+		for _, o := range out {
+			dup = dup || o == l
+		}
+		if !dup {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }
