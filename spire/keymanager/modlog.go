@@ -22,10 +22,10 @@ import (
 const moduleLogEnv = "VAULT_TRANSIT_PKCS11_DEBUG"
 
 var modlog struct {
-	once    sync.Once
-	mu      sync.Mutex
-	log     hclog.Logger
-	recent  []moduleLine // the last warnings and errors, oldest first
+	once   sync.Once
+	mu     sync.Mutex
+	log    hclog.Logger
+	recent []moduleLine // the last warnings and errors, oldest first
 
 	pipe    *os.File    // read end, nil when not capturing
 	reading atomic.Bool // the reader is blocked in read(2): everything before is handled

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Go crypto11 (ThalesIgnite/crypto11, what SPIRE-style PKCS#11 KeyManagers use):
+# Go crypto11 (ThalesIgnite/crypto11, a PKCS#11 binding that Go programs use):
 #   crypto11.sh             against $VTP_MODULE (token vtp-test), under run-test
 #   crypto11.sh --softhsm   the same against softhsm2, to check the test itself
 # Builds tests/clients/crypto11/main.go offline in GOPATH mode from Debian's packaged sources
@@ -7,7 +7,7 @@
 # no download), then, each step in a fresh process: generate EC P-256, EC P-384, RSA-2048 and
 # RSA-4096 with CKA_ID and label; find each by CKA_ID and sign SHA-256/SHA-384 digests with
 # ECDSA, RSA PKCS#1 v1.5 and RSA-PSS (salt = hash length), verified by Go's crypto/ecdsa and
-# crypto/rsa; regenerate one key under the same ID as SPIRE does; destroy them all.
+# crypto/rsa; regenerate one key under the same ID (destroy, then generate); destroy them all.
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -64,7 +64,7 @@ step() { # step DESC ARGS...: one fresh process; show its lines, fail on a non-z
 
 step "generate ${KEYS[*]} with CKA_ID and label" gen "${KEYS[@]}"
 step "a fresh process finds them by CKA_ID, signs and Go verifies" sign "${KEYS[@]}"
-step "SPIRE-style regeneration under the same CKA_ID" regen ec-p256 rsa-2048
+step "regeneration under the same CKA_ID (destroy, then generate)" regen ec-p256 rsa-2048
 step "a fresh process signs with the regenerated keys" sign ec-p256 rsa-2048
 step "destroy every key pair" destroy "${KEYS[@]}"
 

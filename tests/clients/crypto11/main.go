@@ -1,15 +1,16 @@
 // Command vtp-crypto11 drives a PKCS#11 module through github.com/ThalesIgnite/crypto11 the way
-// a SPIRE server PKCS#11 KeyManager does, and checks every signature with Go's own crypto.
+// Go PKCS#11 programs do, and checks every signature with Go's own crypto.
 // Built offline in GOPATH mode from Debian's golang-github-thalesignite-crypto11-dev by
 // tests/clients/crypto11.sh; each step runs in its own process:
 //
 //	vtp-crypto11 -module M -token T -pin P -state FILE -tag TAG gen      KEY...
 //	vtp-crypto11 ... sign    KEY...  find by CKA_ID, sign and verify
-//	vtp-crypto11 ... regen   KEY...  SPIRE's GenerateKey: destroy and generate with the same ID
+//	vtp-crypto11 ... regen   KEY...  replace a key: destroy and generate with the same ID
 //	vtp-crypto11 ... destroy KEY...  destroy, then make sure nothing is found
 //
-// KEY is one of ec-p256, ec-p384, rsa-2048, rsa-4096. CKA_ID and CKA_LABEL are both the SPIRE
-// key id "vtp-c11-KEY-TAG". FILE keeps each key's public key (PKIX DER) between processes.
+// KEY is one of ec-p256, ec-p384, rsa-2048, rsa-4096 (the key types SPIRE uses). CKA_ID and
+// CKA_LABEL are both the key's name "vtp-c11-KEY-TAG". FILE keeps each key's public key
+// (PKIX DER) between processes.
 package main
 
 import (
@@ -154,8 +155,8 @@ func checkType(name string, pub crypto.PublicKey) {
 	}
 }
 
-// find locates the key pair by CKA_ID only (what SPIRE's plugin keeps), and checks that the
-// label finds the same key.
+// find locates the key pair by CKA_ID only (as a program that keeps only the ID does), and
+// checks that the label finds the same key.
 func find(ctx *crypto11.Context, name string) crypto11.Signer {
 	id := keyID(name)
 	s, err := ctx.FindKeyPair(id, nil)
@@ -254,8 +255,10 @@ func cmdSign(ctx *crypto11.Context, names []string) {
 	}
 }
 
-// cmdRegen is SPIRE's GenerateKey for an id that exists: destroy the old pair, make a new one
-// with the same CKA_ID and label; afterwards only the new key is found.
+// cmdRegen replaces the key pair of an id that exists: destroy the old pair, make a new one
+// with the same CKA_ID and label (what the old third-party SPIRE HSM plugin did in GenerateKey;
+// spire-keymanager-pkcs11 makes the new pair first, under a new label); afterwards only the
+// new key is found.
 func cmdRegen(ctx *crypto11.Context, names []string) {
 	st := loadState()
 	for _, name := range names {
