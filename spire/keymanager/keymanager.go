@@ -58,6 +58,7 @@ type state struct {
 	entries map[string]*keyEntry
 	cancel  context.CancelFunc
 	done    chan struct{}
+	calls   sync.WaitGroup // calls using tok: a replaced state closes it after they leave
 }
 
 // Plugin implements the KeyManager and Config services.
@@ -154,17 +155,23 @@ func (p *Plugin) Close() error {
 func (st *state) stop() {
 	st.cancel()
 	<-st.done
+	st.calls.Wait()
 	st.tok.close()
 }
 
-func (p *Plugin) state() (*state, error) {
+// acquire returns the current state for one call, which must release it. A state is replaced
+// under p.mu, so no call acquires it after stop has begun waiting.
+func (p *Plugin) acquire() (*state, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.st == nil {
 		return nil, status.Error(codes.FailedPrecondition, "not configured")
 	}
+	p.st.calls.Add(1)
 	return p.st, nil
 }
+
+func (st *state) release() { st.calls.Done() }
 
 // moduleError wraps a PKCS#11 failure of an operation that started at since, adding what the
 // module logged about it (vault-transit-pkcs11 says which server and what went wrong).
@@ -275,10 +282,11 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 	start := time.Now()
 	p.genMu.Lock()
 	defer p.genMu.Unlock()
-	st, err := p.state()
+	st, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer st.release()
 	gen, err := newGeneration(p.now())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "random: %v", err)
@@ -334,10 +342,11 @@ func (p *Plugin) GetPublicKey(_ context.Context, req *keymanagerv1.GetPublicKeyR
 	if req.KeyId == "" {
 		return nil, status.Error(codes.InvalidArgument, "key id is required")
 	}
-	st, err := p.state()
+	st, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer st.release()
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if e := st.entries[req.KeyId]; e != nil {
@@ -348,10 +357,11 @@ func (p *Plugin) GetPublicKey(_ context.Context, req *keymanagerv1.GetPublicKeyR
 
 // GetPublicKeys returns every key of this server.
 func (p *Plugin) GetPublicKeys(context.Context, *keymanagerv1.GetPublicKeysRequest) (*keymanagerv1.GetPublicKeysResponse, error) {
-	st, err := p.state()
+	st, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer st.release()
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	resp := &keymanagerv1.GetPublicKeysResponse{}
@@ -368,10 +378,11 @@ func (p *Plugin) SignData(ctx context.Context, req *keymanagerv1.SignDataRequest
 		return nil, status.Error(codes.InvalidArgument, "key id is required")
 	}
 	start := time.Now()
-	st, err := p.state()
+	st, err := p.acquire()
 	if err != nil {
 		return nil, err
 	}
+	defer st.release()
 	p.mu.RLock()
 	e := st.entries[req.KeyId]
 	var priv pkcs11.ObjectHandle

@@ -460,3 +460,67 @@ func TestVaultUnreachableAtStart(t *testing.T) {
 		t.Fatalf("the error does not carry the module's explanation naming %s: %s", addr, line)
 	}
 }
+
+// state returns the current state without holding it (tests only).
+func (p *Plugin) state() (*state, error) {
+	st, err := p.acquire()
+	if err == nil {
+		st.release()
+	}
+	return st, err
+}
+
+// Close (and a new Configure) while SignData calls are in flight: the token is closed only
+// after they leave, so each call either signs or is refused as not configured, never fails
+// on a session closed under it.
+func TestCloseWhileSigning(t *testing.T) {
+	backends(t, func(t *testing.T, b *backend) {
+		ident := newIdent()
+		p := load(t, b.HCL(ident))
+		pk := generate(t, p, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
+		d := digest(crypto.SHA256, "close")
+		req := &keymanagerv1.SignDataRequest{KeyId: pk.Id, Data: d,
+			SignerOpts: &keymanagerv1.SignDataRequest_HashAlgorithm{HashAlgorithm: keymanagerv1.HashAlgorithm_SHA256}}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		signed, refused := 0, 0
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					_, err := p.SignData(ctx, req)
+					mu.Lock()
+					switch {
+					case err == nil:
+						signed++
+					case status.Code(err) == codes.FailedPrecondition:
+						refused++
+					default:
+						t.Errorf("SignData during Configure/Close: %v", err)
+					}
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(100 * time.Millisecond)
+		// A second Configure replaces the token under the callers, then Close ends it.
+		if _, err := p.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: b.HCL(ident)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		p.Close()
+		wg.Wait()
+		if signed == 0 || refused != 16 {
+			t.Fatalf("%d signatures, %d refusals; want some signatures and 16 refusals", signed, refused)
+		}
+		t.Logf("%d signatures before Close", signed)
+		// Reopen for the cleanup of load().
+		if _, err := p.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: b.HCL(ident)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -7,7 +7,7 @@
 # crypto against the PKIX key the plugin returned; bad requests and their gRPC codes; key
 # replacement (new pair first, old one destroyed) and a restart that creates no key; two
 # namespaces on one token; disposal of superseded keys after the grace period only; 64
-# concurrent SignData over a pool of sessions. Then the plugin with Vault unreachable: Configure
+# concurrent SignData over a pool of sessions; Configure and Close while 16 callers sign. Then the plugin with Vault unreachable: Configure
 # fails within the module's timeout and names the address.
 
 # shellcheck source=tests/lib/common.sh
@@ -23,8 +23,8 @@ export SKM_VTP_MODULE=$VTP_MODULE SKM_REQUIRE_BACKENDS=1
 
 vtp_say "$(vtp_go version), module $VTP_MODULE"
 vtp_check "go vet" vtp_go vet ./...
-vtp_check "plugin tests: SoftHSM2 and this module (slot with kv_mount)" \
-    vtp_go test -count=1 -v ./keymanager/
+vtp_check "plugin tests under the race detector: SoftHSM2 and this module (slot with kv_mount)" \
+    vtp_go test -count=1 -race -v ./keymanager/
 printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
 
 nokv=$VTP_TMP/nokv.conf
