@@ -43,6 +43,26 @@ else
     echo "install-deps: all ${#packages[@]} Debian packages are installed"
 fi
 
+# The SPIRE plugin (spire/) and SPIRE v1.13.3 for its tests need Go >= 1.25.3; Debian 12's
+# golang-go (1.19) is only for the GOPATH-mode crypto11 client test. This kind of machine
+# ships a current Go in /usr/local/go.
+go_ok=
+for g in ${VTP_GO:-} /usr/local/go/bin/go "$(command -v go 2>/dev/null || true)"; do
+    [ -n "$g" ] && [ -x "$g" ] || continue
+    v=$(GOTOOLCHAIN=local "$g" env GOVERSION 2>/dev/null) || continue
+    if printf '%s\n%s\n' 1.25.3 "${v#go}" | sort -V -C; then
+        go_ok=$g
+        break
+    fi
+done
+if [ -n "$go_ok" ]; then
+    echo "install-deps: using $go_ok ($("$go_ok" version)) for the SPIRE plugin and SPIRE"
+else
+    echo "install-deps: ERROR: no Go >= 1.25.3 at /usr/local/go/bin/go or on PATH (VTP_GO names" \
+        "one); the SPIRE plugin and its tests need it" >&2
+    exit 1
+fi
+
 if bao=$(command -v bao 2>/dev/null); then
     echo "install-deps: using $bao ($("$bao" version | head -n 1))"
 else
