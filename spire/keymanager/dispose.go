@@ -2,7 +2,6 @@ package keymanager
 
 import (
 	"context"
-	"errors"
 	"sort"
 	"time"
 
@@ -65,7 +64,7 @@ func (p *Plugin) dispose(ctx context.Context, st *state) ([]string, error) {
 		p.log.Info("Disposed of a replaced key", "label", label)
 		done = append(done, label)
 	}
-	return done, errors.Join(errs...)
+	return done, joinErrors(errs)
 }
 
 func (p *Plugin) isStale(st *state, label string) bool {

@@ -524,3 +524,39 @@ func TestCloseWhileSigning(t *testing.T) {
 		}
 	})
 }
+
+// Configure with a token that cannot be used fails with a message that says why, and leaves
+// the plugin unconfigured (it once panicked closing a token it had not opened).
+func TestConfigureFailures(t *testing.T) {
+	backends(t, func(t *testing.T, b *backend) {
+		cases := []struct {
+			hcl, want string
+		}{
+			{strings.Replace(b.HCL(newIdent()), `token_label = "`+b.Token+`"`, `token_label = "no-such-token"`, 1),
+				`token_label "no-such-token" matches no token (the module shows slot`},
+			{strings.Replace(b.HCL(newIdent()), `token_label = "`+b.Token+`"`, `slot = 4000000000`, 1),
+				"slot 4000000000 matches no token"},
+			{strings.Replace(b.HCL(newIdent()), `token_label = "`+b.Token+`"`, `token_uri = "pkcs11:token=`+b.Token+`;serial=nope"`, 1),
+				"matches no token"},
+			{strings.Replace(b.HCL(newIdent()), `module_path = "`+b.Module+`"`, `module_path = "/etc/passwd"`, 1),
+				`module_path "/etc/passwd": cannot load it as a PKCS#11 module`},
+		}
+		if b.Pin != "" { // a token that wants a login
+			cases = append(cases,
+				struct{ hcl, want string }{strings.Replace(b.HCL(newIdent()), `pin = "`+b.Pin+`"`, "", 1),
+					"requires a login: set pin, pin_file or pin_env"},
+				struct{ hcl, want string }{strings.Replace(b.HCL(newIdent()), `pin = "`+b.Pin+`"`, `pin = "wrong"`, 1),
+					"CKR_PIN_INCORRECT"})
+		}
+		for _, c := range cases {
+			p := New()
+			_, err := p.Configure(ctx, &configv1.ConfigureRequest{HclConfiguration: c.hcl})
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Configure(%q): %v; want one line containing %q", c.hcl, err, c.want)
+			}
+			if _, err := p.GetPublicKeys(ctx, &keymanagerv1.GetPublicKeysRequest{}); status.Code(err) != codes.FailedPrecondition {
+				t.Errorf("after a failed Configure: GetPublicKeys gave %v, want FailedPrecondition", err)
+			}
+		}
+	})
+}

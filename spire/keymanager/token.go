@@ -112,39 +112,41 @@ type token struct {
 	idle []pkcs11.SessionHandle
 }
 
-func openToken(cfg *tokenConfig) (t *token, err error) {
+func openToken(cfg *tokenConfig) (*token, error) {
 	m, err := openModule(cfg.modulePath)
 	if err != nil {
 		return nil, err
 	}
-	t = &token{mod: m, ctx: m.ctx, sem: make(chan struct{}, cfg.maxSess)}
-	defer func() {
-		if err != nil {
-			t.close()
-		}
-	}()
-	if t.slot, t.label, err = findSlot(m.ctx, cfg); err != nil {
+	t := &token{mod: m, ctx: m.ctx, sem: make(chan struct{}, cfg.maxSess)}
+	if err := t.open(cfg); err != nil {
+		t.close()
 		return nil, err
 	}
-	info, err := m.ctx.GetTokenInfo(t.slot)
+	return t, nil
+}
+
+func (t *token) open(cfg *tokenConfig) error {
+	var err error
+	if t.slot, t.label, err = findSlot(t.ctx, cfg); err != nil {
+		return err
+	}
+	info, err := t.ctx.GetTokenInfo(t.slot)
 	if err != nil {
-		return nil, fmt.Errorf("C_GetTokenInfo(slot %d): %w", t.slot, err)
+		return fmt.Errorf("C_GetTokenInfo(slot %d): %w", t.slot, err)
 	}
 	if info.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0 && cfg.pin == nil {
-		return nil, fmt.Errorf("token %q requires a login: set pin, pin_file or pin_env", t.label)
+		return fmt.Errorf("token %q requires a login: set pin, pin_file or pin_env", t.label)
 	}
-	t.anchor, err = m.ctx.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	s, err := t.ctx.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
-		t.anchor = 0
-		return nil, fmt.Errorf("C_OpenSession(slot %d): %w", t.slot, err)
+		return fmt.Errorf("C_OpenSession(slot %d): %w", t.slot, err)
 	}
+	t.anchor = s
 	if cfg.pin != nil {
 		t.pin = append([]byte(nil), cfg.pin...)
-		if err = t.login(); err != nil {
-			return nil, err
-		}
+		return t.login()
 	}
-	return t, nil
+	return nil
 }
 
 func (t *token) login() error {
@@ -484,7 +486,7 @@ func (t *token) destroy(ctx context.Context, label string) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return joinErrors(errs)
 }
 
 // sign makes one signature with the private key h.
@@ -571,4 +573,16 @@ func findSlot(ctx *pkcs11.Ctx, cfg *tokenConfig) (uint, string, error) {
 // pkixFromPublic returns the PKIX DER of a public key.
 func pkixFromPublic(pub any) ([]byte, error) {
 	return x509.MarshalPKIXPublicKey(pub)
+}
+
+// joinErrors joins errors on one line (errors.Join puts newlines into log lines).
+func joinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
