@@ -7,8 +7,10 @@
 # crypto against the PKIX key the plugin returned; bad requests and their gRPC codes; key
 # replacement (new pair first, old one destroyed) and a restart that creates no key; two
 # namespaces on one token; disposal of superseded keys after the grace period only; 64
-# concurrent SignData over a pool of sessions; Configure and Close while 16 callers sign. Then the plugin with Vault unreachable: Configure
-# fails within the module's timeout and names the address.
+# concurrent SignData over a pool of sessions; Configure and Close while 16 callers sign; a
+# token that cannot be used. Then the plugin with Vault unreachable: Configure fails within
+# the module's timeout and names the address. Last, the module's statistics show that
+# concurrent SignData calls were signed in Transit batches (group commit).
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -38,3 +40,13 @@ vtp_check "plugin tests: this module, slot without kv_mount" \
     env VAULT_TRANSIT_PKCS11_CONFIG="$nokv" SKM_VTP_TOKEN=vtp-nokv \
     "$VTP_GO" test -count=1 -v -run '/vault-transit-pkcs11' ./keymanager/
 printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
+
+# The plugin's concurrent SignData reach the module's group commit: some C_Finalize statistics
+# line (the module logs one whenever the plugin's last token closes) shows a batch of several.
+log=${VTP_TEST_TMP:-}/module.log
+if [ -f "$log" ]; then
+    largest=$(sed -n 's/.*largest batch \([0-9]*\).*/\1/p' "$log" | sort -n | tail -n 1)
+    [ "${largest:-0}" -ge 2 ] ||
+        vtp_fail "no Transit batch of two or more signatures in $log (largest: ${largest:-none})"
+    vtp_say "ok: concurrent SignData went to Transit in batches (largest: $largest signatures)"
+fi
