@@ -92,6 +92,12 @@ void vtp_batch_get_stats(struct vtp_batch_stats *out)
     out->items = stat_items;
     out->max_batch = stat_max;
     out->splits = stat_splits;
+    out->in_flight = out->waiting = 0;
+    for (const struct queue *q = queues; q != NULL; q = q->next) {
+        out->in_flight += q->in_flight;
+        for (const struct waiter *w = q->head; w != NULL; w = w->next)
+            out->waiting++;
+    }
     pthread_mutex_unlock(&lock);
 }
 
