@@ -9,11 +9,14 @@
  *  - finalize-in-flight: C_Finalize while a C_Sign is inside the module waits for it; calls
  *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
  *  - reinit-under-load: 8 threads sign while the module is finalised and initialised three
- *    times: every signature verifies, no call waits for a request slot, no slot stays in flight.
+ *    times: every signature verifies, no call waits for a request slot, no slot stays in flight;
+ *  - health-threads: an HTTP client whose addresses do not answer starts health check threads;
+ *    once it is freed no thread of the module is left (they are joined, not detached).
  * No Vault is needed: the module's address is a closed port and every Transit call is the
  * fake's. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +37,7 @@
 #include "../module/p11test.h"
 #include "batch.h"
 #include "util.h"
+#include "vault/http.h"
 #include "vault/transit.h"
 
 static int64_t now_ms(void)
@@ -396,6 +400,53 @@ static void reinit_under_load(EVP_PKEY *pk)
            load_ok);
 }
 
+static int count_threads(void)
+{
+    char path[64];
+    int n = 0;
+
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)getpid());
+    d = opendir(path);
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void health_threads(void)
+{
+    struct vtp_vault_conf vc = {0};
+    struct vtp_http *h = NULL;
+    struct vtp_http_resp resp = {0};
+    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true};
+    int before = count_threads();
+
+    vc.addresses[0] = "http://127.0.0.1:9";
+    vc.addresses[1] = "http://127.0.0.1:10";
+    vc.n_addresses = 2;
+    vc.timeout_ms = 3000; /* past the 2 s after which a failed address is checked */
+    vc.connect_timeout_ms = 500;
+    REQUIRE_RV(vtp_http_new(&vc, &h), CKR_OK);
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a closed port answered");
+    vtp_http_resp_clear(&resp);
+    /* In the outage the first request declared, a request 250 ms on starts health check
+     * threads. */
+    sleep_ms(300);
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a closed port answered");
+    vtp_http_resp_clear(&resp);
+    CHECK(count_threads() > before, "health-threads: no health check thread was started");
+    vtp_http_free(h);
+    CHECK(count_threads() == before, "health-threads: %d thread(s) before, %d after the client "
+                                     "was freed",
+          before, count_threads());
+}
+
 int main(void)
 {
     struct sigaction sa;
@@ -435,6 +486,7 @@ int main(void)
 
     finalize_in_flight(pk);
     reinit_under_load(pk);
+    health_threads();
 
     unlink(path);
     rmdir(dir);
