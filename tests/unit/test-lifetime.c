@@ -16,7 +16,10 @@
  * fake's. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -419,32 +422,57 @@ static int count_threads(void)
     return n;
 }
 
+/* A listener that accepts connections (the kernel does, from its backlog) and never answers:
+ * a server that hangs. */
+static int hanging_listener(int *port)
+{
+    struct sockaddr_in a = {0};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
 static void health_threads(void)
 {
     struct vtp_vault_conf vc = {0};
     struct vtp_http *h = NULL;
     struct vtp_http_resp resp = {0};
     struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true};
-    int before = count_threads();
+    char addr[64];
+    int port = 0, fd = hanging_listener(&port), before = count_threads(), during;
 
-    vc.addresses[0] = "http://127.0.0.1:9";
-    vc.addresses[1] = "http://127.0.0.1:10";
-    vc.n_addresses = 2;
-    vc.timeout_ms = 3000; /* past the 2 s after which a failed address is checked */
+    REQUIRE_RV(fd >= 0 ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", port);
+    vc.addresses[0] = addr;
+    vc.n_addresses = 1;
+    vc.timeout_ms = 1000;
     vc.connect_timeout_ms = 500;
     REQUIRE_RV(vtp_http_new(&vc, &h), CKR_OK);
-    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a closed port answered");
+    /* The first request spends its deadline and declares an outage; one 250 ms later starts a
+     * health check thread, which waits for the hanging server. */
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a hanging server answered");
     vtp_http_resp_clear(&resp);
-    /* In the outage the first request declared, a request 250 ms on starts health check
-     * threads. */
     sleep_ms(300);
-    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a closed port answered");
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a hanging server answered");
     vtp_http_resp_clear(&resp);
-    CHECK(count_threads() > before, "health-threads: no health check thread was started");
+    during = count_threads();
+    CHECK(during > before, "health-threads: no health check thread was started");
     vtp_http_free(h);
-    CHECK(count_threads() == before, "health-threads: %d thread(s) before, %d after the client "
-                                     "was freed",
-          before, count_threads());
+    CHECK(count_threads() == before,
+          "health-threads: %d thread(s) before, %d with a health check, %d after the client was "
+          "freed",
+          before, during, count_threads());
+    close(fd);
 }
 
 int main(void)
