@@ -224,7 +224,9 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     rv = vtp_sessions_init();
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_slots_create(cfg, h);
+    rv = vtp_slots_create(cfg, h,
+                          init_args != NULL && (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags &
+                                                CKF_LIBRARY_CANT_CREATE_OS_THREADS));
     if (rv != CKR_OK)
         goto out;
     config = cfg;
@@ -254,8 +256,10 @@ CK_RV vtp_module_http_stats(struct vtp_http_stats *out)
 {
     CK_RV rv = vtp_module_check();
 
-    if (rv == CKR_OK)
+    if (rv == CKR_OK) {
         vtp_http_get_stats(http, out);
+        vtp_slots_add_http_stats(out);
+    }
     return rv;
 }
 
@@ -267,6 +271,7 @@ static void log_stats(void)
     if (vtp_log_level() < VTP_LOG_INFO)
         return;
     vtp_http_get_stats(http, &hs);
+    vtp_slots_add_http_stats(&hs);
     vtp_batch_get_stats(&bs);
     VTP_LOG_INFO("HTTP requests: %lu (%lu retries, %lu transport failures); signatures: %lu in "
                  "%lu sign requests, largest batch %lu (%lu refused as too large and halved); "
@@ -503,31 +508,10 @@ static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pi
         rv = CKR_ARGUMENTS_BAD;
         goto out;
     }
-    if (vtp_slot_is_logged_in(slot)) {
-        rv = CKR_USER_ALREADY_LOGGED_IN;
-        goto out;
-    }
-    if (vtp_slot_login_required(slot)) {
-        rv = vtp_auth_login_pin(http, &config->vault, pin, len);
-        if (rv != CKR_OK)
-            goto out;
-    } else {
-        VTP_LOG_DEBUG("auth is not pin: the PIN is not used, Vault's token decides");
-    }
-    pthread_mutex_lock(&slot->lock);
-    slot->logged_in = true;
-    pthread_mutex_unlock(&slot->lock);
+    rv = vtp_slot_login(slot, pin, len);
 out:
     vtp_session_release(s);
     return DONE(rv);
-}
-
-static bool any_slot_logged_in(void)
-{
-    for (CK_ULONG i = 0; i < vtp_slots_count(); i++)
-        if (vtp_slot_is_logged_in(vtp_slot_get(i)))
-            return true;
-    return false;
 }
 
 static CK_RV fn_Logout(CK_SESSION_HANDLE h)
@@ -539,12 +523,7 @@ static CK_RV fn_Logout(CK_SESSION_HANDLE h)
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    pthread_mutex_lock(&s->slot->lock);
-    rv = s->slot->logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
-    s->slot->logged_in = false;
-    pthread_mutex_unlock(&s->slot->lock);
-    if (rv == CKR_OK && vtp_slot_login_required(s->slot) && !any_slot_logged_in())
-        vtp_auth_logout(http); /* auth = pin: the token was the PIN; forget it */
+    rv = vtp_slot_logout(s->slot);
     vtp_session_release(s);
     return DONE(rv);
 }
