@@ -18,9 +18,10 @@ struct waiter {
     struct vtp_sign_item *item;
     struct waiter *next;
     bool done;
-    bool leader; /* promoted: send the waiting items */
+    bool leader; /* promoted: holds a request slot and sends the waiting items */
+    bool taken;  /* off the queue in a leader's request: wait for it, whatever the time */
     int64_t start; /* when the caller arrived (vtp_now_ms) */
-    pthread_cond_t cond;
+    pthread_cond_t cond; /* on CLOCK_MONOTONIC: a wall-clock step times out no one */
 };
 
 /* The requests of one key, version and parameter set. */
@@ -70,8 +71,9 @@ void vtp_batch_atfork_child(void)
     n_queues = 0;
 }
 
-/* C_Finalize: every caller has returned, so every queue is idle. The queues point to slots'
- * Transit settings, which are about to be freed. */
+/* C_Finalize, after every call has left: every queue is idle. The queues point to slots'
+ * Transit settings, which are about to be freed, so all go (a later C_Initialize may put new
+ * settings at the same address). */
 void vtp_batch_clear(void)
 {
     struct queue *q, *next;
@@ -79,8 +81,10 @@ void vtp_batch_clear(void)
     pthread_mutex_lock(&lock);
     for (q = queues; q != NULL; q = next) {
         next = q->next;
-        if (q->in_flight == 0 && q->head == NULL)
-            queue_drop_locked(q);
+        if (q->in_flight != 0 || q->head != NULL)
+            VTP_LOG_ERR("batch queue of %s still has %zu request(s) in flight at C_Finalize",
+                        q->name, q->in_flight);
+        queue_drop_locked(q);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -92,6 +96,12 @@ void vtp_batch_get_stats(struct vtp_batch_stats *out)
     out->items = stat_items;
     out->max_batch = stat_max;
     out->splits = stat_splits;
+    out->in_flight = out->waiting = 0;
+    for (const struct queue *q = queues; q != NULL; q = q->next) {
+        out->in_flight += q->in_flight;
+        for (const struct waiter *w = q->head; w != NULL; w = w->next)
+            out->waiting++;
+    }
     pthread_mutex_unlock(&lock);
 }
 
@@ -224,31 +234,56 @@ static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
     pthread_mutex_lock(&lock);
 }
 
-/* After a request returned: hand the turn to the first waiter, or give the slot back. */
+/* After a request returned: hand its slot to the first waiter that has none, or give the slot
+ * back. A waiter promoted by an earlier return that has not run yet keeps the slot it got;
+ * promoting it again would make two slots one (and leak the other). */
 static void hand_over_locked(struct queue *q)
 {
-    if (q->head != NULL) {
-        q->head->leader = true;
-        pthread_cond_signal(&q->head->cond);
-        return; /* in_flight stays: the new leader uses this request slot */
+    for (struct waiter *w = q->head; w != NULL; w = w->next) {
+        if (!w->leader) {
+            w->leader = true;
+            pthread_cond_signal(&w->cond);
+            return; /* in_flight stays: the new leader uses this request slot */
+        }
     }
     q->in_flight--;
     if (q->in_flight == 0 && n_queues > MAX_QUEUES)
         queue_drop_locked(q);
 }
 
-/* Takes up to max waiting items off the queue (the leader's first). */
-static size_t take_locked(struct queue *q, struct vtp_sign_item **items, struct waiter **ws,
-                          size_t max)
+static void unlink_locked(struct queue *q, struct waiter *w)
 {
+    struct waiter **pp, *prev = NULL;
+
+    for (pp = &q->head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            if (q->tail == w)
+                q->tail = prev;
+            w->next = NULL;
+            return;
+        }
+    }
+}
+
+/* The leader's request: the leader's own item first, then the waiters behind it that have no
+ * slot of their own, in arrival order, up to max. Other promoted leaders stay queued: each
+ * sends its own request with its own slot. */
+static size_t take_locked(struct queue *q, struct waiter *leader, struct vtp_sign_item **items,
+                          struct waiter **ws, size_t max)
+{
+    struct waiter *w, *next;
     size_t n = 0;
 
-    while (q->head != NULL && n < max) {
-        struct waiter *w = q->head;
-        q->head = w->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        w->next = NULL;
+    unlink_locked(q, leader);
+    ws[n] = leader;
+    items[n++] = leader->item;
+    for (w = q->head; w != NULL && n < max; w = next) {
+        next = w->next;
+        if (w->leader)
+            continue;
+        unlink_locked(q, w);
+        w->taken = true;
         ws[n] = w;
         items[n++] = w->item;
     }
@@ -260,7 +295,8 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
                      struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
-    struct waiter me = {item, NULL, false, false, vtp_now_ms(), PTHREAD_COND_INITIALIZER};
+    struct waiter me = {item, NULL, false, false, false, vtp_now_ms(), PTHREAD_COND_INITIALIZER};
+    pthread_condattr_t attr;
     struct waiter *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
     struct timespec until;
@@ -285,12 +321,19 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         return CKR_OK;
     }
     /* Wait for a returning request to hand over, or for a leader to carry this item. */
+    if (pthread_condattr_init(&attr) != 0 ||
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&me.cond, &attr) != 0) {
+        pthread_mutex_unlock(&lock);
+        return CKR_HOST_MEMORY;
+    }
+    pthread_condattr_destroy(&attr);
     if (q->tail != NULL)
         q->tail->next = &me;
     else
         q->head = &me;
     q->tail = &me;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += conf.timeout_ms / 1000;
     until.tv_nsec += (conf.timeout_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
@@ -298,20 +341,17 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         until.tv_nsec -= 1000000000L;
     }
     while (!me.done && !me.leader) {
+        if (me.taken) {
+            /* A leader's request carries this item and will write its result here: wait for
+             * it (it ends at the leader's deadline, which comes before this caller's). */
+            pthread_cond_wait(&me.cond, &lock);
+            continue;
+        }
         if (pthread_cond_timedwait(&me.cond, &lock, &until) == ETIMEDOUT && !me.done &&
-            !me.leader) {
+            !me.leader && !me.taken) {
             /* Still waiting after a whole deadline (the requests ahead are that slow): give
              * up rather than start a request of its own that would double it. */
-            struct waiter **pp;
-            for (pp = &q->head; *pp != NULL; pp = &(*pp)->next) {
-                if (*pp == &me) {
-                    *pp = me.next;
-                    break;
-                }
-            }
-            q->tail = NULL;
-            for (struct waiter *w = q->head; w != NULL; w = w->next)
-                q->tail = w;
+            unlink_locked(q, &me);
             pthread_mutex_unlock(&lock);
             VTP_LOG_ERR("signature with %s waited %ld ms for a request slot", name,
                         conf.timeout_ms);
@@ -327,7 +367,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     }
     /* Leader (this item is at the head): carry everyone waiting, up to the cap. */
     max = learned_max != 0 && learned_max < conf.max_items ? learned_max : conf.max_items;
-    n = take_locked(q, items, ws, max);
+    n = take_locked(q, &me, items, ws, max);
     /* The leader is the oldest waiter: the request ends when its operation's time is up. */
     vtp_http_call_deadline(me.start + conf.timeout_ms);
     send_locked(q, items, n);

@@ -38,6 +38,8 @@ struct vtp_batch_stats {
     unsigned long items;    /* signatures they carried */
     unsigned long max_batch;
     unsigned long splits;   /* batches the server refused as too large, sent as halves */
+    unsigned long in_flight; /* request slots taken now (0 whenever no signature is under way) */
+    unsigned long waiting;   /* callers queued for a slot or a leader now */
 };
 void vtp_batch_get_stats(struct vtp_batch_stats *out);
 

@@ -6,6 +6,7 @@
 #include <openssl/rsa.h>
 
 #include "crypt.h"
+#include "slot.h"
 #include "vault/transit.h"
 
 #define OAEP_HASH_LEN 32 /* SHA-256 */
@@ -270,5 +271,8 @@ CK_RV vtp_random(struct vtp_session *s, CK_BYTE_PTR out, CK_ULONG len)
     VTP_RETURN_VAL_IF_FAIL(out != NULL || len == 0, CKR_ARGUMENTS_BAD);
     if (len == 0)
         return CKR_OK;
+    /* auth = pin: the slot's token exists only while it is logged in */
+    if (vtp_slot_login_required(s->slot) && !vtp_slot_is_logged_in(s->slot))
+        return CKR_USER_NOT_LOGGED_IN;
     return vtp_transit_random(&s->slot->transit, out, len);
 }

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/rand.h>
 
@@ -31,6 +32,9 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static bool initialized;     /* atomic reads */
 static pid_t initialized_pid;
+/* Entry points inside the module right now (see enter/leave): C_Finalize waits for them. */
+static unsigned long calls_in_flight; /* atomic */
+static _Thread_local bool this_thread_entered;
 static struct vtp_config *config;
 static struct vtp_http *http;
 
@@ -43,6 +47,7 @@ static void atfork_child(void)
     pthread_mutex_init(&init_lock, NULL);
     if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
+        __atomic_store_n(&calls_in_flight, 0, __ATOMIC_SEQ_CST); /* those threads are gone */
         vtp_sessions_atfork_child();
         vtp_batch_atfork_child();
         vtp_slots_abandon();
@@ -66,9 +71,55 @@ CK_RV vtp_module_check(void)
     return CKR_OK;
 }
 
-/* Logs the result of an entry point and returns it. */
+/* Every entry point but C_Initialize and C_Finalize: enter, then leave through done(). A call
+ * counts itself in before it looks at the module's state; C_Finalize marks the module
+ * uninitialised before it counts the calls inside, so each call either sees
+ * CKR_CRYPTOKI_NOT_INITIALIZED or is waited for (sequentially consistent atomics). */
+static CK_RV enter(void)
+{
+    CK_RV rv;
+
+    __atomic_add_fetch(&calls_in_flight, 1, __ATOMIC_SEQ_CST);
+    rv = vtp_module_check();
+    if (rv != CKR_OK) {
+        __atomic_sub_fetch(&calls_in_flight, 1, __ATOMIC_SEQ_CST);
+        return rv;
+    }
+    this_thread_entered = true;
+    return CKR_OK;
+}
+
+static void leave(void)
+{
+    if (this_thread_entered) {
+        this_thread_entered = false;
+        __atomic_sub_fetch(&calls_in_flight, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+/* C_Finalize: wait until the calls inside have left. Each is bounded by the operation
+ * deadline (timeout), so this is too; a sleep of a millisecond between looks is no cost at a
+ * finalize. */
+static void wait_for_calls(void)
+{
+    const struct timespec ms = {0, 1000000L};
+    int64_t start = vtp_now_ms();
+    bool said = false;
+
+    while (__atomic_load_n(&calls_in_flight, __ATOMIC_SEQ_CST) != 0) {
+        if (!said && vtp_now_ms() - start >= 100) {
+            VTP_LOG_INFO("C_Finalize: waiting for %lu call(s) still inside the module",
+                         __atomic_load_n(&calls_in_flight, __ATOMIC_SEQ_CST));
+            said = true;
+        }
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* Logs the result of an entry point, leaves it, and returns the result. */
 static CK_RV done(const char *func, CK_RV rv)
 {
+    leave();
     if (strncmp(func, "fn_", 3) == 0)
         func += 3; /* fn_Sign is C_Sign */
     if (rv != CKR_OK && vtp_log_level() >= VTP_LOG_INFO)
@@ -81,7 +132,7 @@ static CK_RV done(const char *func, CK_RV rv)
 
 #define CHECK_INIT()                                                                               \
     do {                                                                                           \
-        CK_RV check_rv_ = vtp_module_check();                                                      \
+        CK_RV check_rv_ = enter();                                                                 \
         if (check_rv_ != CKR_OK)                                                                   \
             return DONE(check_rv_);                                                                \
     } while (0)
@@ -173,7 +224,9 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     rv = vtp_sessions_init();
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_slots_create(cfg, h);
+    rv = vtp_slots_create(cfg, h,
+                          init_args != NULL && (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags &
+                                                CKF_LIBRARY_CANT_CREATE_OS_THREADS));
     if (rv != CKR_OK)
         goto out;
     config = cfg;
@@ -203,8 +256,10 @@ CK_RV vtp_module_http_stats(struct vtp_http_stats *out)
 {
     CK_RV rv = vtp_module_check();
 
-    if (rv == CKR_OK)
+    if (rv == CKR_OK) {
         vtp_http_get_stats(http, out);
+        vtp_slots_add_http_stats(out);
+    }
     return rv;
 }
 
@@ -216,11 +271,13 @@ static void log_stats(void)
     if (vtp_log_level() < VTP_LOG_INFO)
         return;
     vtp_http_get_stats(http, &hs);
+    vtp_slots_add_http_stats(&hs);
     vtp_batch_get_stats(&bs);
     VTP_LOG_INFO("HTTP requests: %lu (%lu retries, %lu transport failures); signatures: %lu in "
-                 "%lu sign requests, largest batch %lu (%lu refused as too large and halved)",
+                 "%lu sign requests, largest batch %lu (%lu refused as too large and halved); "
+                 "%lu request slot(s) in flight",
                  hs.requests, hs.retries, hs.failures, bs.items, bs.requests, bs.max_batch,
-                 bs.splits);
+                 bs.splits, bs.in_flight);
 }
 
 static CK_RV fn_Finalize(CK_VOID_PTR reserved)
@@ -232,8 +289,11 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
     pthread_mutex_lock(&init_lock);
     rv = vtp_module_check();
     if (rv == CKR_OK) {
+        /* New calls fail from here on; the ones inside finish first (their sessions, slots
+         * and the HTTP client must outlive them). */
+        __atomic_store_n(&initialized, false, __ATOMIC_SEQ_CST);
+        wait_for_calls();
         log_stats();
-        __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
         vtp_sessions_finalize();
         vtp_batch_clear();
         vtp_slots_destroy();
@@ -448,31 +508,10 @@ static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pi
         rv = CKR_ARGUMENTS_BAD;
         goto out;
     }
-    if (vtp_slot_is_logged_in(slot)) {
-        rv = CKR_USER_ALREADY_LOGGED_IN;
-        goto out;
-    }
-    if (vtp_slot_login_required(slot)) {
-        rv = vtp_auth_login_pin(http, &config->vault, pin, len);
-        if (rv != CKR_OK)
-            goto out;
-    } else {
-        VTP_LOG_DEBUG("auth is not pin: the PIN is not used, Vault's token decides");
-    }
-    pthread_mutex_lock(&slot->lock);
-    slot->logged_in = true;
-    pthread_mutex_unlock(&slot->lock);
+    rv = vtp_slot_login(slot, pin, len);
 out:
     vtp_session_release(s);
     return DONE(rv);
-}
-
-static bool any_slot_logged_in(void)
-{
-    for (CK_ULONG i = 0; i < vtp_slots_count(); i++)
-        if (vtp_slot_is_logged_in(vtp_slot_get(i)))
-            return true;
-    return false;
 }
 
 static CK_RV fn_Logout(CK_SESSION_HANDLE h)
@@ -484,12 +523,7 @@ static CK_RV fn_Logout(CK_SESSION_HANDLE h)
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    pthread_mutex_lock(&s->slot->lock);
-    rv = s->slot->logged_in ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
-    s->slot->logged_in = false;
-    pthread_mutex_unlock(&s->slot->lock);
-    if (rv == CKR_OK && vtp_slot_login_required(s->slot) && !any_slot_logged_in())
-        vtp_auth_logout(http); /* auth = pin: the token was the PIN; forget it */
+    rv = vtp_slot_logout(s->slot);
     vtp_session_release(s);
     return DONE(rv);
 }

@@ -60,13 +60,7 @@ static void session_unref(struct vtp_session *s)
 
 static void count_session(struct vtp_slot *slot, CK_FLAGS flags, int delta)
 {
-    pthread_mutex_lock(&slot->lock);
-    slot->sessions += delta;
-    if (flags & CKF_RW_SESSION)
-        slot->rw_sessions += delta;
-    if (slot->sessions == 0)
-        slot->logged_in = false; /* closing the last session logs the user out */
-    pthread_mutex_unlock(&slot->lock);
+    vtp_slot_session_count(slot, flags, delta);
 }
 
 CK_RV vtp_session_open(struct vtp_slot *slot, CK_FLAGS flags, CK_SESSION_HANDLE *out)
@@ -148,9 +142,7 @@ void vtp_session_close_all(struct vtp_slot *slot)
             break;
         retire(s);
     }
-    pthread_mutex_lock(&slot->lock);
-    slot->logged_in = false;
-    pthread_mutex_unlock(&slot->lock);
+    /* the last session's close logged the slot out (vtp_slot_session_count) */
 }
 
 void vtp_sessions_finalize(void)

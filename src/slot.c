@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include "slot.h"
+#include "vault/auth.h"
 #include "util.h"
 
 static struct vtp_slot *slots;
@@ -32,7 +33,37 @@ void vtp_slot_serial(const char *address, const char *ns, const char *mount, con
         snprintf(out + 2 * i, 3, "%02X", ok ? md[i] : 0);
 }
 
-CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
+static void slot_release(struct vtp_slot *s)
+{
+    vtp_cache_free(s->cache);
+    if (s->own_http != NULL) {
+        vtp_auth_stop(s->own_http);
+        vtp_http_free(s->own_http);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->login_lock);
+}
+
+/* auth = pin: a client of the slot's own, so that its token is its own. */
+static CK_RV own_client(const struct vtp_config *cfg, bool no_threads, struct vtp_slot *s)
+{
+    CK_RV rv = vtp_http_new(&cfg->vault, &s->own_http);
+
+    if (rv != CKR_OK)
+        return rv;
+    if (no_threads)
+        vtp_http_set_no_threads(s->own_http, true);
+    rv = vtp_auth_start(s->own_http, &cfg->vault);
+    if (rv != CKR_OK) {
+        vtp_http_free(s->own_http);
+        s->own_http = NULL;
+        return rv;
+    }
+    s->transit.http = s->own_http;
+    return CKR_OK;
+}
+
+CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads)
 {
     if (cfg->cache_dir != NULL && mkdir(cfg->cache_dir, 0700) != 0 && errno != EEXIST)
         VTP_LOG_WARN("cache_dir %s cannot be created: %s; no offline copy", cfg->cache_dir,
@@ -62,6 +93,15 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
                         sc->key_prefix, s->serial);
         snprintf(s->label, sizeof(s->label), "%s", sc->label ? sc->label : sc->mount);
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->login_lock, NULL);
+        if (cfg->vault.auth == VTP_AUTH_PIN) {
+            rv = own_client(cfg, no_threads, s);
+            if (rv != CKR_OK) {
+                pthread_mutex_destroy(&s->lock);
+                pthread_mutex_destroy(&s->login_lock);
+                break;
+            }
+        }
         cc.transit = &s->transit;
         cc.key_prefix = sc->key_prefix;
         cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
@@ -77,14 +117,15 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
             cc.disk_path = disk;
         }
         rv = vtp_cache_new(&cc, &s->cache);
-        if (rv != CKR_OK)
+        if (rv != CKR_OK) {
+            s->cache = NULL;
+            slot_release(s);
             break;
+        }
     }
     if (rv != CKR_OK) {
-        for (size_t j = 0; j < i; j++) {
-            vtp_cache_free(v[j].cache);
-            pthread_mutex_destroy(&v[j].lock);
-        }
+        for (size_t j = 0; j < i; j++)
+            slot_release(&v[j]);
         free(v);
         return rv;
     }
@@ -95,10 +136,8 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http)
 
 void vtp_slots_destroy(void)
 {
-    for (CK_ULONG i = 0; i < n_slots; i++) {
-        vtp_cache_free(slots[i].cache);
-        pthread_mutex_destroy(&slots[i].lock);
-    }
+    for (CK_ULONG i = 0; i < n_slots; i++)
+        slot_release(&slots[i]);
     free(slots);
     slots = NULL;
     n_slots = 0;
@@ -106,6 +145,10 @@ void vtp_slots_destroy(void)
 
 void vtp_slots_abandon(void)
 {
+    /* the slots' own clients hold the parent's connections: forgotten, as the module's is */
+    for (CK_ULONG i = 0; i < n_slots; i++)
+        if (slots[i].own_http != NULL)
+            vtp_http_forget(slots[i].own_http);
     slots = NULL;
     n_slots = 0;
 }
@@ -174,4 +217,91 @@ void vtp_slot_token_info(struct vtp_slot *s, CK_TOKEN_INFO *info)
     info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
     info->hardwareVersion.major = 1;
     info->firmwareVersion.minor = 1;
+}
+
+CK_RV vtp_slot_login(struct vtp_slot *s, const CK_UTF8CHAR *pin, CK_ULONG len)
+{
+    CK_RV rv = CKR_OK;
+
+    pthread_mutex_lock(&s->login_lock);
+    if (vtp_slot_is_logged_in(s)) {
+        rv = CKR_USER_ALREADY_LOGGED_IN;
+        goto out;
+    }
+    if (vtp_slot_login_required(s)) {
+        /* This slot's client only: a wrong PIN here leaves every other slot's token alone. */
+        rv = vtp_auth_login_pin(s->transit.http, s->vault, pin, len);
+        if (rv != CKR_OK)
+            goto out;
+    } else {
+        VTP_LOG_DEBUG("auth is not pin: the PIN is not used, Vault's token decides");
+    }
+    pthread_mutex_lock(&s->lock);
+    s->logged_in = true;
+    pthread_mutex_unlock(&s->lock);
+out:
+    pthread_mutex_unlock(&s->login_lock);
+    return rv;
+}
+
+/* Clears the login; the caller drops the token (outside s->lock). */
+static bool logout_locked(struct vtp_slot *s)
+{
+    bool was = s->logged_in;
+
+    s->logged_in = false;
+    return was;
+}
+
+static void drop_token(struct vtp_slot *s)
+{
+    if (vtp_slot_login_required(s))
+        vtp_auth_logout(s->transit.http); /* auth = pin: the token was the PIN; forget it */
+}
+
+CK_RV vtp_slot_logout(struct vtp_slot *s)
+{
+    bool was;
+
+    pthread_mutex_lock(&s->login_lock);
+    pthread_mutex_lock(&s->lock);
+    was = logout_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    if (was)
+        drop_token(s);
+    pthread_mutex_unlock(&s->login_lock);
+    return was ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+}
+
+void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta)
+{
+    bool dropped = false;
+
+    /* login_lock: a C_Login on another session cannot install a token between the logout
+     * here and the drop of the old one. */
+    pthread_mutex_lock(&s->login_lock);
+    pthread_mutex_lock(&s->lock);
+    s->sessions += delta;
+    if (flags & CKF_RW_SESSION)
+        s->rw_sessions += delta;
+    if (s->sessions == 0)
+        dropped = logout_locked(s); /* closing the last session logs the user out */
+    pthread_mutex_unlock(&s->lock);
+    if (dropped)
+        drop_token(s);
+    pthread_mutex_unlock(&s->login_lock);
+}
+
+void vtp_slots_add_http_stats(struct vtp_http_stats *acc)
+{
+    for (CK_ULONG i = 0; i < n_slots; i++) {
+        struct vtp_http_stats st;
+
+        if (slots[i].own_http == NULL)
+            continue;
+        vtp_http_get_stats(slots[i].own_http, &st);
+        acc->requests += st.requests;
+        acc->failures += st.failures;
+        acc->retries += st.retries;
+    }
 }

@@ -18,13 +18,19 @@ struct vtp_slot {
     struct vtp_cache *cache;
     char serial[17];
     char label[33];
-    pthread_mutex_t lock; /* guards the fields below */
+    /* auth = pin: the slot's own HTTP client, which holds the token its C_Login gave, so each
+     * slot's login is its own Vault identity (transit.http points to it); else NULL and
+     * transit.http is the module's client. */
+    struct vtp_http *own_http;
+    pthread_mutex_t login_lock; /* one C_Login of the slot at a time (held across the lookup) */
+    pthread_mutex_t lock;       /* guards the fields below */
     bool logged_in;
     CK_ULONG sessions;
     CK_ULONG rw_sessions;
 };
 
-CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http);
+/* no_threads: CKF_LIBRARY_CANT_CREATE_OS_THREADS, for the slots' own clients. */
+CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads);
 void vtp_slots_destroy(void);
 /* In a forked child: forget the parent's slots without freeing them. */
 void vtp_slots_abandon(void);
@@ -36,6 +42,16 @@ void vtp_slot_info(const struct vtp_slot *s, CK_SLOT_INFO *info);
 void vtp_slot_token_info(struct vtp_slot *s, CK_TOKEN_INFO *info);
 bool vtp_slot_login_required(const struct vtp_slot *s);
 bool vtp_slot_is_logged_in(struct vtp_slot *s);
+
+/* The slot owns its login state. C_Login: with auth = pin the PIN is checked as a Vault token
+ * and becomes this slot's token (no other slot's); a wrong PIN changes nothing. */
+CK_RV vtp_slot_login(struct vtp_slot *s, const CK_UTF8CHAR *pin, CK_ULONG len);
+/* C_Logout: CKR_USER_NOT_LOGGED_IN when not logged in; with auth = pin the token is dropped. */
+CK_RV vtp_slot_logout(struct vtp_slot *s);
+/* A session of the slot opened (+1) or closed (-1); closing the last one logs out. */
+void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta);
+/* The slots' own HTTP clients' counts, added to *acc. */
+void vtp_slots_add_http_stats(struct vtp_http_stats *acc);
 
 /* Serial from address, namespace, mount and prefix (16 hex chars). */
 void vtp_slot_serial(const char *address, const char *ns, const char *mount, const char *prefix,

@@ -87,6 +87,12 @@ struct vtp_http {
     atomic_llong throttled_since; /* 0, or when a request got only 412/429 for half a deadline */
     atomic_bool checking[VTP_MAX_ADDRESSES]; /* a health check thread runs for it */
     atomic_int checkers;                     /* health check threads running */
+    /* The last health check thread of each address, joined before the next one starts and
+     * when the client is freed (C_Finalize returns only when none of the module's code runs
+     * on another thread). Under checker_lock, which checker threads never take. */
+    pthread_mutex_t checker_lock;
+    pthread_t checker[VTP_MAX_ADDRESSES];
+    bool checker_joinable[VTP_MAX_ADDRESSES];
     atomic_bool closing;
     atomic_ulong requests;
     atomic_ulong failures;
@@ -323,6 +329,11 @@ CK_RV vtp_http_new(const struct vtp_vault_conf *conf, struct vtp_http **out)
         free(h);
         return CKR_CANT_LOCK;
     }
+    if (pthread_mutex_init(&h->checker_lock, NULL) != 0) {
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return CKR_CANT_LOCK;
+    }
     for (i = 0; i < VTP_MAX_ADDRESSES; i++) {
         atomic_init(&h->bad_until[i], 0);
         atomic_init(&h->checking[i], false);
@@ -382,15 +393,17 @@ void vtp_http_free(struct vtp_http *h)
 
     if (h == NULL)
         return;
-    /* Health check threads use h: wait for them (each ends within HEALTH_TIMEOUT_MS). */
+    /* Health check threads use h: no new one starts, and each running one ends within
+     * HEALTH_TIMEOUT_MS. Every call has left the module, so no start_check runs now. */
     atomic_store(&h->closing, true);
-    for (i = 0; atomic_load(&h->checkers) > 0; i++) {
-        if (i * 10 > 3 * HEALTH_TIMEOUT_MS) {
-            VTP_LOG_ERR("health check threads still running: the HTTP client is not freed");
-            return;
+    pthread_mutex_lock(&h->checker_lock);
+    for (i = 0; i < VTP_MAX_ADDRESSES; i++) {
+        if (h->checker_joinable[i]) {
+            pthread_join(h->checker[i], NULL);
+            h->checker_joinable[i] = false;
         }
-        sleep_ms(10);
     }
+    pthread_mutex_unlock(&h->checker_lock);
     for (p = h->pool; p != NULL; p = next) {
         next = p->next;
         curl_easy_cleanup(p->curl);
@@ -405,6 +418,7 @@ void vtp_http_free(struct vtp_http *h)
     free(h->client_key);
     free(h->tls_server_name);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->checker_lock);
     free(h);
 }
 
@@ -426,9 +440,12 @@ void vtp_http_forget(struct vtp_http *h)
     h->pool = NULL;
     h->n_pooled = 0;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->checker_lock, NULL);
     /* the health check threads, if any, are not in the child */
-    for (size_t i = 0; i < VTP_MAX_ADDRESSES; i++)
+    for (size_t i = 0; i < VTP_MAX_ADDRESSES; i++) {
         atomic_store(&h->checking[i], false);
+        h->checker_joinable[i] = false;
+    }
     atomic_store(&h->checkers, 0);
 }
 
@@ -832,7 +849,7 @@ struct check {
     size_t i;
 };
 
-/* A detached thread: one health check of one address, so that no request waits for it. */
+/* A thread of its own: one health check of one address, so that no request waits for it. */
 static void *checker_main(void *arg)
 {
     struct check *ck = arg;
@@ -861,8 +878,6 @@ static void *checker_main(void *arg)
 static void start_check(struct vtp_http *h, size_t i)
 {
     bool expected = false;
-    pthread_attr_t attr;
-    pthread_t tid;
     struct check *ck;
     int rc = -1;
 
@@ -875,15 +890,22 @@ static void start_check(struct vtp_http *h, size_t i)
     }
     if (!atomic_compare_exchange_strong(&h->checking[i], &expected, true))
         return;
+    /* The previous checker of this address cleared checking[i] as its last step: it has
+     * ended or is about to, so joining it costs no wait worth the name. */
+    pthread_mutex_lock(&h->checker_lock);
+    if (h->checker_joinable[i]) {
+        pthread_join(h->checker[i], NULL);
+        h->checker_joinable[i] = false;
+    }
     atomic_fetch_add(&h->checkers, 1);
     ck = malloc(sizeof(*ck));
-    if (ck != NULL && pthread_attr_init(&attr) == 0) {
+    if (ck != NULL) {
         ck->h = h;
         ck->i = i;
-        if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0)
-            rc = pthread_create(&tid, &attr, checker_main, ck);
-        pthread_attr_destroy(&attr);
+        rc = pthread_create(&h->checker[i], NULL, checker_main, ck);
+        h->checker_joinable[i] = rc == 0;
     }
+    pthread_mutex_unlock(&h->checker_lock);
     if (rc != 0) {
         free(ck);
         atomic_store(&h->bad_until[i], (long long)(vtp_now_ms() + RECHECK_MS));

@@ -7,6 +7,8 @@
  */
 #include "common.h"
 
+#include <stdatomic.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,7 +373,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
+static CK_RV real_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
 {
     char *path;
     CK_RV rv;
@@ -386,7 +388,7 @@ CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *
     return rv;
 }
 
-CK_RV vtp_transit_read_key(const struct vtp_transit *t, const char *name,
+static CK_RV real_read_key(const struct vtp_transit *t, const char *name,
                            struct vtp_transit_key **out)
 {
     struct vtp_http_resp resp = {0};
@@ -412,7 +414,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_transit_create_key(const struct vtp_transit *t, const char *name, const char *type,
+static CK_RV real_create_key(const struct vtp_transit *t, const char *name, const char *type,
                              struct vtp_transit_key **out)
 {
     struct vtp_http_resp resp = {0};
@@ -450,7 +452,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_transit_delete_key(const struct vtp_transit *t, const char *name)
+static CK_RV real_delete_key(const struct vtp_transit *t, const char *name)
 {
     struct vtp_http_resp resp = {0};
     json_t *body = NULL;
@@ -704,7 +706,7 @@ static CK_RV build_sign_body(unsigned long version, const struct vtp_sign_params
     return CKR_OK;
 }
 
-CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned long version,
                        const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n)
 {
     struct vtp_http_resp resp = {0};
@@ -748,7 +750,7 @@ out:
 /* ---------------------------------------------------------------------------------------- */
 /* KV v2 */
 
-CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
+static CK_RV real_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
 {
     struct vtp_http_resp resp = {0};
     const json_t *d, *secret;
@@ -791,7 +793,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+static CK_RV real_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
 {
     struct vtp_http_resp resp = {0};
     json_t *body = NULL;
@@ -815,7 +817,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
+static CK_RV real_kv_delete(const struct vtp_transit *t, const char *path)
 {
     struct vtp_http_resp resp = {0};
     char *p = NULL;
@@ -835,7 +837,7 @@ CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
     return rv;
 }
 
-CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
+static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
 {
     char *p;
     CK_RV rv;
@@ -853,7 +855,7 @@ CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, 
 /* ---------------------------------------------------------------------------------------- */
 /* Decrypt (RSA-OAEP) and random */
 
-CK_RV vtp_transit_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
+static CK_RV real_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
                           const unsigned char *ct, size_t ct_len, unsigned char **pt,
                           size_t *pt_len)
 {
@@ -904,7 +906,7 @@ out:
     return rv;
 }
 
-CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t len)
+static CK_RV real_random(const struct vtp_transit *t, unsigned char *out, size_t len)
 {
     while (len > 0) {
         struct vtp_http_resp resp = {0};
@@ -946,4 +948,93 @@ CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t
         len -= chunk;
     }
     return CKR_OK;
+}
+
+/* The seam: the typed calls above go through one operations table, the real one unless a test
+ * installed its fake (tests/lib/fake-transit.c). */
+static const struct vtp_transit_ops real_ops = {
+    .list_keys = real_list_keys,
+    .read_key = real_read_key,
+    .create_key = real_create_key,
+    .delete_key = real_delete_key,
+    .sign = real_sign,
+    .decrypt = real_decrypt,
+    .random = real_random,
+    .kv_read = real_kv_read,
+    .kv_write = real_kv_write,
+    .kv_delete = real_kv_delete,
+    .kv_list = real_kv_list,
+};
+static const struct vtp_transit_ops *_Atomic ops_in_use = &real_ops;
+
+const struct vtp_transit_ops *vtp_transit_real_ops(void)
+{
+    return &real_ops;
+}
+
+void vtp_transit_set_ops(const struct vtp_transit_ops *ops)
+{
+    atomic_store(&ops_in_use, ops != NULL ? ops : &real_ops);
+}
+
+#define OPS() atomic_load(&ops_in_use)
+
+CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
+{
+    return OPS()->list_keys(t, names, n);
+}
+
+CK_RV vtp_transit_read_key(const struct vtp_transit *t, const char *name,
+                           struct vtp_transit_key **out)
+{
+    return OPS()->read_key(t, name, out);
+}
+
+CK_RV vtp_transit_create_key(const struct vtp_transit *t, const char *name, const char *type,
+                             struct vtp_transit_key **out)
+{
+    return OPS()->create_key(t, name, type, out);
+}
+
+CK_RV vtp_transit_delete_key(const struct vtp_transit *t, const char *name)
+{
+    return OPS()->delete_key(t, name);
+}
+
+CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned long version,
+                       const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n)
+{
+    return OPS()->sign(t, name, version, p, items, n);
+}
+
+CK_RV vtp_transit_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
+                          const unsigned char *ct, size_t ct_len, unsigned char **pt,
+                          size_t *pt_len)
+{
+    return OPS()->decrypt(t, name, version, ct, ct_len, pt, pt_len);
+}
+
+CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t len)
+{
+    return OPS()->random(t, out, len);
+}
+
+CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
+{
+    return OPS()->kv_read(t, path, data);
+}
+
+CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+{
+    return OPS()->kv_write(t, path, data);
+}
+
+CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
+{
+    return OPS()->kv_delete(t, path);
+}
+
+CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
+{
+    return OPS()->kv_list(t, path, names, n);
 }

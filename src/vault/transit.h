@@ -96,4 +96,28 @@ CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, 
 
 void vtp_strv_free(char **v, size_t n);
 
+/* The seam behind the typed calls above: an operations table with the same signatures. The
+ * module uses the real one (HTTP to Vault); a test may install a fake in-process Transit
+ * (tests/lib/fake-transit.c) whose latency, errors and keys it controls, to reach races and
+ * lifetimes that timing against a real server cannot. Install it before C_Initialize and
+ * restore it (NULL) after C_Finalize. */
+struct vtp_transit_ops {
+    CK_RV (*list_keys)(const struct vtp_transit *t, char ***names, size_t *n);
+    CK_RV (*read_key)(const struct vtp_transit *t, const char *name, struct vtp_transit_key **out);
+    CK_RV (*create_key)(const struct vtp_transit *t, const char *name, const char *type,
+                        struct vtp_transit_key **out);
+    CK_RV (*delete_key)(const struct vtp_transit *t, const char *name);
+    CK_RV (*sign)(const struct vtp_transit *t, const char *name, unsigned long version,
+                  const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n);
+    CK_RV (*decrypt)(const struct vtp_transit *t, const char *name, unsigned long version,
+                     const unsigned char *ct, size_t ct_len, unsigned char **pt, size_t *pt_len);
+    CK_RV (*random)(const struct vtp_transit *t, unsigned char *out, size_t len);
+    CK_RV (*kv_read)(const struct vtp_transit *t, const char *path, json_t **data);
+    CK_RV (*kv_write)(const struct vtp_transit *t, const char *path, json_t *data);
+    CK_RV (*kv_delete)(const struct vtp_transit *t, const char *path);
+    CK_RV (*kv_list)(const struct vtp_transit *t, const char *path, char ***names, size_t *n);
+};
+const struct vtp_transit_ops *vtp_transit_real_ops(void);
+void vtp_transit_set_ops(const struct vtp_transit_ops *ops); /* NULL: the real operations */
+
 #endif /* VTP_TRANSIT_H */

@@ -942,6 +942,18 @@ int main(void)
         printf("group commit: 320 signatures in %lu requests, largest batch %lu\n",
                after.requests - before.requests, after.max_batch);
         group_commit_at_the_cap(ids[0], pks[0]);
+        /* 64 callers at once with four requests in flight per key: afterwards no request slot
+         * may be left taken (a slot once leaked when two requests returned before the waiter
+         * the first promoted had run: the key then had one slot fewer for good). */
+        ok = sign_in_threads("batch-64.conf", "batching = true\nbatch_concurrency = 4\n", ids[0],
+                             pks[0], 64, 10, true, &before, &after);
+        CHECK(ok == 640, "64 threads, batch_concurrency 4: %d of 640 signatures verified", ok);
+        CHECK(after.in_flight == 0 && after.waiting == 0,
+              "64 threads, batch_concurrency 4: %lu request slot(s) still in flight, %lu waiting",
+              after.in_flight, after.waiting);
+        printf("group commit, 64 threads, 4 in flight: 640 signatures in %lu requests, largest "
+               "batch %lu, %lu slots in flight afterwards\n",
+               after.requests - before.requests, after.max_batch, after.in_flight);
         /* back to the configuration of the run */
         CHECK_RV(f->C_Finalize(NULL), CKR_OK);
         REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);

@@ -1,0 +1,44 @@
+/* fake-transit.h - an in-process Transit behind the module's operations table (the seam in
+ * src/vault/transit.h), for deterministic tests of races and lifetimes that timing against a
+ * real server cannot reach: a test holds signatures at a gate, counts them, and injects errors.
+ * Keys are real (OpenSSL): signatures verify against the public keys the module shows. It adds
+ * to the real-OpenBao tests; it replaces none. */
+#ifndef VTP_FAKE_TRANSIT_H
+#define VTP_FAKE_TRANSIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+#include "vtp-pkcs11.h"
+
+/* Installs the fake (empty, gate open) in place of the real operations; uninstall restores
+ * them and forgets the keys. */
+void fake_transit_install(void);
+void fake_transit_uninstall(void);
+
+/* Adds an ecdsa-p256 key with this name, version 1; its key pair (a new reference). */
+bool fake_transit_add_ec_key(const char *name);
+EVP_PKEY *fake_transit_key(const char *name);
+
+/* The gate: while closed, every sign request waits at it (holding its items). */
+void fake_transit_gate_close(void);
+void fake_transit_gate_open(void);
+/* Lets exactly n sign requests through the closed gate (those waiting first). */
+void fake_transit_gate_release(unsigned n);
+/* Waits (up to timeout_ms) until at least n sign requests wait at the gate; false on timeout. */
+bool fake_transit_wait_at_gate(unsigned n, long timeout_ms);
+
+/* The answer of every later sign request: CKR_OK (sign), or an error for the whole request. */
+void fake_transit_fail_signs(CK_RV rv);
+
+struct fake_transit_stats {
+    unsigned long sign_requests; /* sign requests answered */
+    unsigned long sign_items;    /* signatures in them */
+    unsigned at_gate;            /* sign requests waiting at the gate now */
+    unsigned max_in_sign;        /* most sign requests under way at once */
+};
+void fake_transit_stats(struct fake_transit_stats *out);
+
+#endif /* VTP_FAKE_TRANSIT_H */

@@ -1,0 +1,525 @@
+/* test-lifetime.c - races and lifetimes that timing against a real server cannot reach,
+ * driven deterministically through the fake Transit behind the seam (tests/lib/fake-transit.c):
+ *
+ *  - batch-slot-leak: two requests return while the waiter the first one promoted is held
+ *    (a signal handler keeps its thread from running): the second must not promote it again,
+ *    and afterwards no request slot is in flight (issue 9, defect 1);
+ *  - batch-taken-timeout: a queued caller that a leader took into its request waits for that
+ *    request even past its own deadline, and gets its signature (defect 2);
+ *  - finalize-in-flight: C_Finalize while a C_Sign is inside the module waits for it; calls
+ *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
+ *  - reinit-under-load: 8 threads sign while the module is finalised and initialised three
+ *    times: every signature verifies, no call waits for a request slot, no slot stays in flight;
+ *  - health-threads: an HTTP client whose addresses do not answer starts health check threads;
+ *    once it is freed no thread of the module is left (they are joined, not detached).
+ * No Vault is needed: the module's address is a closed port and every Transit call is the
+ * fake's. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "../lib/fake-transit.h"
+#include "../module/p11test.h"
+#include "batch.h"
+#include "util.h"
+#include "vault/http.h"
+#include "vault/transit.h"
+
+static int64_t now_ms(void)
+{
+    return vtp_now_ms();
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* --- vtp_batch_sign directly --- */
+
+static const struct vtp_transit transit = {NULL, NULL, "transit", NULL, NULL};
+static const struct vtp_sign_params ecdsa = {"sha2-256", true, NULL, -1};
+
+struct caller {
+    pthread_t th;
+    const char *key;
+    unsigned char digest[32];
+    struct vtp_sign_item item;
+    CK_RV rv;
+    volatile bool returned;
+};
+
+static void *caller_main(void *arg)
+{
+    struct caller *c = arg;
+
+    c->item = (struct vtp_sign_item){c->digest, sizeof(c->digest), NULL, 0, CKR_GENERAL_ERROR};
+    c->rv = vtp_batch_sign(&transit, c->key, 1, &ecdsa, true, &c->item);
+    __atomic_store_n(&c->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void start_caller(struct caller *c, const char *key, int i)
+{
+    memset(c, 0, sizeof(*c));
+    c->key = key;
+    SHA256((const unsigned char *)&i, sizeof(i), c->digest);
+    REQUIRE_RV(pthread_create(&c->th, NULL, caller_main, c) == 0 ? CKR_OK : CKR_GENERAL_ERROR,
+               CKR_OK);
+}
+
+static bool verifies(EVP_PKEY *pk, const unsigned char *digest, const unsigned char *sig,
+                     size_t len)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pk, NULL);
+    bool ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+              EVP_PKEY_verify(ctx, sig, len, digest, 32) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+static void finish_caller(struct caller *c, EVP_PKEY *pk, const char *what)
+{
+    pthread_join(c->th, NULL);
+    CHECK(c->rv == CKR_OK && c->item.rv == CKR_OK, "%s: vtp_batch_sign %s, item %s", what,
+          vtp_rv_name(c->rv), vtp_rv_name(c->item.rv));
+    if (c->item.rv == CKR_OK)
+        CHECK(verifies(pk, c->digest, c->item.sig, c->item.sig_len),
+              "%s: the signature does not verify", what);
+    free(c->item.sig);
+}
+
+static bool wait_for(bool (*cond)(unsigned long), unsigned long arg, long timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+
+    while (!cond(arg)) {
+        if (now_ms() > until)
+            return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+static bool waiting_is(unsigned long n)
+{
+    struct vtp_batch_stats st;
+
+    vtp_batch_get_stats(&st);
+    return st.waiting == n;
+}
+
+/* A thread held in a signal handler cannot take the batch lock when it is woken. */
+static int hold_pipe[2], resume_pipe[2];
+
+static void hold_handler(int sig)
+{
+    char b = 0;
+
+    (void)sig;
+    (void)!write(hold_pipe[1], &b, 1);
+    (void)!read(resume_pipe[0], &b, 1);
+}
+
+static void batch_slot_leak(EVP_PKEY *pk)
+{
+    struct caller c[3];
+    struct vtp_batch_stats st;
+    char b = 0;
+
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, 5000});
+    fake_transit_gate_close();
+    start_caller(&c[0], "k", 0);
+    start_caller(&c[1], "k", 1);
+    REQUIRE_RV(fake_transit_wait_at_gate(2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    start_caller(&c[2], "k", 2); /* both slots are taken: it queues */
+    REQUIRE_RV(wait_for(waiting_is, 1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    /* Hold the queued caller's thread, then let both requests return: each hands its slot
+     * over while the promoted caller cannot run yet. */
+    REQUIRE_RV(pthread_kill(c[2].th, SIGUSR1) == 0 ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    REQUIRE_RV(read(hold_pipe[0], &b, 1) == 1 ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    fake_transit_gate_open();
+    finish_caller(&c[0], pk, "first in flight");
+    finish_caller(&c[1], pk, "second in flight");
+    REQUIRE_RV(write(resume_pipe[1], &b, 1) == 1 ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    finish_caller(&c[2], pk, "queued");
+    vtp_batch_get_stats(&st);
+    CHECK(st.in_flight == 0,
+          "batch-slot-leak: %lu request slot(s) in flight after every caller returned",
+          st.in_flight);
+    printf("batch-slot-leak: %lu slots in flight afterwards\n", st.in_flight);
+}
+
+/* Key k2: a queue of its own. */
+static void batch_taken_timeout(EVP_PKEY *pk)
+{
+    struct caller c[3];
+    struct vtp_batch_stats st;
+    int64_t t0;
+
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 1, 300}); /* 300 ms deadline */
+    fake_transit_gate_close();
+    start_caller(&c[0], "k2", 10);
+    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    start_caller(&c[1], "k2", 11);
+    start_caller(&c[2], "k2", 12);
+    REQUIRE_RV(wait_for(waiting_is, 2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    t0 = now_ms();
+    /* The first request returns; the second caller leads a batch of itself and the third,
+     * which waits at the gate well past the third caller's deadline. */
+    fake_transit_gate_release(1);
+    finish_caller(&c[0], pk, "lone");
+    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    sleep_ms(700);
+    CHECK(!__atomic_load_n(&c[2].returned, __ATOMIC_SEQ_CST),
+          "batch-taken-timeout: a caller carried in a leader's request returned after %lld ms "
+          "while the request was still under way",
+          (long long)(now_ms() - t0));
+    fake_transit_gate_open();
+    finish_caller(&c[1], pk, "leader");
+    finish_caller(&c[2], pk, "carried");
+    vtp_batch_get_stats(&st);
+    CHECK(st.in_flight == 0 && st.waiting == 0, "batch-taken-timeout: %lu in flight, %lu waiting",
+          st.in_flight, st.waiting);
+}
+
+/* --- the whole module through its function list --- */
+
+static CK_FUNCTION_LIST_PTR f;
+static char config_arg[600];
+
+static CK_RV init_module(void)
+{
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, config_arg};
+    return f->C_Initialize(&a);
+}
+
+static CK_RV open_and_find(CK_SESSION_HANDLE *s, CK_OBJECT_HANDLE *key)
+{
+    CK_OBJECT_CLASS c = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &c, sizeof(c)}, {CKA_LABEL, "k", 1}};
+    CK_ULONG n = 0;
+    CK_RV rv = f->C_OpenSession(0, CKF_SERIAL_SESSION, NULL, NULL, s);
+
+    if (rv != CKR_OK)
+        return rv;
+    if ((rv = f->C_FindObjectsInit(*s, t, 2)) == CKR_OK) {
+        rv = f->C_FindObjects(*s, key, 1, &n);
+        f->C_FindObjectsFinal(*s);
+    }
+    if (rv == CKR_OK && n != 1)
+        rv = CKR_OBJECT_HANDLE_INVALID;
+    return rv;
+}
+
+static CK_RV sign_digest(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, const unsigned char *digest,
+                         unsigned char *sig, CK_ULONG *len)
+{
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CK_RV rv = f->C_SignInit(s, &m, key);
+
+    return rv == CKR_OK ? f->C_Sign(s, (CK_BYTE_PTR)digest, 32, sig, len) : rv;
+}
+
+/* The module gives r||s; OpenSSL verifies DER. */
+static bool verifies_raw(EVP_PKEY *pk, const unsigned char *digest, const unsigned char *rs,
+                         CK_ULONG len)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    unsigned char *der = NULL;
+    int der_len;
+    bool ok = false;
+
+    if (es != NULL && len == 64 &&
+        ECDSA_SIG_set0(es, BN_bin2bn(rs, 32, NULL), BN_bin2bn(rs + 32, 32, NULL)) == 1 &&
+        (der_len = i2d_ECDSA_SIG(es, &der)) > 0)
+        ok = verifies(pk, digest, der, (size_t)der_len);
+    OPENSSL_free(der);
+    ECDSA_SIG_free(es);
+    return ok;
+}
+
+struct signer {
+    pthread_t th;
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE key;
+    int id;
+    CK_RV rv;
+    CK_ULONG len;
+    unsigned char digest[32], sig[128];
+    volatile bool returned;
+};
+
+static void *signer_main(void *arg)
+{
+    struct signer *g = arg;
+
+    g->len = sizeof(g->sig);
+    g->rv = sign_digest(g->s, g->key, g->digest, g->sig, &g->len);
+    __atomic_store_n(&g->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+struct finalizer {
+    pthread_t th;
+    CK_RV rv;
+    volatile bool returned;
+};
+
+static void *finalizer_main(void *arg)
+{
+    struct finalizer *z = arg;
+
+    z->rv = f->C_Finalize(NULL);
+    __atomic_store_n(&z->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static void finalize_in_flight(EVP_PKEY *pk)
+{
+    struct signer g = {0};
+    struct finalizer z = {0};
+    CK_ULONG n = 0;
+
+    REQUIRE_RV(init_module(), CKR_OK);
+    REQUIRE_RV(open_and_find(&g.s, &g.key), CKR_OK);
+    SHA256((const unsigned char *)"finalize", 8, g.digest);
+    fake_transit_gate_close();
+    REQUIRE_RV(pthread_create(&g.th, NULL, signer_main, &g) == 0 ? CKR_OK : CKR_GENERAL_ERROR,
+               CKR_OK);
+    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    REQUIRE_RV(pthread_create(&z.th, NULL, finalizer_main, &z) == 0 ? CKR_OK : CKR_GENERAL_ERROR,
+               CKR_OK);
+    sleep_ms(300);
+    CHECK(!__atomic_load_n(&z.returned, __ATOMIC_SEQ_CST),
+          "finalize-in-flight: C_Finalize returned (%s) while a C_Sign was inside the module",
+          vtp_rv_name(z.rv));
+    CHECK_RV(f->C_GetSlotList(CK_FALSE, NULL, &n), CKR_CRYPTOKI_NOT_INITIALIZED);
+    fake_transit_gate_open();
+    pthread_join(g.th, NULL);
+    pthread_join(z.th, NULL);
+    CHECK(g.rv == CKR_OK && verifies_raw(pk, g.digest, g.sig, g.len),
+          "finalize-in-flight: the C_Sign in flight gave %s or a signature that does not verify",
+          vtp_rv_name(g.rv));
+    CHECK_RV(z.rv, CKR_OK);
+}
+
+/* --- finalize and initialize under load --- */
+
+static volatile bool load_stop;
+static unsigned long load_ok, load_bad, load_slow;
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+static EVP_PKEY *load_pk;
+
+static void *load_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE key = 0;
+    unsigned char digest[32], sig[128];
+
+    for (int i = 0; !__atomic_load_n(&load_stop, __ATOMIC_SEQ_CST); i++) {
+        CK_ULONG len = sizeof(sig);
+        int64_t t0 = now_ms();
+        CK_RV rv;
+        int v[2] = {id, i};
+
+        if (s == CK_INVALID_HANDLE && open_and_find(&s, &key) != CKR_OK) {
+            s = CK_INVALID_HANDLE;
+            sleep_ms(1);
+            continue;
+        }
+        SHA256((const unsigned char *)v, sizeof(v), digest);
+        rv = sign_digest(s, key, digest, sig, &len);
+        pthread_mutex_lock(&load_lock);
+        if (now_ms() - t0 > 2000)
+            load_slow++;
+        if (rv == CKR_OK) {
+            if (verifies_raw(load_pk, digest, sig, len))
+                load_ok++;
+            else
+                load_bad++;
+        }
+        pthread_mutex_unlock(&load_lock);
+        if (rv != CKR_OK)
+            s = CK_INVALID_HANDLE; /* finalised under us: open again once initialised */
+    }
+    return NULL;
+}
+
+static void reinit_under_load(EVP_PKEY *pk)
+{
+    enum { THREADS = 8 };
+    pthread_t th[THREADS];
+    struct vtp_batch_stats st;
+
+    load_pk = pk;
+    REQUIRE_RV(init_module(), CKR_OK);
+    for (int i = 0; i < THREADS; i++)
+        REQUIRE_RV(pthread_create(&th[i], NULL, load_main, (void *)(intptr_t)i) == 0
+                       ? CKR_OK
+                       : CKR_GENERAL_ERROR,
+                   CKR_OK);
+    for (int round = 0; round < 3; round++) {
+        sleep_ms(200);
+        CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        vtp_batch_get_stats(&st);
+        CHECK(st.in_flight == 0 && st.waiting == 0,
+              "reinit-under-load: after C_Finalize %lu slot(s) in flight, %lu waiting",
+              st.in_flight, st.waiting);
+        sleep_ms(20);
+        REQUIRE_RV(init_module(), CKR_OK);
+    }
+    sleep_ms(200);
+    __atomic_store_n(&load_stop, true, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    CHECK(load_ok > 0 && load_bad == 0, "reinit-under-load: %lu signatures verified, %lu did not",
+          load_ok, load_bad);
+    CHECK(load_slow == 0, "reinit-under-load: %lu calls took over 2 s (waited for a slot)",
+          load_slow);
+    printf("reinit-under-load: %lu signatures verified across 3 finalize/initialize rounds\n",
+           load_ok);
+}
+
+static int count_threads(void)
+{
+    char path[64];
+    int n = 0;
+
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)getpid());
+    d = opendir(path);
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* A listener that accepts connections (the kernel does, from its backlog) and never answers:
+ * a server that hangs. */
+static int hanging_listener(int *port)
+{
+    struct sockaddr_in a = {0};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void health_threads(void)
+{
+    struct vtp_vault_conf vc = {0};
+    struct vtp_http *h = NULL;
+    struct vtp_http_resp resp = {0};
+    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true};
+    char addr[64];
+    int port = 0, fd = hanging_listener(&port), before = count_threads(), during;
+
+    REQUIRE_RV(fd >= 0 ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", port);
+    vc.addresses[0] = addr;
+    vc.n_addresses = 1;
+    vc.timeout_ms = 1000;
+    vc.connect_timeout_ms = 500;
+    REQUIRE_RV(vtp_http_new(&vc, &h), CKR_OK);
+    /* The first request spends its deadline and declares an outage; one 250 ms later starts a
+     * health check thread, which waits for the hanging server. */
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a hanging server answered");
+    vtp_http_resp_clear(&resp);
+    sleep_ms(300);
+    CHECK(vtp_http_request(h, &req, &resp) != CKR_OK, "health-threads: a hanging server answered");
+    vtp_http_resp_clear(&resp);
+    during = count_threads();
+    CHECK(during > before, "health-threads: no health check thread was started");
+    vtp_http_free(h);
+    CHECK(count_threads() == before,
+          "health-threads: %d thread(s) before, %d with a health check, %d after the client was "
+          "freed",
+          before, during, count_threads());
+    close(fd);
+}
+
+int main(void)
+{
+    struct sigaction sa;
+    EVP_PKEY *pk, *pk2;
+    char dir[] = "/tmp/vtp-lifetime.XXXXXX", path[300];
+    FILE *fp;
+
+    setvbuf(stdout, NULL, _IONBF, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = hold_handler;
+    sigemptyset(&sa.sa_mask);
+    REQUIRE_RV(pipe(hold_pipe) == 0 && pipe(resume_pipe) == 0 && sigaction(SIGUSR1, &sa, NULL) == 0
+                   ? CKR_OK
+                   : CKR_GENERAL_ERROR,
+               CKR_OK);
+    fake_transit_install();
+    REQUIRE_RV(fake_transit_add_ec_key("k") ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    pk = fake_transit_key("k");
+    REQUIRE_RV(fake_transit_add_ec_key("k2") ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    pk2 = fake_transit_key("k2");
+
+    batch_slot_leak(pk);
+    batch_taken_timeout(pk2);
+
+    /* The module: a config whose Vault is a closed port (the fake answers every Transit call). */
+    REQUIRE_RV(mkdtemp(dir) != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    snprintf(path, sizeof(path), "%s/fake.conf", dir);
+    fp = fopen(path, "w");
+    REQUIRE_RV(fp != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    fprintf(fp, "[vault]\naddress = http://127.0.0.1:9\nauth = token\ntimeout = 5\n"
+                "[module]\nbatch_concurrency = 2\n[slot fake]\nmount = transit\nlabel = fake\n");
+    fclose(fp);
+    snprintf(config_arg, sizeof(config_arg), "config=%s", path);
+    setenv("VAULT_TOKEN", "fake-token", 1);
+    unsetenv("VAULT_ADDR");
+    REQUIRE_RV(C_GetFunctionList(&f), CKR_OK);
+
+    finalize_in_flight(pk);
+    reinit_under_load(pk);
+    health_threads();
+
+    unlink(path);
+    rmdir(dir);
+    EVP_PKEY_free(pk);
+    EVP_PKEY_free(pk2);
+    fake_transit_uninstall();
+    return p11t_summary("test-lifetime");
+}
