@@ -113,15 +113,7 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 	var dctx context.Context
 	dctx, st.cancel = context.WithCancel(context.Background())
 
-	p.genMu.Lock()
-	p.mu.Lock()
-	old := p.st
-	p.st = st
-	p.mu.Unlock()
-	p.genMu.Unlock()
-	if old != nil {
-		old.stop()
-	}
+	p.swap(st)
 	p.log.Info("PKCS#11 token opened", "module", set.token.modulePath, "token", tok.label,
 		"slot", tok.slot, "key_namespace", set.namespace, "keys", len(entries))
 	go p.disposeLoop(dctx, st)
@@ -140,16 +132,22 @@ func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*co
 
 // Close releases the token (used by tests and at exit).
 func (p *Plugin) Close() error {
+	p.swap(nil)
+	return nil
+}
+
+// swap makes st (nil: none) the current state and stops the one it replaces, once the calls
+// using that one have left. No GenerateKey is under way while it swaps.
+func (p *Plugin) swap(st *state) {
 	p.genMu.Lock()
 	p.mu.Lock()
-	st := p.st
-	p.st = nil
+	old := p.st
+	p.st = st
 	p.mu.Unlock()
 	p.genMu.Unlock()
-	if st != nil {
-		st.stop()
+	if old != nil {
+		old.stop()
 	}
-	return nil
 }
 
 func (st *state) stop() {

@@ -10,13 +10,7 @@
 # shellcheck source=tests/spire/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-vtp_go_find
-vtp_require softhsm2-util /usr/lib/softhsm/libsofthsm2.so
-[ -e "$VTP_MODULE" ] || vtp_fail "module $VTP_MODULE is not built"
-cd "$VTP_SRCDIR/spire/conformance"
-export SKM_VTP_MODULE=$VTP_MODULE SKM_REQUIRE_BACKENDS=1
-
-vtp_say "$(vtp_go version), module $VTP_MODULE"
+vtp_spire_go_test_setup spire/conformance
 vtp_check "SPIRE v1.13.3 server and agent keymanagertest over SoftHSM2 and this module" \
     vtp_go test -count=1 -v ./...
 out=$VTP_LAST_OUT

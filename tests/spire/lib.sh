@@ -5,6 +5,9 @@
 #                      skip (exit 77; exit 99 under CI=true)
 #   vtp_go ARGS...     run it with the project's settings: no toolchain download, module cache
 #                      read-write (so `rm -rf` of a build tree works), GOFLAGS=-mod=readonly
+#   vtp_spire_go_test_setup DIR
+#                      what the plugin's Go tests need: Go, SoftHSM2, the built module; cd to
+#                      $VTP_SRCDIR/DIR; the tests then require both tokens (SKM_*)
 
 vtp_go_find() {
     local g v
@@ -32,4 +35,13 @@ vtp_go_find() {
 vtp_go() {
     GOTOOLCHAIN=local GOFLAGS="-mod=readonly -modcacherw" GOWORK=off CGO_ENABLED=1 \
         "$VTP_GO" "$@"
+}
+
+vtp_spire_go_test_setup() {
+    vtp_go_find
+    vtp_require softhsm2-util /usr/lib/softhsm/libsofthsm2.so
+    [ -e "$VTP_MODULE" ] || vtp_fail "module $VTP_MODULE is not built"
+    cd "$VTP_SRCDIR/$1" || vtp_fail "no $VTP_SRCDIR/$1"
+    export SKM_VTP_MODULE=$VTP_MODULE SKM_REQUIRE_BACKENDS=1
+    vtp_say "$(vtp_go version), module $VTP_MODULE"
 }
