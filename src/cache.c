@@ -17,17 +17,39 @@
 
 #define MAX_RETIRED 1024 /* older key versions kept resolvable after rotations */
 
+/* A change writers make to the current snapshot (a key made or destroyed, a certificate stored
+ * or removed, keys a search loaded). While a load runs, changes are also kept in a journal and
+ * applied again to the loaded snapshot before it is published: a load holds no lock that
+ * writers need, and loses none of their changes. */
+struct change {
+    char *drop_key;
+    struct vtp_key **add_keys;
+    size_t n_add;
+    CK_OBJECT_HANDLE drop_cert;
+    struct vtp_cert *add_cert;
+    char *memo;
+    struct change *next;
+};
+
 struct vtp_cache {
     struct vtp_cache_conf conf;
     char *prefix;
     char *cert_files;
     char *disk_path;
-    pthread_mutex_t lock;         /* guards cur; never held across I/O */
-    pthread_mutex_t refresh_lock; /* serializes loads and changes; readers never wait on it */
+    pthread_mutex_t lock;        /* guards cur; never held across I/O */
+    pthread_mutex_t load_lock;   /* one load at a time (held across its requests; only loaders
+                                    wait on it) */
+    pthread_mutex_t change_lock; /* orders changes and the publishing of loads; never held
+                                    across I/O */
+    bool loading;                /* a load runs: changes go to the journal too */
+    struct change *journal, **journal_tail;
     struct vtp_snapshot *cur;
     CK_OBJECT_HANDLE destroyed[64]; /* other halves of destroyed pairs (guarded by lock) */
     size_t n_destroyed;
 };
+
+static void journal_clear_locked(struct vtp_cache *c);
+static struct vtp_snapshot *apply(const struct vtp_snapshot *old, const struct change *ch);
 
 static struct vtp_snapshot *snapshot_new(size_t keys, size_t retired, size_t certs)
 {
@@ -141,7 +163,9 @@ CK_RV vtp_cache_new(const struct vtp_cache_conf *conf, struct vtp_cache **out)
     c->conf.cert_files = c->cert_files;
     c->conf.disk_path = c->disk_path;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_mutex_init(&c->refresh_lock, NULL);
+    pthread_mutex_init(&c->load_lock, NULL);
+    pthread_mutex_init(&c->change_lock, NULL);
+    c->journal_tail = &c->journal;
     *out = c;
     return CKR_OK;
 }
@@ -152,7 +176,9 @@ void vtp_cache_free(struct vtp_cache *c)
         return;
     vtp_snapshot_unref(c->cur);
     pthread_mutex_destroy(&c->lock);
-    pthread_mutex_destroy(&c->refresh_lock);
+    journal_clear_locked(c);
+    pthread_mutex_destroy(&c->load_lock);
+    pthread_mutex_destroy(&c->change_lock);
     free(c->prefix);
     free(c->cert_files);
     free(c->disk_path);
@@ -589,8 +615,39 @@ out:
     return s;
 }
 
-/* Called with refresh_lock held. complete: load every key; else the key list and the keys
- * the previous snapshot had loaded (the working set). */
+/* Starts journaling the changes writers make while this load runs. */
+static void load_begin(struct vtp_cache *c)
+{
+    pthread_mutex_lock(&c->change_lock);
+    c->loading = true;
+    journal_clear_locked(c);
+    pthread_mutex_unlock(&c->change_lock);
+}
+
+/* Publishes a loaded snapshot (NULL: the load failed) with the changes made meanwhile applied
+ * again, and ends journaling. Returns the published snapshot (a new reference) or NULL. */
+static struct vtp_snapshot *load_end(struct vtp_cache *c, struct vtp_snapshot *s)
+{
+    pthread_mutex_lock(&c->change_lock);
+    for (const struct change *ch = c->journal; s != NULL && ch != NULL; ch = ch->next) {
+        struct vtp_snapshot *next = apply(s, ch);
+        vtp_snapshot_unref(s);
+        s = next; /* NULL (no memory): nothing is published, the current snapshot stays */
+    }
+    if (s != NULL) {
+        __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+        publish(c, s);
+    }
+    c->loading = false;
+    journal_clear_locked(c);
+    pthread_mutex_unlock(&c->change_lock);
+    return s;
+}
+
+/* Called with load_lock held, no other lock: the requests run while writers and searches go
+ * on with the current snapshot; their changes are applied again to the new one before it is
+ * published. complete: load every key; else the key list and the keys the previous snapshot
+ * had loaded (the working set). */
 static CK_RV load_locked(struct vtp_cache *c, bool complete)
 {
     const struct vtp_transit *t = c->conf.transit;
@@ -602,6 +659,7 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     int64_t start = vtp_now_ms();
     CK_RV rv;
 
+    load_begin(c);
     rv = vtp_transit_list_keys(t, &names, &n);
     if (rv != CKR_OK)
         goto out;
@@ -673,12 +731,25 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
                  "in %lld ms",
                  t->mount, c->prefix, n_mine, s->n, complete ? " (all)" : "", s->n_certs,
                  (long long)(s->loaded_ms - start));
-    if (complete)
-        disk_save(c, s);
-    publish(c, s);
-    s = NULL;
+    {
+        struct vtp_snapshot *pub = load_end(c, s);
+        s = NULL;
+        if (pub == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+        if (complete)
+            disk_save(c, pub);
+        vtp_snapshot_unref(pub);
+    }
     rv = CKR_OK;
 out:
+    if (rv != CKR_OK) { /* load_begin ran: end the journal */
+        pthread_mutex_lock(&c->change_lock);
+        c->loading = false;
+        journal_clear_locked(c);
+        pthread_mutex_unlock(&c->change_lock);
+    }
     for (size_t i = 0; i < n_kv; i++)
         vtp_cert_unref(kv[i]);
     for (size_t i = 0; i < n_files; i++)
@@ -696,9 +767,9 @@ CK_RV vtp_cache_refresh(struct vtp_cache *c)
 {
     CK_RV rv;
 
-    pthread_mutex_lock(&c->refresh_lock);
+    pthread_mutex_lock(&c->load_lock);
     rv = load_locked(c, true);
-    pthread_mutex_unlock(&c->refresh_lock);
+    pthread_mutex_unlock(&c->load_lock);
     return rv;
 }
 
@@ -714,7 +785,7 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
             return CKR_OK;
         }
         /* Stale: one caller reloads, the others go on with what is there. */
-        if (pthread_mutex_trylock(&c->refresh_lock) == 0) {
+        if (pthread_mutex_trylock(&c->load_lock) == 0) {
             rv = load_locked(c, complete);
             if (rv != CKR_OK) {
                 VTP_LOG_WARN("refresh of mount %s failed (%s); using the objects known before",
@@ -725,13 +796,13 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
                 vtp_snapshot_unref(s);
                 s = current_ref(c);
             }
-            pthread_mutex_unlock(&c->refresh_lock);
+            pthread_mutex_unlock(&c->load_lock);
         }
         *out = s;
         return CKR_OK;
     }
     vtp_snapshot_unref(s);
-    pthread_mutex_lock(&c->refresh_lock);
+    pthread_mutex_lock(&c->load_lock);
     s = current_ref(c); /* another thread may have loaded it meanwhile */
     if (s != NULL && complete && !s->complete) {
         vtp_snapshot_unref(s);
@@ -750,7 +821,7 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
             rv = CKR_OK;
         }
     }
-    pthread_mutex_unlock(&c->refresh_lock);
+    pthread_mutex_unlock(&c->load_lock);
     if (rv != CKR_OK)
         return rv;
     if (s == NULL)
@@ -838,28 +909,25 @@ CK_RV vtp_cache_lookup(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_key *
     return CKR_OK;
 }
 
-/* Copy-on-write change of the current snapshot, with refresh_lock held. Drops the key named
- * drop_key (and its retired versions) and the certificate with handle drop_cert, then adds
- * the n_add keys of add_keys, add_cert and the memo entry. */
-static CK_RV modify_locked(struct vtp_cache *c, const char *drop_key, struct vtp_key **add_keys,
-                           size_t n_add, CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert,
-                           const char *memo)
+/* A new snapshot: old (may be NULL) with the change applied. Drops the key named drop_key (and
+ * its retired versions) and the certificate with handle drop_cert, then adds the n_add keys of
+ * add_keys (replacing keys of the same name), add_cert and the memo entry. NULL: no memory. */
+static struct vtp_snapshot *apply(const struct vtp_snapshot *old, const struct change *ch)
 {
-    struct vtp_snapshot *old, *s;
+    const char *drop_key = ch->drop_key;
+    struct vtp_key **add_keys = ch->add_keys;
+    size_t n_add = ch->n_add;
+    struct vtp_snapshot *s;
 
-    old = current_ref(c);
     s = snapshot_new((old ? old->n : 0) + n_add, old ? old->n_retired : 0,
                      (old ? old->n_certs : 0) + 1);
-    if (s == NULL) {
-        vtp_snapshot_unref(old);
-        return CKR_HOST_MEMORY;
-    }
+    if (s == NULL)
+        return NULL;
     s->names = strv_copy(old ? old->names : NULL, old ? old->n_names : 0, n_add);
     s->memo = strv_copy(old ? old->memo : NULL, old ? old->n_memo : 0, 1);
     if (s->names == NULL || s->memo == NULL) {
         vtp_snapshot_unref(s);
-        vtp_snapshot_unref(old);
-        return CKR_HOST_MEMORY;
+        return NULL;
     }
     s->n_names = old ? old->n_names : 0;
     s->n_memo = old ? old->n_memo : 0;
@@ -879,7 +947,7 @@ static CK_RV modify_locked(struct vtp_cache *c, const char *drop_key, struct vtp
         s->retired[s->n_retired++] = vtp_key_ref(old->retired[i]);
     }
     for (size_t i = 0; old != NULL && i < old->n_certs; i++) {
-        if (old->certs[i]->handle == drop_cert)
+        if (ch->drop_cert != 0 && old->certs[i]->handle == ch->drop_cert)
             continue;
         s->certs[s->n_certs++] = vtp_cert_ref(old->certs[i]);
     }
@@ -903,26 +971,97 @@ static CK_RV modify_locked(struct vtp_cache *c, const char *drop_key, struct vtp
             }
         }
     }
-    if (memo != NULL && (s->memo[s->n_memo] = strdup(memo)) != NULL)
+    if (ch->memo != NULL && (s->memo[s->n_memo] = strdup(ch->memo)) != NULL)
         s->n_memo++;
-    if (add_cert != NULL)
-        s->certs[s->n_certs++] = vtp_cert_ref(add_cert);
+    if (ch->add_cert != NULL)
+        s->certs[s->n_certs++] = vtp_cert_ref(ch->add_cert);
     s->loaded_ms = old ? old->loaded_ms : 0; /* never loaded: the next search loads all */
-    publish(c, s);
-    vtp_snapshot_unref(old);
-    return CKR_OK;
+    return s;
 }
 
-static CK_RV modify(struct vtp_cache *c, const char *drop_key, struct vtp_key *add_key,
-                    CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
+static void change_free(struct change *ch)
 {
-    CK_RV rv;
+    if (ch == NULL)
+        return;
+    for (size_t i = 0; i < ch->n_add; i++)
+        vtp_key_unref(ch->add_keys[i]);
+    free(ch->add_keys);
+    if (ch->add_cert != NULL)
+        vtp_cert_unref(ch->add_cert);
+    free(ch->drop_key);
+    free(ch->memo);
+    free(ch);
+}
 
-    pthread_mutex_lock(&c->refresh_lock); /* no reload may race this change */
-    rv = modify_locked(c, drop_key, add_key ? &add_key : NULL, add_key ? 1 : 0, drop_cert,
-                       add_cert, NULL);
-    pthread_mutex_unlock(&c->refresh_lock);
+static void journal_clear_locked(struct vtp_cache *c)
+{
+    struct change *ch, *next;
+
+    for (ch = c->journal; ch != NULL; ch = next) {
+        next = ch->next;
+        change_free(ch);
+    }
+    c->journal = NULL;
+    c->journal_tail = &c->journal;
+}
+
+/* A copy of ch for the journal (its own references). */
+static struct change *change_copy(const struct change *ch)
+{
+    struct change *cp = calloc(1, sizeof(*cp));
+
+    if (cp == NULL)
+        return NULL;
+    cp->drop_cert = ch->drop_cert;
+    if ((ch->drop_key != NULL && (cp->drop_key = strdup(ch->drop_key)) == NULL) ||
+        (ch->memo != NULL && (cp->memo = strdup(ch->memo)) == NULL) ||
+        (ch->n_add > 0 && (cp->add_keys = calloc(ch->n_add, sizeof(*cp->add_keys))) == NULL)) {
+        change_free(cp);
+        return NULL;
+    }
+    for (size_t i = 0; i < ch->n_add; i++)
+        cp->add_keys[cp->n_add++] = vtp_key_ref(ch->add_keys[i]);
+    if (ch->add_cert != NULL)
+        cp->add_cert = vtp_cert_ref(ch->add_cert);
+    return cp;
+}
+
+/* Applies a change to the current snapshot; while a load runs, journals it for that load. */
+static CK_RV modify(struct vtp_cache *c, const struct change *ch)
+{
+    struct vtp_snapshot *old, *s;
+    CK_RV rv = CKR_OK;
+
+    pthread_mutex_lock(&c->change_lock);
+    old = current_ref(c);
+    s = apply(old, ch);
+    if (s == NULL) {
+        rv = CKR_HOST_MEMORY;
+    } else {
+        publish(c, s);
+        if (c->loading) {
+            struct change *cp = change_copy(ch);
+            if (cp == NULL) {
+                rv = CKR_HOST_MEMORY; /* the load would lose it: fail the change */
+            } else {
+                *c->journal_tail = cp;
+                c->journal_tail = &cp->next;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->change_lock);
+    vtp_snapshot_unref(old);
     return rv;
+}
+
+static CK_RV modify_simple(struct vtp_cache *c, const char *drop_key, struct vtp_key *add_key,
+                           CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
+{
+    struct vtp_key *keys[1] = {add_key};
+    struct change ch = {(char *)drop_key, add_key ? keys : NULL, add_key ? 1 : 0,
+                        drop_cert, add_cert, NULL, NULL};
+
+    return modify(c, &ch);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1004,7 +1143,8 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         free(hex);
         return CKR_HOST_MEMORY;
     }
-    pthread_mutex_lock(&c->refresh_lock);
+    /* No lock across the requests below: a concurrent search for the same value loads the
+     * same keys, and the second change replaces the first's objects by name (harmless). */
     s = current_ref(c);
     if (s == NULL || s->complete || memo_has(s, memo))
         goto out;
@@ -1057,11 +1197,13 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
             goto out;
         }
     }
-    rv = modify_locked(c, NULL, loaded, n_loaded, 0, NULL, memo);
+    {
+        struct change ch = {NULL, loaded, n_loaded, 0, NULL, memo, NULL};
+        rv = modify(c, &ch);
+    }
     VTP_LOG_DEBUG("search by %s: %zu candidate keys, %zu loaded", vtp_attr_name(type), n_cand,
                   n_loaded);
 out:
-    pthread_mutex_unlock(&c->refresh_lock);
     for (size_t i = 0; i < n_loaded; i++)
         vtp_key_unref(loaded[i]);
     for (size_t i = 0; i < n_cand; i++)
@@ -1075,22 +1217,22 @@ out:
 
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k)
 {
-    return modify(c, k->name, k, 0, NULL);
+    return modify_simple(c, k->name, k, 0, NULL);
 }
 
 CK_RV vtp_cache_remove(struct vtp_cache *c, const char *name)
 {
-    return modify(c, name, NULL, 0, NULL);
+    return modify_simple(c, name, NULL, 0, NULL);
 }
 
 CK_RV vtp_cache_put_cert(struct vtp_cache *c, struct vtp_cert *cert)
 {
-    return modify(c, NULL, NULL, cert->handle, cert);
+    return modify_simple(c, NULL, NULL, cert->handle, cert);
 }
 
 CK_RV vtp_cache_remove_cert(struct vtp_cache *c, CK_OBJECT_HANDLE h)
 {
-    return modify(c, NULL, NULL, h, NULL);
+    return modify_simple(c, NULL, NULL, h, NULL);
 }
 
 void vtp_cache_note_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE other_half)

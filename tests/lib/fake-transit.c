@@ -29,6 +29,8 @@ static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static struct fkey *keys;
 static bool gate_closed;
 static unsigned tickets; /* requests let through the closed gate */
+static bool lists_held;  /* LIST answers wait (after the names are taken) */
+static unsigned lists_waiting;
 static CK_RV sign_rv = CKR_OK;
 static unsigned at_gate, in_sign, max_in_sign;
 static unsigned long sign_requests, sign_items;
@@ -78,6 +80,12 @@ static CK_RV f_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
     v = calloc(count + 1, sizeof(*v));
     for (struct fkey *k = keys; v != NULL && k != NULL; k = k->next)
         v[i++] = strdup(k->name);
+    /* a slow answer: the names as they were when asked */
+    lists_waiting++;
+    pthread_cond_broadcast(&changed);
+    while (lists_held)
+        pthread_cond_wait(&changed, &lock);
+    lists_waiting--;
     pthread_mutex_unlock(&lock);
     if (v == NULL)
         return CKR_HOST_MEMORY;
@@ -282,6 +290,7 @@ void fake_transit_install(void)
     pthread_mutex_lock(&lock);
     gate_closed = false;
     tickets = 0;
+    lists_held = false;
     sign_rv = CKR_OK;
     at_gate = in_sign = max_in_sign = 0;
     sign_requests = sign_items = 0;
@@ -350,6 +359,35 @@ bool fake_transit_wait_at_gate(unsigned n, long timeout_ms)
         if (pthread_cond_timedwait(&changed, &lock, &until) == ETIMEDOUT)
             break;
     ok = at_gate >= n;
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+void fake_transit_hold_lists(bool hold)
+{
+    pthread_mutex_lock(&lock);
+    lists_held = hold;
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+}
+
+bool fake_transit_wait_lists(unsigned n, long timeout_ms)
+{
+    struct timespec until;
+    bool ok;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&lock);
+    while (lists_waiting < n)
+        if (pthread_cond_timedwait(&changed, &lock, &until) == ETIMEDOUT)
+            break;
+    ok = lists_waiting >= n;
     pthread_mutex_unlock(&lock);
     return ok;
 }

@@ -30,6 +30,11 @@ void fake_transit_gate_release(unsigned n);
 /* Waits (up to timeout_ms) until at least n sign requests wait at the gate; false on timeout. */
 bool fake_transit_wait_at_gate(unsigned n, long timeout_ms);
 
+/* While held, LIST of the keys waits before it answers (with the names as they were when it
+ * was asked): a slow refresh. wait_lists: until n LIST requests wait (false on timeout). */
+void fake_transit_hold_lists(bool hold);
+bool fake_transit_wait_lists(unsigned n, long timeout_ms);
+
 /* The answer of every later sign request: CKR_OK (sign), or an error for the whole request. */
 void fake_transit_fail_signs(CK_RV rv);
 

@@ -10,6 +10,9 @@
  *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
  *  - reinit-under-load: 8 threads sign while the module is finalised and initialised three
  *    times: every signature verifies, no call waits for a request slot, no slot stays in flight;
+ *  - refresh-writers: while a cache refresh waits for a slow LIST, C_GenerateKeyPair,
+ *    C_DestroyObject and a search by label finish at once; the refreshed snapshot keeps the key
+ *    made meanwhile (same handle) and not the one destroyed (defect 5);
  *  - health-threads: an HTTP client whose addresses do not answer starts health check threads;
  *    once it is freed no thread of the module is left (they are joined, not detached).
  * No Vault is needed: the module's address is a closed port and every Transit call is the
@@ -403,6 +406,136 @@ static void reinit_under_load(EVP_PKEY *pk)
            load_ok);
 }
 
+/* --- a refresh that holds nothing writers need --- */
+
+static char config_ttl[600];
+
+struct finder {
+    pthread_t th;
+    CK_SESSION_HANDLE s;
+    CK_RV rv;
+    volatile bool returned;
+};
+
+static void *finder_main(void *arg)
+{
+    struct finder *fd = arg;
+    CK_OBJECT_CLASS c = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &c, sizeof(c)}};
+    CK_OBJECT_HANDLE h[8];
+    CK_ULONG n = 0;
+
+    fd->rv = f->C_FindObjectsInit(fd->s, t, 1);
+    if (fd->rv == CKR_OK) {
+        fd->rv = f->C_FindObjects(fd->s, h, 8, &n);
+        f->C_FindObjectsFinal(fd->s);
+    }
+    __atomic_store_n(&fd->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+struct maker {
+    pthread_t th;
+    CK_SESSION_HANDLE s;
+    CK_RV rv, drv;
+    CK_OBJECT_HANDLE pub, priv, pub2, priv2;
+    volatile bool returned;
+};
+
+static CK_RV make_key(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
+                      CK_OBJECT_HANDLE *priv)
+{
+    static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_BBOOL yes = CK_TRUE;
+    CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
+                         {CKA_TOKEN, &yes, sizeof(yes)},
+                         {CKA_LABEL, (void *)label, strlen(label)}};
+    CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)},
+                         {CKA_SIGN, &yes, sizeof(yes)},
+                         {CKA_LABEL, (void *)label, strlen(label)}};
+
+    return f->C_GenerateKeyPair(s, &m, pt, 3, vt, 3, pub, priv);
+}
+
+/* Makes "made", makes "gone" and destroys it, all while the refresh waits. */
+static void *maker_main(void *arg)
+{
+    struct maker *mk = arg;
+
+    mk->rv = make_key(mk->s, "made", &mk->pub, &mk->priv);
+    if (mk->rv == CKR_OK)
+        mk->rv = make_key(mk->s, "gone", &mk->pub2, &mk->priv2);
+    if (mk->rv == CKR_OK)
+        mk->drv = f->C_DestroyObject(mk->s, mk->priv2);
+    __atomic_store_n(&mk->returned, true, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static CK_ULONG find_by_label(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *h)
+{
+    CK_OBJECT_CLASS c = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &c, sizeof(c)}, {CKA_LABEL, (void *)label, strlen(label)}};
+    CK_OBJECT_HANDLE hs[4];
+    CK_ULONG n = 0;
+
+    if (f->C_FindObjectsInit(s, t, 2) != CKR_OK)
+        return 0;
+    f->C_FindObjects(s, hs, 4, &n);
+    f->C_FindObjectsFinal(s);
+    if (n > 0 && h != NULL)
+        *h = hs[0];
+    return n;
+}
+
+static void refresh_writers(void)
+{
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, config_ttl};
+    struct finder fd = {0};
+    struct maker mk = {0};
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE h = 0;
+    int64_t t0;
+
+    REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &fd.s),
+               CKR_OK);
+    mk.s = s;
+    CHECK(find_by_label(s, "k", NULL) == 1, "refresh-writers: key k not found");
+    /* The snapshot goes stale (cache_ttl = 1s); the next search refreshes, and its LIST hangs. */
+    fake_transit_hold_lists(true);
+    sleep_ms(1100);
+    REQUIRE_RV(pthread_create(&fd.th, NULL, finder_main, &fd) == 0 ? CKR_OK : CKR_GENERAL_ERROR,
+               CKR_OK);
+    REQUIRE_RV(fake_transit_wait_lists(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    t0 = now_ms();
+    REQUIRE_RV(pthread_create(&mk.th, NULL, maker_main, &mk) == 0 ? CKR_OK : CKR_GENERAL_ERROR,
+               CKR_OK);
+    for (int i = 0; i < 2000 && !__atomic_load_n(&mk.returned, __ATOMIC_SEQ_CST); i++)
+        sleep_ms(1);
+    CHECK(__atomic_load_n(&mk.returned, __ATOMIC_SEQ_CST),
+          "refresh-writers: C_GenerateKeyPair/C_DestroyObject still waiting after %lld ms for a "
+          "refresh that waits for Vault",
+          (long long)(now_ms() - t0));
+    CHECK(!__atomic_load_n(&fd.returned, __ATOMIC_SEQ_CST),
+          "refresh-writers: the refreshing search did not wait for its LIST");
+    fake_transit_hold_lists(false);
+    pthread_join(mk.th, NULL);
+    pthread_join(fd.th, NULL);
+    CHECK(mk.rv == CKR_OK && mk.drv == CKR_OK, "refresh-writers: keygen %s, destroy %s",
+          vtp_rv_name(mk.rv), vtp_rv_name(mk.drv));
+    CHECK_RV(fd.rv, CKR_OK);
+    /* The refresh listed the keys before "made" existed and while "gone" did: what it
+     * published must still show the first (with the handle the caller got) and not the second. */
+    CHECK(find_by_label(s, "made", &h) == 1 && h == mk.priv,
+          "refresh-writers: after the refresh, the key made meanwhile is missing or has another "
+          "handle");
+    CHECK(find_by_label(s, "gone", NULL) == 0,
+          "refresh-writers: after the refresh, the key destroyed meanwhile is back");
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 static int count_threads(void)
 {
     char path[64];
@@ -479,7 +612,7 @@ int main(void)
 {
     struct sigaction sa;
     EVP_PKEY *pk, *pk2;
-    char dir[] = "/tmp/vtp-lifetime.XXXXXX", path[300];
+    char dir[] = "/tmp/vtp-lifetime.XXXXXX", path[300], path2[300];
     FILE *fp;
 
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -508,15 +641,24 @@ int main(void)
                 "[module]\nbatch_concurrency = 2\n[slot fake]\nmount = transit\nlabel = fake\n");
     fclose(fp);
     snprintf(config_arg, sizeof(config_arg), "config=%s", path);
+    snprintf(path2, sizeof(path2), "%s/fake-ttl.conf", dir);
+    fp = fopen(path2, "w");
+    REQUIRE_RV(fp != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    fprintf(fp, "[vault]\naddress = http://127.0.0.1:9\nauth = token\ntimeout = 5\n"
+                "[slot fake]\nmount = transit\nlabel = fake\ncache_ttl = 1s\n");
+    fclose(fp);
+    snprintf(config_ttl, sizeof(config_ttl), "config=%s", path2);
     setenv("VAULT_TOKEN", "fake-token", 1);
     unsetenv("VAULT_ADDR");
     REQUIRE_RV(C_GetFunctionList(&f), CKR_OK);
 
     finalize_in_flight(pk);
     reinit_under_load(pk);
+    refresh_writers();
     health_threads();
 
     unlink(path);
+    unlink(path2);
     rmdir(dir);
     EVP_PKEY_free(pk);
     EVP_PKEY_free(pk2);
