@@ -13,6 +13,7 @@
 #include "cache.h"
 #include "cfg.h"
 #include "crypt.h"
+#include "find.h"
 #include "keygen.h"
 #include "mech.h"
 #include "module.h"
@@ -41,7 +42,8 @@ static struct vtp_http *http;
 static CK_FUNCTION_LIST function_list;
 
 /* After fork() the child must call C_Initialize again: everything the parent had is
- * forgotten (not freed: its locks may be held by threads that do not exist here). */
+ * forgotten (not freed: its locks may be held by threads that do not exist here). The module's
+ * one atfork handler: every file's state is reset from here. */
 static void atfork_child(void)
 {
     pthread_mutex_init(&init_lock, NULL);
@@ -56,6 +58,7 @@ static void atfork_child(void)
         http = NULL;
         config = NULL;
     }
+    vtp_auth_atfork_child();
     vtp_log_reset();
 }
 
@@ -79,6 +82,8 @@ static CK_RV enter(void)
 {
     CK_RV rv;
 
+    if (this_thread_entered)
+        return vtp_module_check(); /* counted in already (one count per call) */
     __atomic_add_fetch(&calls_in_flight, 1, __ATOMIC_SEQ_CST);
     rv = vtp_module_check();
     if (rv != CKR_OK) {
@@ -137,13 +142,12 @@ static CK_RV done(const char *func, CK_RV rv)
             return DONE(check_rv_);                                                                \
     } while (0)
 
-/* Entry points of session-bound operations share this shape. */
-#define WITH_SESSION(h, expr)                                                                      \
+/* Entry points of session-bound operations share this shape: IN_SESSION after the entry point's
+ * own CHECK_INIT and argument checks, WITH_SESSION when there are none. */
+#define IN_SESSION(h, expr)                                                                        \
     do {                                                                                           \
         struct vtp_session *s_;                                                                    \
-        CK_RV rv_;                                                                                 \
-        CHECK_INIT();                                                                              \
-        rv_ = vtp_session_acquire((h), &s_);                                                       \
+        CK_RV rv_ = vtp_session_acquire((h), &s_);                                                 \
         if (rv_ != CKR_OK)                                                                         \
             return DONE(rv_);                                                                      \
         {                                                                                          \
@@ -152,6 +156,12 @@ static CK_RV done(const char *func, CK_RV rv)
         }                                                                                          \
         vtp_session_release(s_);                                                                   \
         return DONE(rv_);                                                                          \
+    } while (0)
+
+#define WITH_SESSION(h, expr)                                                                      \
+    do {                                                                                           \
+        CHECK_INIT();                                                                              \
+        IN_SESSION(h, expr);                                                                       \
     } while (0)
 
 /* Entry points the module does not offer: initialised or not, they say so. */
@@ -634,120 +644,28 @@ static CK_RV fn_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_
 
 static CK_RV fn_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count)
 {
-    struct vtp_session *s;
-    struct vtp_snapshot *snap = NULL;
-    const CK_ATTRIBUTE *by;
-    bool logged_in;
-    CK_RV rv;
-
     CHECK_INIT();
     if (tmpl == NULL && count != 0)
         return DONE(CKR_ARGUMENTS_BAD);
     for (CK_ULONG i = 0; i < count; i++)
         if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0)
             return DONE(CKR_ARGUMENTS_BAD);
-    rv = vtp_session_acquire(h, &s);
-    if (rv != CKR_OK)
-        return DONE(rv);
-    if (s->find_active) {
-        rv = CKR_OPERATION_ACTIVE;
-        goto out;
-    }
-    if (vtp_slot_login_required(s->slot) && !vtp_slot_is_logged_in(s->slot)) {
-        /* auth = pin: without the PIN there is no token to ask Vault with: nothing to show */
-        s->found = NULL;
-        s->n_found = s->find_pos = 0;
-        s->find_active = true;
-        goto out;
-    }
-    /* A search by CKA_ID or CKA_LABEL loads only the keys that can match; any other search
-     * needs every key of the slot. */
-    by = vtp_attr_find(tmpl, count, CKA_ID);
-    if (by == NULL)
-        by = vtp_attr_find(tmpl, count, CKA_LABEL);
-    if (by != NULL && by->pValue == NULL && by->ulValueLen != 0) {
-        rv = CKR_ARGUMENTS_BAD;
-        goto out;
-    }
-    rv = vtp_cache_get(s->slot->cache, true, by == NULL, &snap);
-    if (rv == CKR_OK && by != NULL && !snap->complete) {
-        rv = vtp_cache_resolve(s->slot->cache, by->type, by->pValue, by->ulValueLen);
-        vtp_snapshot_unref(snap);
-        snap = NULL;
-        if (rv == CKR_OK)
-            rv = vtp_cache_get(s->slot->cache, false, false, &snap);
-    }
-    if (rv != CKR_OK)
-        goto out;
-    logged_in = vtp_slot_is_logged_in(s->slot);
-    s->found = malloc((snap->n * 2 + snap->n_certs + 1) * sizeof(*s->found));
-    if (s->found == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    s->n_found = s->find_pos = 0;
-    for (size_t i = 0; i < snap->n; i++) {
-        struct vtp_key *k = snap->keys[i];
-        if ((!k->private_is_private || logged_in) &&
-            vtp_attr_match(k, CKO_PRIVATE_KEY, tmpl, count))
-            s->found[s->n_found++] = k->priv_handle;
-        if (vtp_attr_match(k, CKO_PUBLIC_KEY, tmpl, count))
-            s->found[s->n_found++] = k->pub_handle;
-    }
-    for (size_t i = 0; i < snap->n_certs; i++) {
-        struct vtp_obj o = {CKO_CERTIFICATE, NULL, snap->certs[i]};
-        if (vtp_obj_match(&o, tmpl, count))
-            s->found[s->n_found++] = snap->certs[i]->handle;
-    }
-    s->find_active = true;
-    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", s->n_found,
-                  snap->n * 2 + snap->n_certs, count);
-out:
-    vtp_snapshot_unref(snap);
-    vtp_session_release(s);
-    return DONE(rv);
+    IN_SESSION(h, vtp_find_init(s, tmpl, count));
 }
 
 static CK_RV fn_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max,
                            CK_ULONG_PTR count)
 {
-    struct vtp_session *s;
-    CK_ULONG n = 0;
-    CK_RV rv;
-
     CHECK_INIT();
     if ((out == NULL && max != 0) || count == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    rv = vtp_session_acquire(h, &s);
-    if (rv != CKR_OK)
-        return DONE(rv);
-    if (!s->find_active) {
-        rv = CKR_OPERATION_NOT_INITIALIZED;
-    } else {
-        while (n < max && s->find_pos < s->n_found)
-            out[n++] = s->found[s->find_pos++];
-        *count = n;
-    }
-    vtp_session_release(s);
-    return DONE(rv);
+    IN_SESSION(h, vtp_find_next(s, out, max, count));
 }
 
 static CK_RV fn_FindObjectsFinal(CK_SESSION_HANDLE h)
 {
-    struct vtp_session *s;
-    CK_RV rv;
-
-    CHECK_INIT();
-    rv = vtp_session_acquire(h, &s);
-    if (rv != CKR_OK)
-        return DONE(rv);
-    if (!s->find_active)
-        rv = CKR_OPERATION_NOT_INITIALIZED;
-    vtp_session_find_reset(s);
-    vtp_session_release(s);
-    return DONE(rv);
+    WITH_SESSION(h, vtp_find_final(s));
 }
-
 
 static CK_RV fn_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {

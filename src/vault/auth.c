@@ -396,25 +396,19 @@ struct auth_state {
 
 static pthread_mutex_t states_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct auth_state *states;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* The state and token generation the calling thread's current request started with (set by
  * `before`, read by `relogin` of the same request). */
 static __thread struct auth_state *tls_state;
 static __thread unsigned long tls_gen;
 
-/* In a fork child the parent's states may be locked by threads that do not exist here: forget
- * them (the module is initialised afresh in the child). */
-static void atfork_child(void)
+/* In a fork child (from the module's one atfork handler) the parent's states may be locked by
+ * threads that do not exist here: forget them (the module is initialised afresh in the child). */
+void vtp_auth_atfork_child(void)
 {
     pthread_mutex_init(&states_lock, NULL);
     states = NULL;
     tls_state = NULL;
-}
-
-static void register_atfork(void)
-{
-    pthread_atfork(NULL, NULL, atfork_child);
 }
 
 static bool method_logs_in(enum vtp_auth_method m)
@@ -863,7 +857,6 @@ CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf)
 
     VTP_RETURN_VAL_IF_FAIL(h != NULL && conf != NULL, CKR_ARGUMENTS_BAD);
 
-    pthread_once(&atfork_once, register_atfork);
     st = calloc(1, sizeof(*st));
     if (st == NULL)
         return CKR_HOST_MEMORY;

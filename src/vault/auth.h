@@ -15,6 +15,8 @@ CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf);
 
 /* Forgets what vtp_auth_start kept for h; call before vtp_http_free(h). NULL is fine. */
 void vtp_auth_stop(struct vtp_http *h);
+/* In a fork child: forget the parent's auth states (called by the module's atfork handler). */
+void vtp_auth_atfork_child(void);
 
 /* auth=pin: C_Login's PIN is the token. Checks it with auth/token/lookup-self:
  * CKR_PIN_INCORRECT if Vault refuses it, CKR_DEVICE_ERROR if no server answered. A renewable
