@@ -48,13 +48,13 @@ static CK_RV crypt_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_P
     rv = oaep_params(m);
     if (rv != CKR_OK)
         return rv;
-    if (vtp_cache_lookup(s->slot->cache, h, &key, &cls) != CKR_OK)
+    if (vtp_cache_lookup(vtp_slot_cache(vtp_session_slot(s)), h, &key, &cls) != CKR_OK)
         return CKR_KEY_HANDLE_INVALID;
     if (key->kt->kind != VTP_KIND_RSA) {
         rv = CKR_KEY_TYPE_INCONSISTENT;
     } else if (cls != (encrypt ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY)) {
         rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
-    } else if (!encrypt && key->private_is_private && !vtp_slot_is_logged_in(s->slot)) {
+    } else if (!encrypt && key->private_is_private && !vtp_slot_is_logged_in(vtp_session_slot(s))) {
         rv = CKR_USER_NOT_LOGGED_IN;
     }
     if (rv != CKR_OK) {
@@ -70,18 +70,18 @@ static CK_RV crypt_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_P
 
 CK_RV vtp_encrypt_init(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
-    return crypt_init(s, &s->encrypt, mech, key, true);
+    return crypt_init(s, vtp_session_op(s, VTP_OP_ENCRYPT), mech, key, true);
 }
 
 CK_RV vtp_decrypt_init(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
-    return crypt_init(s, &s->decrypt, mech, key, false);
+    return crypt_init(s, vtp_session_op(s, VTP_OP_DECRYPT), mech, key, false);
 }
 
 CK_RV vtp_encrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                   CK_ULONG_PTR out_len)
 {
-    struct vtp_op *op = &s->encrypt;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_ENCRYPT);
     size_t k, len;
     EVP_PKEY_CTX *ctx = NULL;
     CK_RV rv = CKR_GENERAL_ERROR;
@@ -126,7 +126,7 @@ end:
 CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                   CK_ULONG_PTR out_len)
 {
-    struct vtp_op *op = &s->decrypt;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_DECRYPT);
     size_t k, max;
     CK_RV rv;
 
@@ -149,7 +149,7 @@ CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
             *out_len = max;
             return CKR_OK;
         }
-        rv = vtp_transit_decrypt(&s->slot->transit, op->key->name, op->key->version, in, in_len,
+        rv = vtp_transit_decrypt(vtp_slot_transit(vtp_session_slot(s)), op->key->name, op->key->version, in, in_len,
                                  &op->result, &op->result_len);
         if (rv == CKR_ARGUMENTS_BAD || rv == CKR_FUNCTION_FAILED)
             rv = CKR_ENCRYPTED_DATA_INVALID; /* Transit's "decryption error" and friends */
@@ -173,7 +173,7 @@ end:
 
 CK_RV vtp_digest_init(struct vtp_session *s, CK_MECHANISM_PTR m)
 {
-    struct vtp_op *op = &s->digest;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_DIGEST);
     const struct vtp_mech *mech;
 
     VTP_RETURN_VAL_IF_FAIL(m != NULL, CKR_ARGUMENTS_BAD);
@@ -228,7 +228,7 @@ static CK_RV digest_out(struct vtp_op *op, const unsigned char *in, size_t in_le
 CK_RV vtp_digest(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                  CK_ULONG_PTR out_len)
 {
-    struct vtp_op *op = &s->digest;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_DIGEST);
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
@@ -245,7 +245,7 @@ CK_RV vtp_digest(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE
 
 CK_RV vtp_digest_update(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len)
 {
-    struct vtp_op *op = &s->digest;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_DIGEST);
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
@@ -259,7 +259,7 @@ CK_RV vtp_digest_update(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len)
 
 CK_RV vtp_digest_final(struct vtp_session *s, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-    struct vtp_op *op = &s->digest;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_DIGEST);
 
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
@@ -272,7 +272,7 @@ CK_RV vtp_random(struct vtp_session *s, CK_BYTE_PTR out, CK_ULONG len)
     if (len == 0)
         return CKR_OK;
     /* auth = pin: the slot's token exists only while it is logged in */
-    if (vtp_slot_login_required(s->slot) && !vtp_slot_is_logged_in(s->slot))
+    if (vtp_slot_login_required(vtp_session_slot(s)) && !vtp_slot_is_logged_in(vtp_session_slot(s)))
         return CKR_USER_NOT_LOGGED_IN;
-    return vtp_transit_random(&s->slot->transit, out, len);
+    return vtp_transit_random(vtp_slot_transit(vtp_session_slot(s)), out, len);
 }

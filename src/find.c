@@ -13,18 +13,20 @@
 
 CK_RV vtp_find_init(struct vtp_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG count)
 {
+    struct vtp_find *f = vtp_session_find(s);
+    struct vtp_slot *slot = vtp_session_slot(s);
     struct vtp_snapshot *snap = NULL;
     const CK_ATTRIBUTE *by;
     bool logged_in;
     CK_RV rv = CKR_OK;
 
-    if (s->find_active)
+    if (f->active)
         return CKR_OPERATION_ACTIVE;
-    if (vtp_slot_login_required(s->slot) && !vtp_slot_is_logged_in(s->slot)) {
+    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)) {
         /* auth = pin: without the PIN there is no token to ask Vault with: nothing to show */
-        s->found = NULL;
-        s->n_found = s->find_pos = 0;
-        s->find_active = true;
+        f->found = NULL;
+        f->n_found = f->pos = 0;
+        f->active = true;
         return CKR_OK;
     }
     /* A search by CKA_ID or CKA_LABEL loads only the keys that can match; any other search
@@ -34,38 +36,38 @@ CK_RV vtp_find_init(struct vtp_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG co
         by = vtp_attr_find(tmpl, count, CKA_LABEL);
     if (by != NULL && by->pValue == NULL && by->ulValueLen != 0)
         return CKR_ARGUMENTS_BAD;
-    rv = vtp_cache_get(s->slot->cache, true, by == NULL, &snap);
+    rv = vtp_cache_get(vtp_slot_cache(slot), true, by == NULL, &snap);
     if (rv == CKR_OK && by != NULL && !snap->complete) {
-        rv = vtp_cache_resolve(s->slot->cache, by->type, by->pValue, by->ulValueLen);
+        rv = vtp_cache_resolve(vtp_slot_cache(slot), by->type, by->pValue, by->ulValueLen);
         vtp_snapshot_unref(snap);
         snap = NULL;
         if (rv == CKR_OK)
-            rv = vtp_cache_get(s->slot->cache, false, false, &snap);
+            rv = vtp_cache_get(vtp_slot_cache(slot), false, false, &snap);
     }
     if (rv != CKR_OK)
         goto out;
-    logged_in = vtp_slot_is_logged_in(s->slot);
-    s->found = malloc((snap->n * 2 + snap->n_certs + 1) * sizeof(*s->found));
-    if (s->found == NULL) {
+    logged_in = vtp_slot_is_logged_in(slot);
+    f->found = malloc((snap->n * 2 + snap->n_certs + 1) * sizeof(*f->found));
+    if (f->found == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    s->n_found = s->find_pos = 0;
+    f->n_found = f->pos = 0;
     for (size_t i = 0; i < snap->n; i++) {
         struct vtp_key *k = snap->keys[i];
         if ((!k->private_is_private || logged_in) &&
             vtp_attr_match(k, CKO_PRIVATE_KEY, tmpl, count))
-            s->found[s->n_found++] = k->priv_handle;
+            f->found[f->n_found++] = k->priv_handle;
         if (vtp_attr_match(k, CKO_PUBLIC_KEY, tmpl, count))
-            s->found[s->n_found++] = k->pub_handle;
+            f->found[f->n_found++] = k->pub_handle;
     }
     for (size_t i = 0; i < snap->n_certs; i++) {
         struct vtp_obj o = {CKO_CERTIFICATE, NULL, snap->certs[i]};
         if (vtp_obj_match(&o, tmpl, count))
-            s->found[s->n_found++] = snap->certs[i]->handle;
+            f->found[f->n_found++] = snap->certs[i]->handle;
     }
-    s->find_active = true;
-    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", s->n_found,
+    f->active = true;
+    VTP_LOG_DEBUG("%zu of %zu objects match %lu attribute(s)", f->n_found,
                   snap->n * 2 + snap->n_certs, count);
 out:
     vtp_snapshot_unref(snap);
@@ -74,20 +76,22 @@ out:
 
 CK_RV vtp_find_next(struct vtp_session *s, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count)
 {
+    struct vtp_find *f = vtp_session_find(s);
     CK_ULONG n = 0;
 
-    if (!s->find_active)
+    if (!f->active)
         return CKR_OPERATION_NOT_INITIALIZED;
-    while (n < max && s->find_pos < s->n_found)
-        out[n++] = s->found[s->find_pos++];
+    while (n < max && f->pos < f->n_found)
+        out[n++] = f->found[f->pos++];
     *count = n;
     return CKR_OK;
 }
 
 CK_RV vtp_find_final(struct vtp_session *s)
 {
-    CK_RV rv = s->find_active ? CKR_OK : CKR_OPERATION_NOT_INITIALIZED;
+    struct vtp_find *f = vtp_session_find(s);
+    CK_RV rv = f->active ? CKR_OK : CKR_OPERATION_NOT_INITIALIZED;
 
-    vtp_session_find_reset(s);
+    vtp_find_reset(f);
     return rv;
 }

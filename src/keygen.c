@@ -311,7 +311,7 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
 /* A name no key of the slot has: from the label if possible, else "key-<random hex>". */
 static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out)
 {
-    const char *prefix = s->slot->conf->key_prefix ? s->slot->conf->key_prefix : "";
+    const char *prefix = vtp_slot_conf(vtp_session_slot(s))->key_prefix ? vtp_slot_conf(vtp_session_slot(s))->key_prefix : "";
     char *base = NULL, *name = NULL;
     struct vtp_transit_key *tk = NULL;
 
@@ -336,7 +336,7 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
         else
             snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3]);
         /* Transit's create returns an existing key unchanged: make sure there is none. */
-        rv = vtp_transit_read_key(&s->slot->transit, name, &tk);
+        rv = vtp_transit_read_key(vtp_slot_transit(vtp_session_slot(s)), name, &tk);
         vtp_transit_key_free(tk);
         tk = NULL;
         if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
@@ -358,7 +358,7 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
 
 static CK_RV store_meta(struct vtp_session *s, const char *name, const struct gen_req *req)
 {
-    const struct vtp_transit *t = &s->slot->transit;
+    const struct vtp_transit *t = vtp_slot_transit(vtp_session_slot(s));
     json_t *data = json_object();
     char *hex = NULL, *path = NULL, *label = NULL;
     CK_RV rv = CKR_HOST_MEMORY;
@@ -392,7 +392,7 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
                       CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
                       CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
-    struct vtp_slot *slot = s->slot;
+    struct vtp_slot *slot = vtp_session_slot(s);
     struct vtp_transit_key *tk = NULL;
     struct vtp_key *k = NULL;
     struct gen_req req;
@@ -406,14 +406,14 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &req);
     if (rv != CKR_OK)
         return rv;
-    if (!(s->flags & CKF_RW_SESSION))
+    if (!(vtp_session_flags(s) & CKF_RW_SESSION))
         return CKR_SESSION_READ_ONLY;
     if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
         return CKR_USER_NOT_LOGGED_IN;
     rv = choose_name(s, &req, &name);
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_create_key(&slot->transit, name, req.kt->transit_type, &tk);
+    rv = vtp_transit_create_key(vtp_slot_transit(slot), name, req.kt->transit_type, &tk);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
                     vtp_rv_name(rv));
@@ -424,21 +424,21 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         rv = CKR_FUNCTION_FAILED;
         goto out;
     }
-    if (slot->transit.kv_mount != NULL && (req.id != NULL || req.label != NULL)) {
+    if (vtp_slot_transit(slot)->kv_mount != NULL && (req.id != NULL || req.label != NULL)) {
         rv = store_meta(s, name, &req);
         if (rv != CKR_OK) {
             VTP_LOG_ERR("key %s created, but its CKA_ID/CKA_LABEL could not be stored in KV "
                         "%s (%s); removing the key again",
-                        name, slot->transit.kv_mount, vtp_rv_name(rv));
-            (void)vtp_transit_delete_key(&slot->transit, name);
+                        name, vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
+            (void)vtp_transit_delete_key(vtp_slot_transit(slot), name);
             goto out;
         }
         /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
         if (req.id != NULL)
-            (void)vtp_cache_index(&slot->transit, CKA_ID, req.id->pValue, req.id->ulValueLen,
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, req.id->pValue, req.id->ulValueLen,
                                   name, true);
         if (req.label != NULL)
-            (void)vtp_cache_index(&slot->transit, CKA_LABEL, req.label->pValue,
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, req.label->pValue,
                                   req.label->ulValueLen, name, true);
         meta = json_object();
         if (meta == NULL) {
@@ -460,9 +460,9 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     } else if (req.id != NULL || req.label != NULL) {
         VTP_LOG_INFO("no kv_mount for slot %s: key %s shows an id and label derived from its "
                      "name after a restart",
-                     slot->conf->name, name);
+                     vtp_slot_conf(slot)->name, name);
     }
-    rv = vtp_key_build(tk, meta, slot->conf->key_prefix, &k);
+    rv = vtp_key_build(tk, meta, vtp_slot_conf(slot)->key_prefix, &k);
     if (rv != CKR_OK)
         goto out;
     if (meta == NULL) {
@@ -489,7 +489,7 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         }
     }
     k->private_is_private = vtp_slot_login_required(slot);
-    rv = vtp_cache_put(slot->cache, k);
+    rv = vtp_cache_put(vtp_slot_cache(slot), k);
     if (rv != CKR_OK)
         goto out;
     VTP_LOG_INFO("created Transit key %s (%s), objects %lu/%lu", name, req.kt->transit_type,
@@ -508,19 +508,19 @@ static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert);
 
 CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
 {
-    struct vtp_slot *slot = s->slot;
+    struct vtp_slot *slot = vtp_session_slot(s);
     struct vtp_obj o = {0};
     struct vtp_key *k = NULL;
     char *path = NULL;
     CK_RV rv;
 
-    rv = vtp_cache_lookup_obj(slot->cache, h, &o);
+    rv = vtp_cache_lookup_obj(vtp_slot_cache(slot), h, &o);
     if (rv != CKR_OK) {
-        if (vtp_cache_take_destroyed(slot->cache, h))
+        if (vtp_cache_take_destroyed(vtp_slot_cache(slot), h))
             return CKR_OK; /* its pair was destroyed already, and with it this object */
         return rv;
     }
-    if (!(s->flags & CKF_RW_SESSION)) {
+    if (!(vtp_session_flags(s) & CKF_RW_SESSION)) {
         vtp_obj_release(&o);
         return CKR_SESSION_READ_ONLY;
     }
@@ -532,8 +532,8 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         return rv;
     }
     k = o.key;
-    if (!slot->conf->allow_destroy) {
-        VTP_LOG_INFO("slot %s: allow_destroy = false, key %s kept", slot->conf->name, k->name);
+    if (!vtp_slot_conf(slot)->allow_destroy) {
+        VTP_LOG_INFO("slot %s: allow_destroy = false, key %s kept", vtp_slot_conf(slot)->name, k->name);
         rv = CKR_ACTION_PROHIBITED;
         goto out;
     }
@@ -542,25 +542,25 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         goto out;
     }
     /* Destroying either half deletes the Transit key, and so both objects. */
-    rv = vtp_transit_delete_key(&slot->transit, k->name);
+    rv = vtp_transit_delete_key(vtp_slot_transit(slot), k->name);
     if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
         rv = CKR_OK; /* already gone */
     if (rv != CKR_OK) {
         VTP_LOG_ERR("deleting Transit key %s failed: %s", k->name, vtp_rv_name(rv));
         goto out;
     }
-    if (slot->transit.kv_mount != NULL) {
-        path = vtp_cache_meta_path(&slot->transit, k->name);
-        if (path == NULL || vtp_kv_delete(&slot->transit, path) != CKR_OK)
+    if (vtp_slot_transit(slot)->kv_mount != NULL) {
+        path = vtp_cache_meta_path(vtp_slot_transit(slot), k->name);
+        if (path == NULL || vtp_kv_delete(vtp_slot_transit(slot), path) != CKR_OK)
             VTP_LOG_WARN("key %s deleted; its KV metadata could not be removed", k->name);
         if (k->id_stored) {
-            (void)vtp_cache_index(&slot->transit, CKA_ID, k->id, k->id_len, k->name, false);
-            (void)vtp_cache_index(&slot->transit, CKA_LABEL, k->label, strlen(k->label),
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, k->id, k->id_len, k->name, false);
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, k->label, strlen(k->label),
                                   k->name, false);
         }
     }
-    rv = vtp_cache_remove(slot->cache, k->name);
-    vtp_cache_note_destroyed(slot->cache, h == k->priv_handle ? k->pub_handle : k->priv_handle);
+    rv = vtp_cache_remove(vtp_slot_cache(slot), k->name);
+    vtp_cache_note_destroyed(vtp_slot_cache(slot), h == k->priv_handle ? k->pub_handle : k->priv_handle);
     VTP_LOG_INFO("deleted Transit key %s (objects %lu and %lu)", k->name, k->priv_handle,
                  k->pub_handle);
 out:
@@ -574,9 +574,9 @@ out:
 
 static CK_RV need_kv(struct vtp_slot *slot, const char *what)
 {
-    if (slot->transit.kv_mount != NULL)
+    if (vtp_slot_transit(slot)->kv_mount != NULL)
         return CKR_OK;
-    VTP_LOG_INFO("slot %s has no kv_mount: %s cannot be stored", slot->conf->name, what);
+    VTP_LOG_INFO("slot %s has no kv_mount: %s cannot be stored", vtp_slot_conf(slot)->name, what);
     return CKR_TOKEN_WRITE_PROTECTED;
 }
 
@@ -642,9 +642,9 @@ static CK_RV check_cert_template(const CK_ATTRIBUTE *t, CK_ULONG n)
 CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
                         CK_OBJECT_HANDLE_PTR out)
 {
-    struct vtp_slot *slot = s->slot;
+    struct vtp_slot *slot = vtp_session_slot(s);
     const CK_ATTRIBUTE *cls, *value, *id, *label;
-    const char *prefix = slot->conf->key_prefix ? slot->conf->key_prefix : "";
+    const char *prefix = vtp_slot_conf(slot)->key_prefix ? vtp_slot_conf(slot)->key_prefix : "";
     struct vtp_cert *cert = NULL;
     char *name = NULL, *path = NULL;
     json_t *data = NULL;
@@ -662,7 +662,7 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     rv = check_cert_template(tmpl, count);
     if (rv != CKR_OK)
         return rv;
-    if (!(s->flags & CKF_RW_SESSION))
+    if (!(vtp_session_flags(s) & CKF_RW_SESSION))
         return CKR_SESSION_READ_ONLY;
     if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
         return CKR_USER_NOT_LOGGED_IN;
@@ -691,19 +691,19 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     snprintf(name, n, "%scert-%02x%02x%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3],
              rnd[4], rnd[5]);
     cert->kv_name = strdup(name);
-    path = vtp_cache_cert_path(&slot->transit, name);
+    path = vtp_cache_cert_path(vtp_slot_transit(slot), name);
     data = vtp_cert_to_json(cert);
     if (cert->kv_name == NULL || path == NULL || data == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    rv = vtp_kv_write(&slot->transit, path, data);
+    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
     if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name, slot->transit.kv_mount,
+        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name, vtp_slot_transit(slot)->kv_mount,
                     vtp_rv_name(rv));
         goto out;
     }
-    rv = vtp_cache_put_cert(slot->cache, cert);
+    rv = vtp_cache_put_cert(vtp_slot_cache(slot), cert);
     if (rv != CKR_OK)
         goto out;
     VTP_LOG_INFO("stored certificate %s, object %lu", name, cert->handle);
@@ -718,7 +718,7 @@ out:
 
 static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert)
 {
-    struct vtp_slot *slot = s->slot;
+    struct vtp_slot *slot = vtp_session_slot(s);
     char *path;
     CK_RV rv;
 
@@ -726,23 +726,23 @@ static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert)
         VTP_LOG_INFO("certificate from %s is read-only", cert->kv_name);
         return CKR_ACTION_PROHIBITED;
     }
-    path = vtp_cache_cert_path(&slot->transit, cert->kv_name);
+    path = vtp_cache_cert_path(vtp_slot_transit(slot), cert->kv_name);
     if (path == NULL)
         return CKR_HOST_MEMORY;
-    rv = vtp_kv_delete(&slot->transit, path);
+    rv = vtp_kv_delete(vtp_slot_transit(slot), path);
     free(path);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("deleting certificate %s from KV failed: %s", cert->kv_name,
                     vtp_rv_name(rv));
         return rv;
     }
-    return vtp_cache_remove_cert(slot->cache, cert->handle);
+    return vtp_cache_remove_cert(vtp_slot_cache(slot), cert->handle);
 }
 
 CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR tmpl,
                      CK_ULONG count)
 {
-    struct vtp_slot *slot = s->slot;
+    struct vtp_slot *slot = vtp_session_slot(s);
     const CK_ATTRIBUTE *id = NULL, *label = NULL;
     struct vtp_obj o = {0};
     struct vtp_key *nk = NULL;
@@ -752,7 +752,7 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     CK_RV rv;
 
     VTP_RETURN_VAL_IF_FAIL(tmpl != NULL || count == 0, CKR_ARGUMENTS_BAD);
-    rv = vtp_cache_lookup_obj(slot->cache, h, &o);
+    rv = vtp_cache_lookup_obj(vtp_slot_cache(slot), h, &o);
     if (rv != CKR_OK)
         return rv;
     for (CK_ULONG i = 0; i < count; i++) {
@@ -779,7 +779,7 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     }
     if (label != NULL && (rv = check_label(label)) != CKR_OK)
         goto out;
-    if (!(s->flags & CKF_RW_SESSION)) {
+    if (!(vtp_session_flags(s) & CKF_RW_SESSION)) {
         rv = CKR_SESSION_READ_ONLY;
         goto out;
     }
@@ -801,7 +801,7 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
             goto out;
         hex = vtp_hex_encode(nk->id, nk->id_len);
         data = json_object();
-        path = vtp_cache_meta_path(&slot->transit, nk->name);
+        path = vtp_cache_meta_path(vtp_slot_transit(slot), nk->name);
         if (hex == NULL || data == NULL || path == NULL ||
             json_object_set_new(data, "id", json_string(hex)) != 0 ||
             json_object_set_new(data, "label", json_string(nk->label)) != 0) {
@@ -814,13 +814,13 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
         if (rv != CKR_OK)
             goto out;
         data = vtp_cert_to_json(nc);
-        path = vtp_cache_cert_path(&slot->transit, nc->kv_name);
+        path = vtp_cache_cert_path(vtp_slot_transit(slot), nc->kv_name);
         if (data == NULL || path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
     }
-    rv = vtp_kv_write(&slot->transit, path, data);
+    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("storing the new label/id in KV failed: %s", vtp_rv_name(rv));
         goto out;
@@ -828,15 +828,15 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     if (nk != NULL) {
         const struct vtp_key *ok = o.key;
         if (ok->id_stored) {
-            (void)vtp_cache_index(&slot->transit, CKA_ID, ok->id, ok->id_len, ok->name, false);
-            (void)vtp_cache_index(&slot->transit, CKA_LABEL, ok->label, strlen(ok->label),
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name, false);
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
                                   ok->name, false);
         }
-        (void)vtp_cache_index(&slot->transit, CKA_ID, nk->id, nk->id_len, nk->name, true);
-        (void)vtp_cache_index(&slot->transit, CKA_LABEL, nk->label, strlen(nk->label), nk->name,
+        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
+        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label), nk->name,
                               true);
     }
-    rv = nk != NULL ? vtp_cache_put(slot->cache, nk) : vtp_cache_put_cert(slot->cache, nc);
+    rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk) : vtp_cache_put_cert(vtp_slot_cache(slot), nc);
 out:
     json_decref(data);
     free(path);

@@ -475,8 +475,8 @@ static CK_RV fn_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    info->slotID = s->slot->id;
-    info->flags = s->flags;
+    info->slotID = vtp_slot_id(vtp_session_slot(s));
+    info->flags = vtp_session_flags(s);
     info->state = vtp_session_state(s);
     info->ulDeviceError = 0;
     vtp_session_release(s);
@@ -498,7 +498,7 @@ static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pi
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    slot = s->slot;
+    slot = vtp_session_slot(s);
     if (user == CKU_SO) {
         /* There is no security officer: Vault's operators hold that role. */
         rv = vtp_slot_is_logged_in(slot) ? CKR_USER_ANOTHER_ALREADY_LOGGED_IN
@@ -533,7 +533,7 @@ static CK_RV fn_Logout(CK_SESSION_HANDLE h)
     rv = vtp_session_acquire(h, &s);
     if (rv != CKR_OK)
         return DONE(rv);
-    rv = vtp_slot_logout(s->slot);
+    rv = vtp_slot_logout(vtp_session_slot(s));
     vtp_session_release(s);
     return DONE(rv);
 }
@@ -547,12 +547,12 @@ static CK_RV fn_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULON
 /* The object behind a handle, checking visibility (private objects need login). */
 static CK_RV session_object(struct vtp_session *s, CK_OBJECT_HANDLE obj, struct vtp_obj *o)
 {
-    CK_RV rv = vtp_cache_lookup_obj(s->slot->cache, obj, o);
+    CK_RV rv = vtp_cache_lookup_obj(vtp_slot_cache(vtp_session_slot(s)), obj, o);
 
     if (rv != CKR_OK)
         return rv;
     if (o->cls == CKO_PRIVATE_KEY && o->key->private_is_private &&
-        !vtp_slot_is_logged_in(s->slot)) {
+        !vtp_slot_is_logged_in(vtp_session_slot(s))) {
         vtp_obj_release(o);
         return CKR_OBJECT_HANDLE_INVALID;
     }

@@ -8,6 +8,37 @@
 
 #include "session.h"
 
+struct vtp_session {
+    CK_SESSION_HANDLE handle;
+    struct vtp_slot *slot;
+    CK_FLAGS flags;
+    int refs;             /* atomic; the table holds one */
+    bool closed;
+    pthread_mutex_t lock; /* serializes calls on this session; may be held across I/O */
+    struct vtp_find find;
+    struct vtp_op ops[VTP_OP_DIGEST + 1];
+};
+
+struct vtp_slot *vtp_session_slot(const struct vtp_session *s)
+{
+    return s->slot;
+}
+
+CK_FLAGS vtp_session_flags(const struct vtp_session *s)
+{
+    return s->flags;
+}
+
+struct vtp_op *vtp_session_op(struct vtp_session *s, enum vtp_op_kind kind)
+{
+    return &s->ops[kind];
+}
+
+struct vtp_find *vtp_session_find(struct vtp_session *s)
+{
+    return &s->find;
+}
+
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct vtp_session **table;
 static size_t table_len, table_cap;
@@ -32,22 +63,17 @@ void vtp_op_reset(struct vtp_op *op)
     memset(op, 0, sizeof(*op));
 }
 
-void vtp_session_find_reset(struct vtp_session *s)
+void vtp_find_reset(struct vtp_find *f)
 {
-    free(s->found);
-    s->found = NULL;
-    s->n_found = s->find_pos = 0;
-    s->find_active = false;
+    free(f->found);
+    memset(f, 0, sizeof(*f));
 }
 
 static void session_free(struct vtp_session *s)
 {
-    vtp_op_reset(&s->sign);
-    vtp_op_reset(&s->verify);
-    vtp_op_reset(&s->encrypt);
-    vtp_op_reset(&s->decrypt);
-    vtp_op_reset(&s->digest);
-    vtp_session_find_reset(s);
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(s->ops); i++)
+        vtp_op_reset(&s->ops[i]);
+    vtp_find_reset(&s->find);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -198,12 +224,7 @@ CK_STATE vtp_session_state(struct vtp_session *s)
 
 bool vtp_session_any_ro(struct vtp_slot *slot)
 {
-    bool ro = false;
-
-    pthread_mutex_lock(&slot->lock);
-    ro = slot->sessions > slot->rw_sessions;
-    pthread_mutex_unlock(&slot->lock);
-    return ro;
+    return vtp_slot_any_ro_session(slot);
 }
 
 void vtp_sessions_atfork_child(void)

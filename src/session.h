@@ -26,24 +26,23 @@ struct vtp_op {
     size_t result_len;
 };
 
-struct vtp_session {
-    CK_SESSION_HANDLE handle;
-    struct vtp_slot *slot;
-    CK_FLAGS flags;
-    int refs;             /* atomic; the table holds one */
-    bool closed;
-    pthread_mutex_t lock; /* serializes calls on this session; may be held across I/O */
-    /* C_FindObjects* */
-    bool find_active;
+/* State of a C_FindObjects* search (src/find.c). */
+struct vtp_find {
+    bool active;
     CK_OBJECT_HANDLE *found;
     size_t n_found;
-    size_t find_pos;
-    struct vtp_op sign;
-    struct vtp_op verify;
-    struct vtp_op encrypt;
-    struct vtp_op decrypt;
-    struct vtp_op digest;
+    size_t pos;
 };
+
+enum vtp_op_kind { VTP_OP_SIGN, VTP_OP_VERIFY, VTP_OP_ENCRYPT, VTP_OP_DECRYPT, VTP_OP_DIGEST };
+
+/* A session; its body is private to session.c. A caller holds it between vtp_session_acquire
+ * and vtp_session_release, and reaches its parts through these: */
+struct vtp_session;
+struct vtp_slot *vtp_session_slot(const struct vtp_session *s);
+CK_FLAGS vtp_session_flags(const struct vtp_session *s);
+struct vtp_op *vtp_session_op(struct vtp_session *s, enum vtp_op_kind kind);
+struct vtp_find *vtp_session_find(struct vtp_session *s);
 
 CK_RV vtp_sessions_init(void);
 /* Frees every session (C_Finalize). */
@@ -63,8 +62,7 @@ CK_STATE vtp_session_state(struct vtp_session *s);
 bool vtp_session_any_ro(struct vtp_slot *slot);
 
 void vtp_op_reset(struct vtp_op *op);
-void vtp_session_find_reset(struct vtp_session *s);
-
+void vtp_find_reset(struct vtp_find *f);
 
 
 /* In a forked child: forget the parent's sessions without touching their locks. */

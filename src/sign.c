@@ -70,7 +70,7 @@ static CK_RV op_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_PTR 
                      m->mechanism, sign ? "sign" : "verify");
         return CKR_MECHANISM_INVALID;
     }
-    rv = vtp_cache_lookup(s->slot->cache, h, &key, &cls);
+    rv = vtp_cache_lookup(vtp_slot_cache(vtp_session_slot(s)), h, &key, &cls);
     if (rv != CKR_OK)
         return CKR_KEY_HANDLE_INVALID;
     if (cls != (sign ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY)) {
@@ -85,7 +85,7 @@ static CK_RV op_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_PTR 
         rv = CKR_KEY_TYPE_INCONSISTENT;
         goto fail;
     }
-    if (sign && key->private_is_private && !vtp_slot_is_logged_in(s->slot)) {
+    if (sign && key->private_is_private && !vtp_slot_is_logged_in(vtp_session_slot(s))) {
         rv = CKR_USER_NOT_LOGGED_IN;
         goto fail;
     }
@@ -127,12 +127,12 @@ fail:
 
 CK_RV vtp_sign_init(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
-    return op_init(s, &s->sign, mech, key, true);
+    return op_init(s, vtp_session_op(s, VTP_OP_SIGN), mech, key, true);
 }
 
 CK_RV vtp_verify_init(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
-    return op_init(s, &s->verify, mech, key, false);
+    return op_init(s, vtp_session_op(s, VTP_OP_VERIFY), mech, key, false);
 }
 
 static CK_RV op_update(struct vtp_op *op, CK_BYTE_PTR part, CK_ULONG len)
@@ -267,7 +267,7 @@ static CK_RV transit_sign(struct vtp_session *s, struct vtp_op *op, const unsign
      * request, and batching wins; an RSA signature costs more server time than the request
      * around it, and batching RSA was measured slower than sending each request (see
      * docs/performance.md): RSA signatures are sent as they come. */
-    rv = vtp_batch_sign(&s->slot->transit, op->key->name, op->key->version, &p,
+    rv = vtp_batch_sign(vtp_slot_transit(vtp_session_slot(s)), op->key->name, op->key->version, &p,
                         op->key->kt->kind != VTP_KIND_RSA, &item);
     if (rv == CKR_OK)
         rv = item.rv;
@@ -289,7 +289,7 @@ out:
 static CK_RV sign_common(struct vtp_session *s, const unsigned char *data, size_t len, bool final,
                          CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 {
-    struct vtp_op *op = &s->sign;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_SIGN);
     unsigned char md[EVP_MAX_MD_SIZE];
     const unsigned char *in = NULL;
     size_t md_len = 0, in_len = 0, need;
@@ -343,10 +343,10 @@ CK_RV vtp_sign(struct vtp_session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PT
 
 CK_RV vtp_sign_update(struct vtp_session *s, CK_BYTE_PTR part, CK_ULONG len)
 {
-    CK_RV rv = op_update(&s->sign, part, len);
+    CK_RV rv = op_update(vtp_session_op(s, VTP_OP_SIGN), part, len);
 
     if (rv != CKR_OK && rv != CKR_OPERATION_NOT_INITIALIZED)
-        vtp_op_reset(&s->sign);
+        vtp_op_reset(vtp_session_op(s, VTP_OP_SIGN));
     return rv;
 }
 
@@ -430,7 +430,7 @@ out:
 static CK_RV verify_common(struct vtp_session *s, const unsigned char *data, size_t len,
                            bool final, CK_BYTE_PTR sig, CK_ULONG sig_len)
 {
-    struct vtp_op *op = &s->verify;
+    struct vtp_op *op = vtp_session_op(s, VTP_OP_VERIFY);
     unsigned char md[EVP_MAX_MD_SIZE];
     const unsigned char *in = NULL;
     size_t md_len = 0, in_len = 0;
@@ -467,10 +467,10 @@ CK_RV vtp_verify(struct vtp_session *s, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_
 
 CK_RV vtp_verify_update(struct vtp_session *s, CK_BYTE_PTR part, CK_ULONG len)
 {
-    CK_RV rv = op_update(&s->verify, part, len);
+    CK_RV rv = op_update(vtp_session_op(s, VTP_OP_VERIFY), part, len);
 
     if (rv != CKR_OK && rv != CKR_OPERATION_NOT_INITIALIZED)
-        vtp_op_reset(&s->verify);
+        vtp_op_reset(vtp_session_op(s, VTP_OP_VERIFY));
     return rv;
 }
 

@@ -12,6 +12,45 @@
 #include "vault/auth.h"
 #include "util.h"
 
+struct vtp_slot {
+    CK_SLOT_ID id;
+    const struct vtp_slot_conf *conf;
+    const struct vtp_vault_conf *vault;
+    struct vtp_transit transit;
+    struct vtp_cache *cache;
+    char serial[17];
+    char label[33];
+    /* auth = pin: the slot's own HTTP client, which holds the token its C_Login gave, so each
+     * slot's login is its own Vault identity (transit.http points to it); else NULL and
+     * transit.http is the module's client. */
+    struct vtp_http *own_http;
+    pthread_mutex_t login_lock; /* one C_Login of the slot at a time (held across the lookup) */
+    pthread_mutex_t lock;       /* guards the fields below */
+    bool logged_in;
+    CK_ULONG sessions;
+    CK_ULONG rw_sessions;
+};
+
+CK_SLOT_ID vtp_slot_id(const struct vtp_slot *s)
+{
+    return s->id;
+}
+
+const struct vtp_slot_conf *vtp_slot_conf(const struct vtp_slot *s)
+{
+    return s->conf;
+}
+
+const struct vtp_transit *vtp_slot_transit(const struct vtp_slot *s)
+{
+    return &s->transit;
+}
+
+struct vtp_cache *vtp_slot_cache(const struct vtp_slot *s)
+{
+    return s->cache;
+}
+
 static struct vtp_slot *slots;
 static CK_ULONG n_slots;
 
@@ -271,6 +310,16 @@ CK_RV vtp_slot_logout(struct vtp_slot *s)
         drop_token(s);
     pthread_mutex_unlock(&s->login_lock);
     return was ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+}
+
+bool vtp_slot_any_ro_session(struct vtp_slot *s)
+{
+    bool ro;
+
+    pthread_mutex_lock(&s->lock);
+    ro = s->sessions > s->rw_sessions;
+    pthread_mutex_unlock(&s->lock);
+    return ro;
 }
 
 void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta)

@@ -10,24 +10,14 @@
 #include "cache.h"
 #include "vault/transit.h"
 
-struct vtp_slot {
-    CK_SLOT_ID id;
-    const struct vtp_slot_conf *conf;
-    const struct vtp_vault_conf *vault;
-    struct vtp_transit transit;
-    struct vtp_cache *cache;
-    char serial[17];
-    char label[33];
-    /* auth = pin: the slot's own HTTP client, which holds the token its C_Login gave, so each
-     * slot's login is its own Vault identity (transit.http points to it); else NULL and
-     * transit.http is the module's client. */
-    struct vtp_http *own_http;
-    pthread_mutex_t login_lock; /* one C_Login of the slot at a time (held across the lookup) */
-    pthread_mutex_t lock;       /* guards the fields below */
-    bool logged_in;
-    CK_ULONG sessions;
-    CK_ULONG rw_sessions;
-};
+/* A slot and its token; the body is private to slot.c. Valid from vtp_slots_create to
+ * vtp_slots_destroy (C_Finalize, after every call has left). */
+struct vtp_slot;
+CK_SLOT_ID vtp_slot_id(const struct vtp_slot *s);
+const struct vtp_slot_conf *vtp_slot_conf(const struct vtp_slot *s);
+/* Where the slot's keys live, with the HTTP client (and so the Vault identity) it uses. */
+const struct vtp_transit *vtp_slot_transit(const struct vtp_slot *s);
+struct vtp_cache *vtp_slot_cache(const struct vtp_slot *s);
 
 /* no_threads: CKF_LIBRARY_CANT_CREATE_OS_THREADS, for the slots' own clients. */
 CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads);
@@ -48,6 +38,8 @@ bool vtp_slot_is_logged_in(struct vtp_slot *s);
 CK_RV vtp_slot_login(struct vtp_slot *s, const CK_UTF8CHAR *pin, CK_ULONG len);
 /* C_Logout: CKR_USER_NOT_LOGGED_IN when not logged in; with auth = pin the token is dropped. */
 CK_RV vtp_slot_logout(struct vtp_slot *s);
+/* Is any read-only session of the slot open (for C_Login as SO)? */
+bool vtp_slot_any_ro_session(struct vtp_slot *s);
 /* A session of the slot opened (+1) or closed (-1); closing the last one logs out. */
 void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta);
 /* The slots' own HTTP clients' counts, added to *acc. */
