@@ -29,15 +29,25 @@ _Static_assert(VTP_MAX_BATCH_ITEMS == VTP_TRANSIT_MAX_BATCH,
 
 #define VTP_EXPORT __attribute__((visibility("default")))
 
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Everything one C_Initialize makes and its C_Finalize frees: one owner, one lifetime. The
+ * session table (session.c), the batch queues (batch.c) and the auth states (auth.c) are
+ * registries whose contents are made and cleared from here, at the same two points, and reset
+ * from the one atfork handler below. */
+struct vtp_module {
+    pid_t pid;                 /* the process that initialised it: a fork child has none */
+    struct vtp_config *config;
+    struct vtp_http *http;     /* the module's client (with auth = pin each slot has its own) */
+    struct vtp_slots *slots;
+};
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER; /* C_Initialize vs C_Finalize */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static bool initialized;     /* atomic reads */
-static pid_t initialized_pid;
+/* The module's state, or NULL (atomic: entry points read it; init_lock orders the writers). A
+ * call that counted itself in while it was set may use it until it leaves. */
+static struct vtp_module *module;
 /* Entry points inside the module right now (see enter/leave): C_Finalize waits for them. */
 static unsigned long calls_in_flight; /* atomic */
 static _Thread_local bool this_thread_entered;
-static struct vtp_config *config;
-static struct vtp_http *http;
 
 static CK_FUNCTION_LIST function_list;
 
@@ -46,17 +56,16 @@ static CK_FUNCTION_LIST function_list;
  * one atfork handler: every file's state is reset from here. */
 static void atfork_child(void)
 {
+    struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_ACQUIRE);
+
     pthread_mutex_init(&init_lock, NULL);
-    if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(&initialized, false, __ATOMIC_RELEASE);
+    if (m != NULL) {
+        __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
         __atomic_store_n(&calls_in_flight, 0, __ATOMIC_SEQ_CST); /* those threads are gone */
         vtp_sessions_atfork_child();
         vtp_batch_atfork_child();
-        vtp_slots_abandon();
-        if (http != NULL)
-            vtp_http_forget(http);
-        http = NULL;
-        config = NULL;
+        vtp_slots_abandon(m->slots);
+        vtp_http_forget(m->http); /* m itself is leaked with the rest */
     }
     vtp_auth_atfork_child();
     vtp_log_reset();
@@ -69,9 +78,17 @@ static void register_atfork(void)
 
 CK_RV vtp_module_check(void)
 {
-    if (!__atomic_load_n(&initialized, __ATOMIC_ACQUIRE) || initialized_pid != getpid())
+    struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_SEQ_CST);
+
+    if (m == NULL || m->pid != getpid())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     return CKR_OK;
+}
+
+/* The slot of an entry point that has counted itself in (the module cannot go meanwhile). */
+static struct vtp_slot *slot_get(CK_SLOT_ID id)
+{
+    return vtp_slots_get(__atomic_load_n(&module, __ATOMIC_ACQUIRE)->slots, id);
 }
 
 /* Every entry point but C_Initialize and C_Finalize: enter, then leave through done(). A call
@@ -194,12 +211,26 @@ static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
     return CKR_OK;
 }
 
+static void module_free(struct vtp_module *m)
+{
+    if (m == NULL)
+        return;
+    vtp_slots_destroy(m->slots);
+    if (m->http != NULL)
+        vtp_auth_stop(m->http);
+    vtp_http_free(m->http);
+    vtp_config_free(m->config);
+    free(m);
+}
+
 static CK_RV module_initialize(CK_VOID_PTR init_args)
 {
     const char *reserved = NULL;
     char *path = NULL;
-    struct vtp_config *cfg = NULL;
-    struct vtp_http *h = NULL;
+    struct vtp_module *m = NULL;
+    bool no_threads = init_args != NULL && (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags &
+                                            CKF_LIBRARY_CANT_CREATE_OS_THREADS);
+    bool sessions = false;
     CK_RV rv;
 
     pthread_once(&atfork_once, register_atfork);
@@ -208,51 +239,50 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     if (rv != CKR_OK)
         return rv;
     pthread_mutex_lock(&init_lock);
-    if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE)) {
+    if (vtp_module_check() == CKR_OK) {
         rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
         goto out;
     }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    m->pid = getpid();
     path = vtp_config_locate(reserved);
-    rv = vtp_config_load(path, &cfg);
+    rv = vtp_config_load(path, &m->config);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("configuration %s could not be loaded", path ? path : "(none)");
         goto out;
     }
-    vtp_log_set_error_sink(cfg->log_errors);
-    vtp_batch_configure(&(struct vtp_batch_conf){cfg->batching, (size_t)cfg->batch_max_items,
-                                                 (size_t)cfg->batch_concurrency,
-                                                 cfg->vault.timeout_ms});
-    rv = vtp_http_new(&cfg->vault, &h);
+    vtp_log_set_error_sink(m->config->log_errors);
+    vtp_batch_configure(&(struct vtp_batch_conf){
+        m->config->batching, (size_t)m->config->batch_max_items,
+        (size_t)m->config->batch_concurrency, m->config->vault.timeout_ms});
+    rv = vtp_http_new(&m->config->vault, &m->http);
     if (rv != CKR_OK)
         goto out;
-    if (init_args != NULL &&
-        (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS))
-        vtp_http_set_no_threads(h, true);
-    rv = vtp_auth_start(h, &cfg->vault);
+    if (no_threads)
+        vtp_http_set_no_threads(m->http, true);
+    rv = vtp_auth_start(m->http, &m->config->vault);
     if (rv != CKR_OK)
         goto out;
     rv = vtp_sessions_init();
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_slots_create(cfg, h,
-                          init_args != NULL && (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags &
-                                                CKF_LIBRARY_CANT_CREATE_OS_THREADS));
+    sessions = true;
+    rv = vtp_slots_create(m->config, m->http, no_threads, &m->slots);
     if (rv != CKR_OK)
         goto out;
-    config = cfg;
-    http = h;
-    cfg = NULL;
-    h = NULL;
-    initialized_pid = getpid();
-    __atomic_store_n(&initialized, true, __ATOMIC_RELEASE);
-    VTP_LOG_INFO("initialized: %lu slot(s), config %s", vtp_slots_count(),
+    VTP_LOG_INFO("initialized: %lu slot(s), config %s", vtp_slots_count(m->slots),
                  path ? path : "(none)");
+    __atomic_store_n(&module, m, __ATOMIC_SEQ_CST);
+    m = NULL;
 out:
+    if (m != NULL && sessions)
+        vtp_sessions_finalize();
     pthread_mutex_unlock(&init_lock);
-    if (h != NULL)
-        vtp_auth_stop(h);
-    vtp_http_free(h);
-    vtp_config_free(cfg);
+    module_free(m);
     free(path);
     return rv;
 }
@@ -264,24 +294,26 @@ static CK_RV fn_Initialize(CK_VOID_PTR init_args)
 
 CK_RV vtp_module_http_stats(struct vtp_http_stats *out)
 {
-    CK_RV rv = vtp_module_check();
+    CK_RV rv = enter();
 
     if (rv == CKR_OK) {
-        vtp_http_get_stats(http, out);
-        vtp_slots_add_http_stats(out);
+        struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_ACQUIRE);
+        vtp_http_get_stats(m->http, out);
+        vtp_slots_add_http_stats(m->slots, out);
+        leave();
     }
     return rv;
 }
 
-static void log_stats(void)
+static void log_stats(const struct vtp_module *m)
 {
     struct vtp_http_stats hs;
     struct vtp_batch_stats bs;
 
     if (vtp_log_level() < VTP_LOG_INFO)
         return;
-    vtp_http_get_stats(http, &hs);
-    vtp_slots_add_http_stats(&hs);
+    vtp_http_get_stats(m->http, &hs);
+    vtp_slots_add_http_stats(m->slots, &hs);
     vtp_batch_get_stats(&bs);
     VTP_LOG_INFO("HTTP requests: %lu (%lu retries, %lu transport failures); signatures: %lu in "
                  "%lu sign requests, largest batch %lu (%lu refused as too large and halved); "
@@ -299,19 +331,15 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
     pthread_mutex_lock(&init_lock);
     rv = vtp_module_check();
     if (rv == CKR_OK) {
+        struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_SEQ_CST);
         /* New calls fail from here on; the ones inside finish first (their sessions, slots
          * and the HTTP client must outlive them). */
-        __atomic_store_n(&initialized, false, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
         wait_for_calls();
-        log_stats();
+        log_stats(m);
         vtp_sessions_finalize();
         vtp_batch_clear();
-        vtp_slots_destroy();
-        vtp_auth_stop(http);
-        vtp_http_free(http);
-        vtp_config_free(config);
-        http = NULL;
-        config = NULL;
+        module_free(m);
     }
     pthread_mutex_unlock(&init_lock);
     return DONE(rv);
@@ -340,7 +368,7 @@ static CK_RV fn_GetSlotList(CK_BBOOL token_present, CK_SLOT_ID_PTR list, CK_ULON
     CHECK_INIT();
     if (count == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    n = vtp_slots_count();
+    n = vtp_slots_count(__atomic_load_n(&module, __ATOMIC_ACQUIRE)->slots);
     if (list == NULL) {
         *count = n;
         return DONE(CKR_OK);
@@ -362,7 +390,7 @@ static CK_RV fn_GetSlotInfo(CK_SLOT_ID id, CK_SLOT_INFO_PTR info)
     CHECK_INIT();
     if (info == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    s = vtp_slot_get(id);
+    s = slot_get(id);
     if (s == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     vtp_slot_info(s, info);
@@ -376,7 +404,7 @@ static CK_RV fn_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR info)
     CHECK_INIT();
     if (info == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    s = vtp_slot_get(id);
+    s = slot_get(id);
     if (s == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     vtp_slot_token_info(s, info);
@@ -390,7 +418,7 @@ static CK_RV fn_GetMechanismList(CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR list, CK_U
     CHECK_INIT();
     if (count == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    if (vtp_slot_get(id) == NULL)
+    if (slot_get(id) == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     if (list == NULL) {
         *count = n;
@@ -413,7 +441,7 @@ static CK_RV fn_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHA
     CHECK_INIT();
     if (info == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    if (vtp_slot_get(id) == NULL)
+    if (slot_get(id) == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     m = vtp_mech_lookup(type);
     if (m == NULL)
@@ -438,7 +466,7 @@ static CK_RV fn_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_N
     CHECK_INIT();
     if (out == NULL)
         return DONE(CKR_ARGUMENTS_BAD);
-    s = vtp_slot_get(id);
+    s = slot_get(id);
     if (s == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     if (!(flags & CKF_SERIAL_SESSION))
@@ -457,7 +485,7 @@ static CK_RV fn_CloseAllSessions(CK_SLOT_ID id)
     struct vtp_slot *s;
 
     CHECK_INIT();
-    s = vtp_slot_get(id);
+    s = slot_get(id);
     if (s == NULL)
         return DONE(CKR_SLOT_ID_INVALID);
     vtp_session_close_all(s);

@@ -51,8 +51,10 @@ struct vtp_cache *vtp_slot_cache(const struct vtp_slot *s)
     return s->cache;
 }
 
-static struct vtp_slot *slots;
-static CK_ULONG n_slots;
+struct vtp_slots {
+    struct vtp_slot *v;
+    CK_ULONG n;
+};
 
 void vtp_slot_serial(const char *address, const char *ns, const char *mount, const char *prefix,
                      char out[17])
@@ -102,8 +104,13 @@ static CK_RV own_client(const struct vtp_config *cfg, bool no_threads, struct vt
     return CKR_OK;
 }
 
-CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads)
+CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads,
+                       struct vtp_slots **out)
 {
+    struct vtp_slots *all = calloc(1, sizeof(*all));
+
+    if (all == NULL)
+        return CKR_HOST_MEMORY;
     if (cfg->cache_dir != NULL && mkdir(cfg->cache_dir, 0700) != 0 && errno != EEXIST)
         VTP_LOG_WARN("cache_dir %s cannot be created: %s; no offline copy", cfg->cache_dir,
                      strerror(errno));
@@ -111,8 +118,10 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
     CK_RV rv = CKR_OK;
     size_t i;
 
-    if (v == NULL)
+    if (v == NULL) {
+        free(all);
         return CKR_HOST_MEMORY;
+    }
     for (i = 0; i < cfg->n_slots; i++) {
         const struct vtp_slot_conf *sc = &cfg->slots[i];
         struct vtp_slot *s = &v[i];
@@ -166,40 +175,41 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
         for (size_t j = 0; j < i; j++)
             slot_release(&v[j]);
         free(v);
+        free(all);
         return rv;
     }
-    slots = v;
-    n_slots = cfg->n_slots;
+    all->v = v;
+    all->n = cfg->n_slots;
+    *out = all;
     return CKR_OK;
 }
 
-void vtp_slots_destroy(void)
+void vtp_slots_destroy(struct vtp_slots *all)
 {
-    for (CK_ULONG i = 0; i < n_slots; i++)
-        slot_release(&slots[i]);
-    free(slots);
-    slots = NULL;
-    n_slots = 0;
+    if (all == NULL)
+        return;
+    for (CK_ULONG i = 0; i < all->n; i++)
+        slot_release(&all->v[i]);
+    free(all->v);
+    free(all);
 }
 
-void vtp_slots_abandon(void)
+void vtp_slots_abandon(struct vtp_slots *all)
 {
     /* the slots' own clients hold the parent's connections: forgotten, as the module's is */
-    for (CK_ULONG i = 0; i < n_slots; i++)
-        if (slots[i].own_http != NULL)
-            vtp_http_forget(slots[i].own_http);
-    slots = NULL;
-    n_slots = 0;
+    for (CK_ULONG i = 0; all != NULL && i < all->n; i++)
+        if (all->v[i].own_http != NULL)
+            vtp_http_forget(all->v[i].own_http);
 }
 
-CK_ULONG vtp_slots_count(void)
+CK_ULONG vtp_slots_count(const struct vtp_slots *all)
 {
-    return n_slots;
+    return all->n;
 }
 
-struct vtp_slot *vtp_slot_get(CK_SLOT_ID id)
+struct vtp_slot *vtp_slots_get(struct vtp_slots *all, CK_SLOT_ID id)
 {
-    return id < n_slots ? &slots[id] : NULL;
+    return id < all->n ? &all->v[id] : NULL;
 }
 
 void vtp_slot_info(const struct vtp_slot *s, CK_SLOT_INFO *info)
@@ -341,14 +351,14 @@ void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta)
     pthread_mutex_unlock(&s->login_lock);
 }
 
-void vtp_slots_add_http_stats(struct vtp_http_stats *acc)
+void vtp_slots_add_http_stats(const struct vtp_slots *all, struct vtp_http_stats *acc)
 {
-    for (CK_ULONG i = 0; i < n_slots; i++) {
+    for (CK_ULONG i = 0; i < all->n; i++) {
         struct vtp_http_stats st;
 
-        if (slots[i].own_http == NULL)
+        if (all->v[i].own_http == NULL)
             continue;
-        vtp_http_get_stats(slots[i].own_http, &st);
+        vtp_http_get_stats(all->v[i].own_http, &st);
         acc->requests += st.requests;
         acc->failures += st.failures;
         acc->retries += st.retries;

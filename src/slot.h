@@ -19,14 +19,17 @@ const struct vtp_slot_conf *vtp_slot_conf(const struct vtp_slot *s);
 const struct vtp_transit *vtp_slot_transit(const struct vtp_slot *s);
 struct vtp_cache *vtp_slot_cache(const struct vtp_slot *s);
 
-/* no_threads: CKF_LIBRARY_CANT_CREATE_OS_THREADS, for the slots' own clients. */
-CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads);
-void vtp_slots_destroy(void);
+/* The slots of one initialisation (owned by the module's state, src/module.c).
+ * no_threads: CKF_LIBRARY_CANT_CREATE_OS_THREADS, for the slots' own clients. */
+struct vtp_slots;
+CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool no_threads,
+                       struct vtp_slots **out);
+void vtp_slots_destroy(struct vtp_slots *v);
 /* In a forked child: forget the parent's slots without freeing them. */
-void vtp_slots_abandon(void);
-CK_ULONG vtp_slots_count(void);
+void vtp_slots_abandon(struct vtp_slots *v);
+CK_ULONG vtp_slots_count(const struct vtp_slots *v);
 /* NULL if there is no such slot. Valid until vtp_slots_destroy. */
-struct vtp_slot *vtp_slot_get(CK_SLOT_ID id);
+struct vtp_slot *vtp_slots_get(struct vtp_slots *v, CK_SLOT_ID id);
 
 void vtp_slot_info(const struct vtp_slot *s, CK_SLOT_INFO *info);
 void vtp_slot_token_info(struct vtp_slot *s, CK_TOKEN_INFO *info);
@@ -43,7 +46,7 @@ bool vtp_slot_any_ro_session(struct vtp_slot *s);
 /* A session of the slot opened (+1) or closed (-1); closing the last one logs out. */
 void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta);
 /* The slots' own HTTP clients' counts, added to *acc. */
-void vtp_slots_add_http_stats(struct vtp_http_stats *acc);
+void vtp_slots_add_http_stats(const struct vtp_slots *v, struct vtp_http_stats *acc);
 
 /* Serial from address, namespace, mount and prefix (16 hex chars). */
 void vtp_slot_serial(const char *address, const char *ns, const char *mount, const char *prefix,
