@@ -18,8 +18,8 @@ struct waiter {
     struct vtp_sign_item *item;
     struct waiter *next;
     bool done;
-    bool leader; /* promoted: holds a request slot and sends the waiting items */
-    bool taken;  /* off the queue in a leader's request: wait for it, whatever the time */
+    bool leader;   /* promoted: holds a request slot and sends the waiting items */
+    bool taken;    /* off the queue in a leader's request: wait for it, whatever the time */
     int64_t start; /* when the caller arrived (vtp_now_ms) */
     pthread_cond_t cond; /* on CLOCK_MONOTONIC: a wall-clock step times out no one */
 };

@@ -1058,8 +1058,8 @@ static CK_RV modify_simple(struct vtp_cache *c, const char *drop_key, struct vtp
                            CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
 {
     struct vtp_key *keys[1] = {add_key};
-    struct change ch = {(char *)drop_key, add_key ? keys : NULL, add_key ? 1 : 0,
-                        drop_cert, add_cert, NULL, NULL};
+    struct change ch = {
+        (char *)drop_key, add_key ? keys : NULL, add_key ? 1 : 0, drop_cert, add_cert, NULL, NULL};
 
     return modify(c, &ch);
 }

@@ -311,7 +311,9 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
 /* A name no key of the slot has: from the label if possible, else "key-<random hex>". */
 static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out)
 {
-    const char *prefix = vtp_slot_conf(vtp_session_slot(s))->key_prefix ? vtp_slot_conf(vtp_session_slot(s))->key_prefix : "";
+    const char *prefix = vtp_slot_conf(vtp_session_slot(s))->key_prefix
+                             ? vtp_slot_conf(vtp_session_slot(s))->key_prefix
+                             : "";
     char *base = NULL, *name = NULL;
     struct vtp_transit_key *tk = NULL;
 
@@ -435,8 +437,8 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         }
         /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
         if (req.id != NULL)
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, req.id->pValue, req.id->ulValueLen,
-                                  name, true);
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, req.id->pValue,
+                                  req.id->ulValueLen, name, true);
         if (req.label != NULL)
             (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, req.label->pValue,
                                   req.label->ulValueLen, name, true);
@@ -533,7 +535,8 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
     }
     k = o.key;
     if (!vtp_slot_conf(slot)->allow_destroy) {
-        VTP_LOG_INFO("slot %s: allow_destroy = false, key %s kept", vtp_slot_conf(slot)->name, k->name);
+        VTP_LOG_INFO("slot %s: allow_destroy = false, key %s kept", vtp_slot_conf(slot)->name,
+                     k->name);
         rv = CKR_ACTION_PROHIBITED;
         goto out;
     }
@@ -560,7 +563,8 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         }
     }
     rv = vtp_cache_remove(vtp_slot_cache(slot), k->name);
-    vtp_cache_note_destroyed(vtp_slot_cache(slot), h == k->priv_handle ? k->pub_handle : k->priv_handle);
+    vtp_cache_note_destroyed(vtp_slot_cache(slot),
+                             h == k->priv_handle ? k->pub_handle : k->priv_handle);
     VTP_LOG_INFO("deleted Transit key %s (objects %lu and %lu)", k->name, k->priv_handle,
                  k->pub_handle);
 out:
@@ -699,8 +703,8 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     }
     rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
     if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name, vtp_slot_transit(slot)->kv_mount,
-                    vtp_rv_name(rv));
+        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name,
+                    vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
         goto out;
     }
     rv = vtp_cache_put_cert(vtp_slot_cache(slot), cert);
@@ -828,15 +832,17 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     if (nk != NULL) {
         const struct vtp_key *ok = o.key;
         if (ok->id_stored) {
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name, false);
+            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name,
+                                  false);
             (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
                                   ok->name, false);
         }
         (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
-        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label), nk->name,
-                              true);
+        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label),
+                              nk->name, true);
     }
-    rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk) : vtp_cache_put_cert(vtp_slot_cache(slot), nc);
+    rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk)
+                    : vtp_cache_put_cert(vtp_slot_cache(slot), nc);
 out:
     json_decref(data);
     free(path);

@@ -34,9 +34,9 @@ _Static_assert(VTP_MAX_BATCH_ITEMS == VTP_TRANSIT_MAX_BATCH,
  * registries whose contents are made and cleared from here, at the same two points, and reset
  * from the one atfork handler below. */
 struct vtp_module {
-    pid_t pid;                 /* the process that initialised it: a fork child has none */
+    pid_t pid; /* the process that initialised it: a fork child has none */
     struct vtp_config *config;
-    struct vtp_http *http;     /* the module's client (with auth = pin each slot has its own) */
+    struct vtp_http *http; /* the module's client (with auth = pin each slot has its own) */
     struct vtp_slots *slots;
 };
 

@@ -12,7 +12,7 @@ struct vtp_session {
     CK_SESSION_HANDLE handle;
     struct vtp_slot *slot;
     CK_FLAGS flags;
-    int refs;             /* atomic; the table holds one */
+    int refs; /* atomic; the table holds one */
     bool closed;
     pthread_mutex_t lock; /* serializes calls on this session; may be held across I/O */
     struct vtp_find find;

@@ -64,7 +64,6 @@ bool vtp_session_any_ro(struct vtp_slot *slot);
 void vtp_op_reset(struct vtp_op *op);
 void vtp_find_reset(struct vtp_find *f);
 
-
 /* In a forked child: forget the parent's sessions without touching their locks. */
 void vtp_sessions_atfork_child(void);
 #endif /* VTP_SESSION_H */

@@ -94,8 +94,7 @@ static CK_RV f_list_keys(const struct vtp_transit *t, char ***names, size_t *n)
     return CKR_OK;
 }
 
-static CK_RV f_read_key(const struct vtp_transit *t, const char *name,
-                        struct vtp_transit_key **out)
+static CK_RV f_read_key(const struct vtp_transit *t, const char *name, struct vtp_transit_key **out)
 {
     struct vtp_transit_key *tk;
     struct fkey *k;
@@ -230,8 +229,7 @@ static CK_RV f_sign(const struct vtp_transit *t, const char *name, unsigned long
 }
 
 static CK_RV f_decrypt(const struct vtp_transit *t, const char *name, unsigned long version,
-                       const unsigned char *ct, size_t ct_len, unsigned char **pt,
-                       size_t *pt_len)
+                       const unsigned char *ct, size_t ct_len, unsigned char **pt, size_t *pt_len)
 {
     (void)t, (void)name, (void)version, (void)ct, (void)ct_len, (void)pt, (void)pt_len;
     return CKR_FUNCTION_FAILED;

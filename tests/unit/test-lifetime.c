@@ -445,7 +445,8 @@ struct maker {
 static CK_RV make_key(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
                       CK_OBJECT_HANDLE *priv)
 {
-    static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
     CK_BBOOL yes = CK_TRUE;
     CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)p256, sizeof(p256)},
@@ -499,8 +500,7 @@ static void refresh_writers(void)
 
     REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &fd.s),
-               CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &fd.s), CKR_OK);
     mk.s = s;
     CHECK(find_by_label(s, "k", NULL) == 1, "refresh-writers: key k not found");
     /* The snapshot goes stale (cache_ttl = 1s); the next search refreshes, and its LIST hangs. */
