@@ -5,25 +5,30 @@
 #                                                    of VAULT_ADDR/VAULT_TOKEN)
 #   VTP_BUILDDIR=_build/default tests/spire/e2e.sh  (by hand: the same; starts its own OpenBao
 #                                                    when VAULT_ADDR/VAULT_TOKEN are unset)
-#   tests/spire/e2e.sh --disk                       SPIRE's built-in "disk" KeyManager instead
-#                                                    of the plugin, to check the test itself;
-#                                                    every Transit check is left out
+#   tests/spire/e2e.sh --disk                       SPIRE's built-in "disk" KeyManagers (server
+#                                                    and agent a1) instead of the plugin, to
+#                                                    check the test itself; every Transit check
+#                                                    is left out
 # SPIRE comes from tests/spire/build-spire.sh (cached under $VTP_BUILDDIR/spire-v1.13.3/bin;
 # VTP_SPIRE_BIN=DIR uses binaries from DIR). The plugin is $VTP_BUILDDIR/spire/
 # spire-keymanager-pkcs11 unless VTP_SPIRE_PLUGIN names another.
 #
 # What runs, all on 127.0.0.1 with free ports, in $VTP_TMP, every process killed at exit:
-#   - a Vault policy as the plugin's spec documents it (list on keys, create/read/update/delete
-#     on keys/<prefix>*, update on .../config and sign/<prefix>*, token self lookup/renew) and a
+#   - twice (the servers: [slot spire], key_prefix = spire-<random>-, label "SPIRE CA"; agent
+#     a1: [slot spire-agent], key_prefix = spire-agent-<random>-, label "SPIRE agent"): a Vault
+#     policy as the plugin's spec documents it (list on keys, create/read/update/delete on
+#     keys/<prefix>*, update on .../config and sign/<prefix>*, token self lookup/renew) and a
 #     token with only that policy, in a token file; a module config ([vault] auth = token_file,
-#     [slot spire] mount, key_prefix = spire-<random>-, allow_destroy) that spire-server gets as
-#     VAULT_TRANSIT_PKCS11_CONFIG (VAULT_TOKEN is removed from its environment);
+#     that slot with mount, key_prefix, allow_destroy) that spire-server or spire-agent gets as
+#     VAULT_TRANSIT_PKCS11_CONFIG (VAULT_TOKEN is removed from their environment);
 #   - server s1: ca_key_type ec-p256, key_identifier_file, default TTLs, disposal_grace_period 1s;
 #     server s2 on the same mount: ca_key_type rsa-2048, key_identifier_value, plugin key_prefix,
 #     ca_ttl 60s (SPIRE prepares the next CA at 1/2 of its life and activates it at 5/6, checked
 #     every 10s; SVID TTLs 10s, the most a 60s CA guarantees);
 #   - one agent per server, attested with a join token, unix workload attestor, bootstrap bundle
-#     from `spire-server bundle show`; an entry for the current uid.
+#     from `spire-server bundle show`; an entry for the current uid. Agent a1 (of s1) keeps its
+#     SVID key in Transit: KeyManager "pkcs11" with plugin_args = ["-agent"], plugin_checksum,
+#     key_identifier_file in its data_dir, no PIN; a2 (of s2) keeps SPIRE's memory KeyManager.
 # Checks: Transit key names (<slot prefix><identifier>.x509-CA-A.<16 hex>, .JWT-Signer-A.) and
 # types; pkcs11-tool shows each as objects with CKA_LABEL = CKA_ID = the name less the slot
 # prefix; the bundle's CA key and the JWKS key are Transit's public keys; X509-SVIDs verify with
@@ -33,11 +38,22 @@
 # keys are destroyed) and SVIDs fetched afterwards verify against the new bundle; s1 keeps its
 # keys through s2's rotation; both servers stop cleanly on SIGTERM (the plugin deinitialises
 # without error); a restart of s1 leaves the Transit key list as it was (its disposal touches no
-# key of s2) and it still signs X509- and JWT-SVIDs; no key of the run lies outside the two
-# servers' namespaces. At exit the run's Transit keys, policy and token are deleted.
+# key of s2) and it still signs X509- and JWT-SVIDs; no key of the servers' prefix lies outside
+# the two servers' namespaces.
+# Agent a1: its key_identifier_file holds a new UUID; its only key is the Transit key
+# <agent slot prefix><identifier>.agent-svid-A.<16 hex> (SPIRE's agent SVID key ids are
+# agent-svid-A and -B, pkg/agent/plugin/keymanager/svidkeymanager.go), ecdsa-p256; the servers'
+# token gets 403 on it and a1's token 403 on s1's keys; a1's own X509-SVID (<data_dir>/
+# agent-data.json, pkg/agent/storage) verifies against s1's bundle, names its join token and
+# holds that Transit key's public key; workload X509- and JWT-SVIDs from a1 verify; a1 survives
+# s1's restart, stops cleanly on SIGTERM and restarts with no join token from its stored SVID
+# and its key in Transit ("SVID loaded", no new key pair, the same SVID, no key created or
+# destroyed) and serves SVIDs again. At the end, with every process stopped, the run's Transit
+# keys (servers' and a1's) are deleted and none is left; at exit the policies and tokens are
+# deleted (and any keys left after a failure).
 # Bounded: every Vault HTTP call 10 s, every SPIRE CLI call 60 s, every wait 60-120 s; a stuck
 # Vault fails the test in about 2 minutes.
-# Takes about 70 s on a 2-core machine once SPIRE is built (the wait for s2's rotation is most
+# Takes about 75 s on a 2-core machine once SPIRE is built (the wait for s2's rotation is most
 # of it; building SPIRE first: ~35 s with Go's caches warm, ~5.5 minutes cold). Needs openssl,
 # jq, curl, python3 (standard library only), pkcs11-tool.
 
@@ -123,9 +139,10 @@ vtp_say "spire-server $SPIRE_VERSION from $SPIRE_BIN; KeyManager $KM${PLUGIN_SUM
 # ---- processes and cleanup ----
 # Every server and agent runs in its own process group (setsid), its id in $VTP_TMP/NAME/pid.
 OWN_BAO=no
-POLICY=
-TOKEN_ACCESSOR=
-MODPREFIX=
+POLICIES=()  # the run's Vault policies, tokens (by accessor) and Transit key prefixes
+ACCESSORS=()
+MODPREFIX=   # the servers' slot key_prefix
+AGPREFIX=    # agent a1's slot key_prefix
 
 # group_alive PGID: a process of that group is alive (not a zombie)
 group_alive() {
@@ -203,20 +220,22 @@ cleanup() {
         done
     fi
     if [ -n "${VAULT_ADDR:-}" ] && [ "$(vtp_api_status GET sys/health)" = 000 ]; then
-        echo "$VTP_NAME: WARNING: $VAULT_ADDR does not answer: its keys $MODPREFIX*, policy" \
-            "${POLICY:-none} and token are left" >&2
-        MODPREFIX='' TOKEN_ACCESSOR='' POLICY=''
+        echo "$VTP_NAME: WARNING: $VAULT_ADDR does not answer: its keys $MODPREFIX* $AGPREFIX*," \
+            "policies ${POLICIES[*]:-none} and tokens are left" >&2
+        MODPREFIX='' AGPREFIX='' ACCESSORS=() POLICIES=()
     fi
-    if [ -n "$MODPREFIX" ] && [ -n "${VAULT_ADDR:-}" ]; then
-        vtp_cleanup_prefix "$MODPREFIX" ||
-            echo "$VTP_NAME: WARNING: could not delete every Transit key $MODPREFIX*" >&2
-    fi
-    if [ -n "$TOKEN_ACCESSOR" ]; then
-        vtp_api POST auth/token/revoke-accessor "{\"accessor\":\"$TOKEN_ACCESSOR\"}" >/dev/null || true
-    fi
-    if [ -n "$POLICY" ]; then
-        vtp_api DELETE "sys/policies/acl/$POLICY" >/dev/null || true
-    fi
+    for f in "$MODPREFIX" "$AGPREFIX"; do
+        if [ -n "$f" ] && [ -n "${VAULT_ADDR:-}" ]; then
+            vtp_cleanup_prefix "$f" ||
+                echo "$VTP_NAME: WARNING: could not delete every Transit key $f*" >&2
+        fi
+    done
+    for f in "${ACCESSORS[@]}"; do
+        vtp_api POST auth/token/revoke-accessor "{\"accessor\":\"$f\"}" >/dev/null || true
+    done
+    for f in "${POLICIES[@]}"; do
+        vtp_api DELETE "sys/policies/acl/$f" >/dev/null || true
+    done
     if [ "$OWN_BAO" = yes ]; then
         vtp_bao_stop
     fi
@@ -242,36 +261,48 @@ if [ "$KM" = pkcs11 ]; then
         vtp_check "enable Transit at $MOUNT/" vtp_api POST "sys/mounts/$MOUNT" '{"type":"transit"}'
     fi
     RUNID=$(vtp_random_hex 4)
+    # Neither prefix is a prefix of the other ("agent-" is not hex), so neither policy reaches
+    # the other's keys.
     MODPREFIX="spire-$RUNID-"
-    POLICY="vtp-spire-e2e-$RUNID"
-    policy_hcl="path \"$MOUNT/keys\" { capabilities = [\"list\"] }
-path \"$MOUNT/keys/$MODPREFIX*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\"] }
-path \"$MOUNT/keys/$MODPREFIX*/config\" { capabilities = [\"update\"] }
-path \"$MOUNT/sign/$MODPREFIX*\" { capabilities = [\"update\"] }
+    AGPREFIX="spire-agent-$RUNID-"
+
+    # module_setup WHO POLICY PREFIX NAME SLOT LABEL: a policy for keys PREFIX* as the plugin's
+    # spec documents it, a token with only that policy in $VTP_TMP/NAME-token, and a module
+    # config $VTP_TMP/NAME.conf with one slot over PREFIX
+    module_setup() {
+        local who=$1 policy=$2 prefix=$3 name=$4 slot=$5 label=$6 hcl
+        POLICIES+=("$policy")
+        hcl="path \"$MOUNT/keys\" { capabilities = [\"list\"] }
+path \"$MOUNT/keys/$prefix*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\"] }
+path \"$MOUNT/keys/$prefix*/config\" { capabilities = [\"update\"] }
+path \"$MOUNT/sign/$prefix*\" { capabilities = [\"update\"] }
 path \"auth/token/lookup-self\" { capabilities = [\"read\"] }
 path \"auth/token/renew-self\" { capabilities = [\"update\"] }"
-    vtp_check "Vault policy $POLICY as the plugin's spec documents it" \
-        vtp_api PUT "sys/policies/acl/$POLICY" "$(jq -n --arg p "$policy_hcl" '{policy: $p}')"
-    vtp_check "a token with only that policy" vtp_api POST auth/token/create \
-        "{\"policies\":[\"$POLICY\"],\"no_default_policy\":true,\"ttl\":\"1h\",\"renewable\":true}"
-    TOKEN_ACCESSOR=$(jq -r .auth.accessor <<<"$VTP_LAST_OUT")
-    (umask 077 && jq -r .auth.client_token <<<"$VTP_LAST_OUT" >"$VTP_TMP/vault-token")
-    cat >"$VTP_TMP/spire-module.conf" <<EOF
-; vault-transit-pkcs11 config for spire-server, written by tests/spire/e2e.sh
+        vtp_check "Vault policy $policy for $who as the plugin's spec documents it (keys $prefix*)" \
+            vtp_api PUT "sys/policies/acl/$policy" "$(jq -n --arg p "$hcl" '{policy: $p}')"
+        vtp_check "a token for $who with only that policy" vtp_api POST auth/token/create \
+            "{\"policies\":[\"$policy\"],\"no_default_policy\":true,\"ttl\":\"1h\",\"renewable\":true}"
+        ACCESSORS+=("$(jq -r .auth.accessor <<<"$VTP_LAST_OUT")")
+        (umask 077 && jq -r .auth.client_token <<<"$VTP_LAST_OUT" >"$VTP_TMP/$name-token")
+        cat >"$VTP_TMP/$name.conf" <<EOF
+; vault-transit-pkcs11 config for $who, written by tests/spire/e2e.sh
 [vault]
 address = $VAULT_ADDR
 auth = token_file
-token_file = $VTP_TMP/vault-token
+token_file = $VTP_TMP/$name-token
 timeout = 10
 
-[slot spire]
+[slot $slot]
 mount = $MOUNT
-key_prefix = $MODPREFIX
-label = SPIRE CA
+key_prefix = $prefix
+label = $label
 allow_destroy = true
 EOF
-    chmod 600 "$VTP_TMP/spire-module.conf"
-    vtp_say "Vault $VAULT_ADDR, mount $MOUNT, module key_prefix $MODPREFIX"
+        chmod 600 "$VTP_TMP/$name.conf"
+    }
+    module_setup "the servers" "vtp-spire-e2e-$RUNID" "$MODPREFIX" spire-module spire "SPIRE CA"
+    module_setup "agent a1" "vtp-spire-e2e-agent-$RUNID" "$AGPREFIX" agent-module spire-agent "SPIRE agent"
+    vtp_say "Vault $VAULT_ADDR, mount $MOUNT, module key_prefix $MODPREFIX (servers), $AGPREFIX (agent a1)"
 fi
 
 # ---- SPIRE servers and agents ----
@@ -372,26 +403,53 @@ srv_stop() { # srv_stop NAME: stop server or agent NAME; 1 if it needed SIGKILL
     return "$rc"
 }
 
-# clean_stop NAME: stop server NAME; it must exit on SIGTERM and unload its KeyManager without
-# an error (the plugin's Deinit: C_Finalize and exit)
+# clean_stop NAME: stop server or agent NAME; it must exit on SIGTERM and unload its KeyManager
+# without an error (the plugin's Deinit: C_Finalize and exit)
 clean_stop() {
     local log
     log=$(srv_dir "$1")/server.log
+    [ -e "$log" ] || log=$(srv_dir "$1")/agent.log
     srv_stop "$1" || return 1
     if grep -E 'level=error' "$log" | grep -E 'Failed to deinitialize plugin|plugin process exited'; then
         return 1
     fi
 }
 
-# agent_start AGENT SERVER: a join token from SERVER, the bootstrap bundle, an agent, an entry
+# agent_start AGENT SERVER KEYMANAGER: a join token from SERVER, the bootstrap bundle, an agent
+# with KEYMANAGER (memory, disk: SPIRE's own; pkcs11: the plugin with plugin_args ["-agent"]
+# over $VTP_TMP/agent-module.conf, its key identifier in its data_dir), an entry
 # spiffe://$TD/workload for the current uid under it
 agent_start() {
-    local name=$1 server=$2 dir token pid end
+    local name=$1 server=$2 km=$3 dir token kmconf
     dir=$(srv_dir "$name")
     mkdir -p "$dir/data"
     token=$(srv "$server" token generate -ttl 600 2>/dev/null | sed -n 's/^Token: //p')
     [ -n "$token" ] || { echo "spire-server token generate gave no token"; return 1; }
+    echo "$token" >"$dir/join-token"
     srv "$server" bundle show >"$dir/bootstrap.pem" || return 1
+    case $km in
+    pkcs11)
+        kmconf="KeyManager \"pkcs11\" {
+        plugin_cmd = \"$PLUGIN\"
+        plugin_args = [\"-agent\"]
+        plugin_checksum = \"$PLUGIN_SUM\"
+        plugin_data {
+            module_path = \"$VTP_MODULE\"
+            token_label = \"SPIRE agent\"
+            key_identifier_file = \"$dir/data/pkcs11-key-id\"
+        }
+    }" ;;
+    disk)
+        kmconf="KeyManager \"disk\" {
+        plugin_data {
+            directory = \"$dir/data\"
+        }
+    }" ;;
+    *)
+        kmconf="KeyManager \"memory\" {
+        plugin_data {}
+    }" ;;
+    esac
     cat >"$dir/agent.conf" <<EOF
 agent {
     data_dir = "$dir/data"
@@ -406,16 +464,26 @@ plugins {
     NodeAttestor "join_token" {
         plugin_data {}
     }
-    KeyManager "memory" {
-        plugin_data {}
-    }
+    $kmconf
     WorkloadAttestor "unix" {
         plugin_data {}
     }
 }
 EOF
-    setsid "$SPIRE_BIN/spire-agent" run -config "$dir/agent.conf" -joinToken "$token" \
-        >>"$dir/agent.log" 2>&1 </dev/null &
+    agent_run "$name" -joinToken "$token" || return 1
+    srv "$server" entry create -parentID "spiffe://$TD/spire/agent/join_token/$token" \
+        -spiffeID "spiffe://$TD/workload" -selector "unix:uid:$UID_NOW"
+}
+
+# agent_run AGENT ARGS...: start AGENT (its agent.conf written) in its own process group, with the
+# agent's module config and no VAULT_TOKEN; wait (60 s at most) until it is healthy
+agent_run() {
+    local name=$1 dir pid end
+    shift
+    dir=$(srv_dir "$name")
+    setsid env -u VAULT_TOKEN VAULT_TRANSIT_PKCS11_CONFIG="$VTP_TMP/agent-module.conf" \
+        VAULT_TRANSIT_PKCS11_DEBUG="level:4,file:$dir/module.log" \
+        "$SPIRE_BIN/spire-agent" run -config "$dir/agent.conf" "$@" >>"$dir/agent.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$dir/pid"
     end=$(($(date +%s) + 60))
@@ -426,7 +494,7 @@ EOF
             return 1
         fi
         if timeout 10 "$SPIRE_BIN/spire-agent" healthcheck -socketPath "$dir/agent.sock" >/dev/null 2>&1; then
-            break
+            return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "spire-agent $name exited; the end of its log:"
@@ -435,8 +503,6 @@ EOF
         fi
         sleep 0.5
     done
-    srv "$server" entry create -parentID "spiffe://$TD/spire/agent/join_token/$token" \
-        -spiffeID "spiffe://$TD/workload" -selector "unix:uid:$UID_NOW"
 }
 
 # fetch_x509 AGENT OUTDIR: `spire-agent api fetch x509 -write OUTDIR`, retried for 60 s until the
@@ -482,9 +548,10 @@ split_pem() {
         END { print n + 0 }' "$1"
 }
 
-# transit_keys [NAMESPACE]: the run's Transit keys (under the module prefix [and NAMESPACE])
+# transit_keys [NAMESPACE]: the run's Transit keys (under the servers' module prefix, or $KPFX
+# when set [and NAMESPACE])
 transit_keys() {
-    vtp_list "$MOUNT/keys" | awk -v p="$MODPREFIX${1:-}" 'index($0, p) == 1' | sort
+    vtp_list "$MOUNT/keys" | awk -v p="${KPFX:-$MODPREFIX}${1:-}" 'index($0, p) == 1' | sort
 }
 
 # transit_pub NAME OUT: Transit's public key (PEM) of NAME's latest version; prints its type
@@ -587,21 +654,21 @@ jwt_signed_by() {
 }
 
 # expect_keys NAMESPACE IDS...: Transit has exactly one key <prefix><NAMESPACE><id>.<16 hex>
-# for each id, and no other key in NAMESPACE; prints the names
+# for each id, and no other key in NAMESPACE; prints the names (prefix: $KPFX, or the servers')
 expect_keys() {
-    local ns=$1 id keys k found
+    local ns=$1 id keys k found pfx=${KPFX:-$MODPREFIX}
     shift
     keys=$(transit_keys "$ns")
     for id in "$@"; do
-        found=$(grep -Ec "^$MODPREFIX${ns//./\\.}$id\.[0-9a-f]{16}$" <<<"$keys" || true)
-        [ "$found" = 1 ] || { echo "want one key $MODPREFIX$ns$id.<16 hex>, found $found in:"; echo "$keys"; return 1; }
+        found=$(grep -Ec "^$pfx${ns//./\\.}$id\.[0-9a-f]{16}$" <<<"$keys" || true)
+        [ "$found" = 1 ] || { echo "want one key $pfx$ns$id.<16 hex>, found $found in:"; echo "$keys"; return 1; }
     done
-    [ "$(grep -c . <<<"$keys")" = $# ] || { echo "want $# keys in $MODPREFIX$ns, found:"; echo "$keys"; return 1; }
+    [ "$(grep -c . <<<"$keys")" = $# ] || { echo "want $# keys in $pfx$ns, found:"; echo "$keys"; return 1; }
     echo "$keys"
 }
 
-key_named() { # key_named NAMESPACE ID: the current Transit key of ID
-    transit_keys "$1" | grep -E "^$MODPREFIX${1//./\\.}$2\.[0-9a-f]{16}$" | tail -n 1
+key_named() { # key_named NAMESPACE ID: the current Transit key of ID (prefix as for expect_keys)
+    transit_keys "$1" | grep -E "^${KPFX:-$MODPREFIX}${1//./\\.}$2\.[0-9a-f]{16}$" | tail -n 1
 }
 
 check_types() { # check_types TYPE KEYS...: Transit's type of each key is TYPE
@@ -650,6 +717,51 @@ tamper() { # tamper JWT: change one character in the middle of the signature
     c=${s:10:1}
     if [ "$c" = A ]; then c=B; else c=A; fi
     echo "${t%.*}.${s:0:10}$c${s:11}"
+}
+
+# agent_pub AGENT OUT: the public key (PEM) of AGENT's SVID key agent-svid-A in its KeyManager:
+# Transit's $A1_KEY (the plugin), or the entry of the disk KeyManager's keys.json (--disk)
+agent_pub() {
+    if [ "$KM" = pkcs11 ]; then
+        transit_pub "$A1_KEY" "$2" >/dev/null
+    else
+        jq -re '.keys["agent-svid-A"]' "$(srv_dir "$1")/data/keys.json" | base64 -d |
+            openssl pkey -inform DER -pubout >"$2"
+    fi
+}
+
+# agent_svid AGENT OUT: the agent's own X509-SVID (the leaf), which spire-agent keeps in
+# <data_dir>/agent-data.json ("svid": base64 of PEM certificates; pkg/agent/storage)
+agent_svid() {
+    jq -re '.svid[0]' "$(srv_dir "$1")/data/agent-data.json" | base64 -d >"$2" &&
+        openssl x509 -in "$2" -noout
+}
+
+# check_agent_svid AGENT SERVER CAKEYS...: AGENT's own SVID verifies against SERVER's bundle, is
+# spiffe://$TD/spire/agent/join_token/<its join token>, holds the public key of the agent's
+# KeyManager key (agent_pub), and its issuer is one of the Transit CAKEYS (none: not checked);
+# prints its serial and issuer
+check_agent_svid() {
+    local a=$1 server=$2 d h k id
+    shift 2
+    d=$VTP_TMP/$a-agent-svid
+    rm -rf "$d" && mkdir -p "$d"
+    agent_svid "$a" "$d/svid.pem" || { echo "no agent SVID in $(srv_dir "$a")/data/agent-data.json"; return 1; }
+    srv "$server" bundle show >"$d/bundle.pem" || return 1
+    h=$(openssl verify -CAfile "$d/bundle.pem" "$d/svid.pem" 2>&1) || { echo "$h"; return 1; }
+    id="spiffe://$TD/spire/agent/join_token/$(cat "$(srv_dir "$a")/join-token")"
+    openssl x509 -in "$d/svid.pem" -noout -ext subjectAltName | grep -qxE " *URI:$id" ||
+        { echo "the agent SVID is not for $id:"; openssl x509 -in "$d/svid.pem" -noout -ext subjectAltName; return 1; }
+    agent_pub "$a" "$d/key.pem" || { echo "cannot read the public key of $a's agent-svid-A"; return 1; }
+    [ "$(cert_pub_hash "$d/svid.pem")" = "$(pub_hash <"$d/key.pem")" ] ||
+        { echo "the agent SVID's public key is not that of $a's agent-svid-A ($A1_KEY):"
+          openssl x509 -in "$d/svid.pem" -noout -pubkey; cat "$d/key.pem"; return 1; }
+    h=$(svid_issuer "$d/svid.pem" "$d/bundle.pem") || { echo "$h"; return 1; }
+    if [ $# -gt 0 ]; then
+        k=$(key_with_pub "$h" "$@") || { echo "the agent SVID's issuer key is none of the Transit keys $*"; return 1; }
+        h=$k
+    fi
+    echo "$(openssl x509 -in "$d/svid.pem" -noout -serial), issuer $h"
 }
 
 
@@ -718,9 +830,50 @@ if [ "$KM" = pkcs11 ]; then
         p11_objects
 fi
 
-# ---- agents ----
-check_here "agent a1 attests to s1 with a join token; entry for uid $UID_NOW" agent_start a1 s1
-check_here "agent a2 attests to s2 with a join token; entry for uid $UID_NOW" agent_start a2 s2
+# ---- agents: a1 with the plugin (--disk: SPIRE's disk KeyManager), a2 with SPIRE's memory one ----
+A1_KM=$KM
+check_here "agent a1 (KeyManager $A1_KM${T:+, plugin_args -agent}) attests to s1 with a join token; entry for uid $UID_NOW" \
+    agent_start a1 s1 "$A1_KM"
+check_here "agent a2 (KeyManager memory) attests to s2 with a join token; entry for uid $UID_NOW" \
+    agent_start a2 s2 memory
+A1_KEY=
+if [ "$KM" = pkcs11 ]; then
+    IDA1=$(cat "$(srv_dir a1)/data/pkcs11-key-id" 2>/dev/null || true)
+    new_uuid() {
+        grep -Eq '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' <<<"$IDA1" &&
+            [ "$IDA1" != "$ID1" ]
+    }
+    vtp_check "a1 wrote a generated key identifier ($IDA1), not s1's, to its key_identifier_file" new_uuid
+    NSA1="$IDA1."
+    a1_keys() { # one key under $AGPREFIX: a1's agent-svid-A
+        KPFX=$AGPREFIX expect_keys "$NSA1" agent-svid-A || return 1
+        [ "$(KPFX=$AGPREFIX transit_keys | grep -c .)" = 1 ] ||
+            { echo "other keys under $AGPREFIX:"; KPFX=$AGPREFIX transit_keys; return 1; }
+    }
+    vtp_check "Transit has a1's SVID key as $AGPREFIX${NSA1}agent-svid-A.<16 hex>, the only key under $AGPREFIX" \
+        a1_keys
+    A1_KEY=$(KPFX=$AGPREFIX key_named "$NSA1" agent-svid-A)
+    vtp_check "a1's Transit key is ecdsa-p256" check_types ecdsa-p256 "$A1_KEY"
+    vault_apart() { # a1's key is in no server's namespace; each token reaches its own keys only
+        local st
+        case $A1_KEY in "$MODPREFIX"* | "$MODPREFIX$NS1"* | "$MODPREFIX$NS2"*)
+            echo "$A1_KEY is under the servers' prefix $MODPREFIX"; return 1 ;;
+        esac
+        st=$(VAULT_TOKEN=$(cat "$VTP_TMP/agent-module-token") vtp_api_status GET "$MOUNT/keys/$A1_KEY")
+        [ "$st" = 200 ] || { echo "a1's token reading $A1_KEY: HTTP $st, not 200"; return 1; }
+        st=$(VAULT_TOKEN=$(cat "$VTP_TMP/agent-module-token") vtp_api_status GET "$MOUNT/keys/$S1_CA_A")
+        [ "$st" = 403 ] || { echo "a1's token reading s1's $S1_CA_A: HTTP $st, not 403"; return 1; }
+        st=$(VAULT_TOKEN=$(cat "$VTP_TMP/spire-module-token") vtp_api_status GET "$MOUNT/keys/$A1_KEY")
+        [ "$st" = 403 ] || { echo "the servers' token reading $A1_KEY: HTTP $st, not 403"; return 1; }
+    }
+    vtp_check "a1's key is outside the servers' namespaces and tokens (403 both ways)" vault_apart
+fi
+A1_KEY_DESC="Transit's $A1_KEY; signed by s1's Transit CA key"
+[ -n "$T" ] || A1_KEY_DESC="agent-svid-A in its disk KeyManager"
+vtp_check "a1's own X509-SVID (agent-data.json) verifies against s1's bundle; its public key is $A1_KEY_DESC" \
+    check_agent_svid a1 s1 ${S1_CA_A:+"$S1_CA_A"}
+vtp_say "  $VTP_LAST_OUT"
+A1_SVID_SERIAL=${VTP_LAST_OUT%%,*}
 
 # ---- SVIDs from s1 ----
 vtp_check "a1 fetches an X509-SVID (spire-agent api fetch x509)" fetch_x509 a1 "$VTP_TMP/a1-x509"
@@ -870,6 +1023,42 @@ fi
 vtp_check "a1 still fetches an X509-SVID that verifies" fetch_x509 a1 "$VTP_TMP/a1-x509-2"
 vtp_check "openssl verifies it against the bundle" check_svid "$VTP_TMP/a1-x509-2" ${S1_CA_A:+"$S1_CA_A"}
 
+# ---- restart of a1: its SVID from agent-data.json, its key from its KeyManager ----
+# With no join token (the one it had is used up) a1 can only come back with the SVID it keeps
+# and the key its KeyManager finds for it (pkg/agent/attestor/node: "SVID loaded").
+A1_LOG=$(srv_dir a1)/agent.log
+A1_LOG_LINES=$(wc -l <"$A1_LOG")
+A1_KEYS_BEFORE=
+[ "$KM" != pkcs11 ] || A1_KEYS_BEFORE=$(KPFX=$AGPREFIX transit_keys)
+check_here "stop a1 (SIGTERM): the agent and the plugin exit cleanly" clean_stop a1
+check_here "a1 restarts with no join token and is healthy" agent_run a1
+a1_reloaded() {
+    local log out
+    log=$(tail -n +"$((A1_LOG_LINES + 1))" "$A1_LOG")
+    grep -q 'msg="SVID loaded"' <<<"$log" || { echo "no \"SVID loaded\" in a1's log since its restart"; return 1; }
+    if grep -E 'Generating new keypair|Node attestation was successful' <<<"$log"; then
+        return 1
+    fi
+    out=$(check_agent_svid a1 s1 ${S1_CA_A:+"$S1_CA_A"}) || { echo "$out"; return 1; }
+    [ "${out%%,*}" = "$A1_SVID_SERIAL" ] || { echo "a1's SVID is now $out, not $A1_SVID_SERIAL"; return 1; }
+    echo "$out"
+}
+vtp_check "a1 loaded its SVID ($A1_SVID_SERIAL) and found its key; no new key pair, no attestation" \
+    a1_reloaded
+if [ "$KM" = pkcs11 ]; then
+    a1_same_keys() {
+        local now
+        now=$(KPFX=$AGPREFIX transit_keys)
+        [ "$now" = "$A1_KEYS_BEFORE" ] || { diff <(echo "$A1_KEYS_BEFORE") <(echo "$now"); return 1; }
+    }
+    vtp_check "a1's restart created no Transit key and destroyed none ($A1_KEY)" a1_same_keys
+fi
+vtp_check "a1 fetches an X509-SVID after its restart" fetch_x509 a1 "$VTP_TMP/a1-x509-3"
+vtp_check "openssl verifies it against the bundle${T:+; signed by a Transit CA key of s1}" \
+    check_svid "$VTP_TMP/a1-x509-3" ${S1_CA_A:+"$S1_CA_A"}
+vtp_check "a1 fetches a JWT-SVID after its restart" fetch_jwt a1 e2e-aud
+vtp_check "spire-agent api validate jwt accepts it" validate_jwt a1 e2e-aud "$(tail -n 1 <<<"$VTP_LAST_OUT")"
+
 if [ "$KM" = pkcs11 ]; then
     strays() {
         local s
@@ -877,7 +1066,28 @@ if [ "$KM" = pkcs11 ]; then
         [ -z "$s" ] || { echo "keys outside both namespaces: $s"; return 1; }
         echo "$(transit_keys | grep -c .) keys: s1 $(transit_keys "$NS1" | grep -c .), s2 $(transit_keys "$NS2" | grep -c .)"
     }
-    vtp_check "every Transit key of the run belongs to s1's or s2's namespace" strays
+    vtp_check "every Transit key of the servers' prefix belongs to s1's or s2's namespace" strays
     vtp_say "  $VTP_LAST_OUT"
+    vtp_check "the agent prefix $AGPREFIX holds a1's $A1_KEY and nothing else" a1_keys
+fi
+
+# ---- the end: everything stopped, then the run's Transit keys deleted ----
+for f in "$VTP_TMP"/*/pid; do
+    if [ -s "$f" ]; then
+        srv_stop "$(basename "$(dirname "$f")")" || true
+    fi
+done
+if [ "$KM" = pkcs11 ]; then
+    delete_run_keys() {
+        local p left
+        for p in "$MODPREFIX" "$AGPREFIX"; do
+            vtp_cleanup_prefix "$p" || return 1
+        done
+        left=$(vtp_list "$MOUNT/keys" | grep -e "^$MODPREFIX" -e "^$AGPREFIX" || true)
+        [ -z "$left" ] || { echo "still in Transit:"; echo "$left"; return 1; }
+    }
+    N_KEYS=$(vtp_list "$MOUNT/keys" | grep -c -e "^$MODPREFIX" -e "^$AGPREFIX" || true)
+    vtp_check "the run's $N_KEYS Transit keys (the servers' and a1's) are deleted" delete_run_keys
+    MODPREFIX='' AGPREFIX='' # nothing left for cleanup to delete
 fi
 vtp_say "PASS"

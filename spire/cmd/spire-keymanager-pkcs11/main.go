@@ -30,8 +30,11 @@ func main() {
 		}
 	}
 	p := keymanager.New()
+	// Serve returns when the host stops the plugin (go-plugin does, whatever the SDK's comment
+	// says): then the process ends.
 	if agent {
 		pluginmain.Serve(agentv1.KeyManagerPluginServer(keymanager.NewAgent(p)), configv1.ConfigServiceServer(p))
+		return
 	}
 	pluginmain.Serve(keymanagerv1.KeyManagerPluginServer(p), configv1.ConfigServiceServer(p))
 }
