@@ -340,7 +340,8 @@ void fake_transit_gate_open(void)
     pthread_mutex_unlock(&lock);
 }
 
-bool fake_transit_wait_at_gate(unsigned n, long timeout_ms)
+/* Waits (up to timeout_ms) until *count (guarded by lock) is at least n. */
+static bool wait_count(const unsigned *count, unsigned n, long timeout_ms)
 {
     struct timespec until;
     bool ok;
@@ -353,12 +354,17 @@ bool fake_transit_wait_at_gate(unsigned n, long timeout_ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&lock);
-    while (at_gate < n)
+    while (*count < n)
         if (pthread_cond_timedwait(&changed, &lock, &until) == ETIMEDOUT)
             break;
-    ok = at_gate >= n;
+    ok = *count >= n;
     pthread_mutex_unlock(&lock);
     return ok;
+}
+
+bool fake_transit_wait_at_gate(unsigned n, long timeout_ms)
+{
+    return wait_count(&at_gate, n, timeout_ms);
 }
 
 void fake_transit_hold_lists(bool hold)
@@ -371,23 +377,7 @@ void fake_transit_hold_lists(bool hold)
 
 bool fake_transit_wait_lists(unsigned n, long timeout_ms)
 {
-    struct timespec until;
-    bool ok;
-
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&lock);
-    while (lists_waiting < n)
-        if (pthread_cond_timedwait(&changed, &lock, &until) == ETIMEDOUT)
-            break;
-    ok = lists_waiting >= n;
-    pthread_mutex_unlock(&lock);
-    return ok;
+    return wait_count(&lists_waiting, n, timeout_ms);
 }
 
 void fake_transit_fail_signs(CK_RV rv)
