@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Go tests of the SPIRE KeyManager plugin (spire/keymanager) against real tokens, under run-test:
 #   - SoftHSM2 (a token the tests make with softhsm2-util);
-#   - this module over the test's OpenBao, twice: with the run-test slot (KV v2 holds CKA_ID and
-#     CKA_LABEL) and with a slot without kv_mount (both derived from the Transit key name).
+#   - this module over the test's OpenBao, three times: with the run-test slot (KV v2 holds CKA_ID
+#     and CKA_LABEL), with a slot without kv_mount (both derived from the Transit key name), and
+#     with no config file at all (the README's VAULT_ADDR/VAULT_TOKEN mode).
 # Each pass: the four key types SPIRE uses with every hash and PSS salt length, verified with Go's
 # crypto against the PKIX key the plugin returned; bad requests and their gRPC codes; key
 # replacement (new pair first, old one destroyed) and a restart that creates no key; two
@@ -34,6 +35,19 @@ vtp_check "plugin tests: this module, slot without kv_mount" \
     env VAULT_TRANSIT_PKCS11_CONFIG="$nokv" SKM_VTP_TOKEN=vtp-nokv \
     "$VTP_GO" test -count=1 -v -run '/vault-transit-pkcs11' ./keymanager/
 printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
+
+# The README's first configuration: no module config file at all, only VAULT_ADDR and
+# VAULT_TOKEN (one slot over mount "transit", token "Vault Transit transit", no KV).
+default_conf=$(strings "$VTP_MODULE" | grep -m1 '/vault-transit-pkcs11/vault-transit-pkcs11.conf$' || true)
+if [ -n "$default_conf" ] && [ -e "$default_conf" ]; then
+    vtp_fail "$default_conf exists: the no-config pass cannot run on this machine"
+fi
+if [ "${VTP_TEST_MOUNT:-transit}" = transit ]; then
+    vtp_check "plugin tests: this module with no config file (VAULT_ADDR and VAULT_TOKEN only)" \
+        env -u VAULT_TRANSIT_PKCS11_CONFIG SKM_VTP_TOKEN="Vault Transit transit" \
+        "$VTP_GO" test -count=1 -v -run '/vault-transit-pkcs11' ./keymanager/
+    printf '%s\n' "$VTP_LAST_OUT" | grep -E "^ *(--- |ok|PASS|FAIL)" | sed "s/^/  /"
+fi
 
 # The plugin's concurrent SignData reach the module's group commit: some C_Finalize statistics
 # line (the module logs one whenever the plugin's last token closes) shows a batch of several.
