@@ -952,6 +952,11 @@ static struct vtp_snapshot *apply(const struct vtp_snapshot *old, const struct c
         s->certs[s->n_certs++] = vtp_cert_ref(old->certs[i]);
     }
     for (size_t j = 0; j < n_add; j++) {
+        bool twice = false;
+        for (size_t i = 0; i < j && !twice; i++) /* one object per key name */
+            twice = strcmp(add_keys[i]->name, add_keys[j]->name) == 0;
+        if (twice)
+            continue;
         s->keys[s->n++] = vtp_key_ref(add_keys[j]);
         if (!has_name(s, add_keys[j]->name)) {
             char *dup = strdup(add_keys[j]->name);
@@ -1178,7 +1183,11 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
             goto out;
         json_object_foreach(index, k, v)
         {
-            if (n_cand < VTP_ARRAY_SIZE(cand) && has_name(s, k) &&
+            bool seen = false;
+            /* the key named after the value may be in the index too: load each key once */
+            for (size_t i = 0; i < n_cand && !seen; i++)
+                seen = strcmp(cand[i], k) == 0;
+            if (!seen && n_cand < VTP_ARRAY_SIZE(cand) && has_name(s, k) &&
                 (cand[n_cand] = strdup(k)) != NULL)
                 n_cand++;
         }

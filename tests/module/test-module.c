@@ -467,6 +467,46 @@ static void sign_msg(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, unsigned char *
 }
 
 /* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
+/* A label that is also the key's Transit name (behind the slot's prefix) is found both by name
+ * and through the KV index: a fresh process's search by it, and by the ID, must still show the
+ * key once (python-pkcs11 fails with MultipleObjectsReturned on two). */
+static void search_shows_key_once(void)
+{
+    char label[64];
+    unsigned char id[6] = {0xd0, 0x0b};
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+    CK_OBJECT_HANDLE pub, priv, found[8];
+    CK_SESSION_HANDLE s;
+
+    snprintf(label, sizeof(label), "mtonce-%d", (int)getpid());
+    memcpy(id + 2, &(int){getpid()}, 4);
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    REQUIRE_RV(generate(s, &specs[0], label, id, sizeof(id), &pub, &priv), CKR_OK);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    /* a fresh snapshot, as in a new process */
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_LABEL, label, strlen(label)}};
+        CK_ULONG n = find(s, t, 1, found, 8);
+        CHECK(n == 2, "a search by label %s shows %lu objects, not one private and one public key",
+              label, n);
+    }
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_ID, id, sizeof(id)}};
+        CK_ULONG n = find(s, t, 2, found, 8);
+        CHECK(n == 1, "a later search by ID shows %lu private keys, not one", n);
+        if (n >= 1)
+            CHECK_RV(f->C_DestroyObject(s, found[0]), CKR_OK);
+    }
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 static void lifecycle_checks(const unsigned char *id, const char *label, EVP_PKEY *pk1)
 {
     char reserved[600], path[512], name[256];
@@ -968,6 +1008,7 @@ int main(void)
 
     /* Rotation, certificates, label changes (re-initializes the module). */
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    search_shows_key_once();
     lifecycle_checks(ids[0], labels[0], pks[0]);
     REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
