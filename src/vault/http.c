@@ -1371,10 +1371,32 @@ static bool too_long(const json_t *body)
     return errors_contain(body, "message too long") || errors_contain(body, "input must be hashed");
 }
 
+/* A body the server refused as too large or too complex: OpenBao's JSON limits (400), HashiCorp
+ * Vault's (answered with 500, see shared/reference/vault-http-api.md section 6), whatever the
+ * status. The batch layer sends such a batch again in halves. */
+static bool refused_as_too_large(const json_t *body)
+{
+    static const char *const texts[] = {
+        "refused JSON input due to high complexity", /* OpenBao >= 2.4.1 */
+        "JSON array exceeds allowed element count",  /* Vault >= 1.16.25/1.21.0 */
+        "JSON object exceeds allowed entry count",
+        "JSON payload exceeds allowed token count",
+        "JSON string value exceeds allowed length",
+        "JSON input exceeds allowed nesting depth",
+    };
+
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(texts); i++)
+        if (errors_contain(body, texts[i]))
+            return true;
+    return false;
+}
+
 CK_RV vtp_vault_rv(long status, const json_t *body)
 {
     if (status >= 200 && status < 300)
         return CKR_OK;
+    if (status >= 400 && refused_as_too_large(body))
+        return CKR_DATA_LEN_RANGE;
 
     switch (status) {
     case 400:
@@ -1384,7 +1406,7 @@ CK_RV vtp_vault_rv(long status, const json_t *body)
             return CKR_KEY_HANDLE_INVALID;
         if (errors_contain(body, "deletion is not allowed"))
             return CKR_ACTION_PROHIBITED;
-        if (too_long(body) || errors_contain(body, "refused JSON input due to high complexity"))
+        if (too_long(body))
             return CKR_DATA_LEN_RANGE;
         if (errors_contain(body, "salt length"))
             return CKR_MECHANISM_PARAM_INVALID;

@@ -61,6 +61,17 @@ static const struct row rows[] = {
      "{\"errors\":[\"refused JSON input due to high complexity: exceeded maximum number of "
      "strings\"]}",
      CKR_DATA_LEN_RANGE},
+    /* HashiCorp Vault's JSON limits (measured on 1.21.4 CE): HTTP 500, one text per limit */
+    {"500 Vault JSON array limit", 500,
+     "{\"errors\":[\"JSON array exceeds allowed element count\"]}\n", CKR_DATA_LEN_RANGE},
+    {"500 Vault JSON object limit", 500,
+     "{\"errors\":[\"JSON object exceeds allowed entry count\"]}\n", CKR_DATA_LEN_RANGE},
+    {"500 Vault JSON token limit", 500,
+     "{\"errors\":[\"JSON payload exceeds allowed token count\"]}\n", CKR_DATA_LEN_RANGE},
+    {"500 Vault JSON string limit", 500,
+     "{\"errors\":[\"JSON string value exceeds allowed length\"]}\n", CKR_DATA_LEN_RANGE},
+    {"500 Vault JSON depth limit", 500,
+     "{\"errors\":[\"JSON input exceeds allowed nesting depth\"]}\n", CKR_DATA_LEN_RANGE},
     {"400 salt length parse", 400, "{\"errors\":[\"salt length is invalid: -5\"]}",
      CKR_MECHANISM_PARAM_INVALID},
     {"400 Vault no token", 400, "{\"errors\":[\"missing client token\"]}",
