@@ -69,6 +69,8 @@ listener "tcp" {
   tls_require_and_verify_client_cert = false
 }
 api_addr = "https://localhost:$port"
+# HashiCorp Vault >= 1.20 refuses to start without it; OpenBao warns that it is unknown and goes on
+disable_mlock = true
 EOF
 env -u LD_PRELOAD -u ASAN_OPTIONS -u VAULT_ADDR -u VAULT_TOKEN -u BAO_ADDR -u BAO_TOKEN HOME="$d" \
     "$VTP_BAO" server -config="$d/server.hcl" >"$d/bao.log" 2>&1 </dev/null &

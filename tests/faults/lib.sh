@@ -163,6 +163,8 @@ ${FL_LISTENER_EXTRA:-}
 api_addr = "http://$ip:$port"
 cluster_addr = "https://$ip:$((port + 1))"
 log_level = "info"
+# HashiCorp Vault >= 1.20 refuses to start without it; OpenBao warns that it is unknown and goes on
+disable_mlock = true
 EOF
     printf -v "FL_ADDR_$name" '%s' "http://$ip:$port"
     printf -v "FL_PORT_$name" '%s' "$port"
