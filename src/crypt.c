@@ -1,6 +1,9 @@
 /* crypt.c - RSA-OAEP (decrypt through Transit, encrypt locally), digests, random. */
 #include "common.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/rsa.h>
@@ -138,6 +141,17 @@ CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
     }
     k = op->key->kt->sig_len;
     max = k - 2 * OAEP_HASH_LEN - 2;
+    if (op->result != NULL) {
+        /* A retry after CKR_BUFFER_TOO_SMALL gets the kept plaintext only for the same
+         * ciphertext; another one is decrypted afresh. */
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256(in, in_len, md);
+        if (CRYPTO_memcmp(md, op->result_of, sizeof(md)) != 0) {
+            OPENSSL_clear_free(op->result, op->result_len);
+            op->result = NULL;
+            op->result_len = 0;
+        }
+    }
     if (op->result == NULL) {
         if (in_len != k) {
             VTP_LOG_INFO("RSA-OAEP: a ciphertext of %lu bytes for a %zu-byte key", in_len, k);
@@ -155,6 +169,7 @@ CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
             rv = CKR_ENCRYPTED_DATA_INVALID; /* Transit's "decryption error" and friends */
         if (rv != CKR_OK)
             goto end;
+        SHA256(in, in_len, op->result_of);
     } else if (out == NULL) {
         *out_len = op->result_len;
         return CKR_OK;

@@ -373,7 +373,8 @@ static CK_RV store_meta(struct vtp_session *s, const char *name, const struct ge
             goto out;
     }
     if (req->label != NULL) {
-        label = strndup(req->label->pValue, req->label->ulValueLen);
+        label = req->label->ulValueLen > 0 ? strndup(req->label->pValue, req->label->ulValueLen)
+                                           : strdup("");
         if (label == NULL || json_object_set_new(data, "label", json_stringn(label,
                                                  req->label->ulValueLen)) != 0)
             goto out;
@@ -470,7 +471,9 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     if (meta == NULL) {
         /* Without KV the template's values still hold for this process. */
         if (req.label != NULL) {
-            char *l = strndup(req.label->pValue, req.label->ulValueLen);
+            char *l = req.label->ulValueLen > 0
+                          ? strndup(req.label->pValue, req.label->ulValueLen)
+                          : strdup("");
             if (l == NULL) {
                 rv = CKR_HOST_MEMORY;
                 goto out;

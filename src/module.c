@@ -181,12 +181,19 @@ static CK_RV done(const char *func, CK_RV rv)
         IN_SESSION(h, expr);                                                                       \
     } while (0)
 
-/* Entry points the module does not offer: initialised or not, they say so. */
+/* Entry points the module does not offer: initialised or not, they say so. Those that take a
+ * session check the handle first (an invalid handle is CKR_SESSION_HANDLE_INVALID whatever the
+ * function). */
 #define UNSUPPORTED(name, params)                                                                  \
     static CK_RV fn_##name params                                                              \
     {                                                                                              \
         CHECK_INIT();                                                                              \
         return DONE(CKR_FUNCTION_NOT_SUPPORTED);                                                   \
+    }
+#define UNSUPPORTED_IN_SESSION(name, params)                                                       \
+    static CK_RV fn_##name params                                                              \
+    {                                                                                              \
+        WITH_SESSION(h, ((void)s, CKR_FUNCTION_NOT_SUPPORTED));                                    \
     }
 
 static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
@@ -453,9 +460,9 @@ static CK_RV fn_GetMechanismInfo(CK_SLOT_ID id, CK_MECHANISM_TYPE type, CK_MECHA
 UNSUPPORTED(InitToken, (CK_SLOT_ID id, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
                          CK_UTF8CHAR_PTR label))
 
-UNSUPPORTED(InitPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len))
+UNSUPPORTED_IN_SESSION(InitPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len))
 
-UNSUPPORTED(SetPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
+UNSUPPORTED_IN_SESSION(SetPIN, (CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old_pin, CK_ULONG old_len,
                       CK_UTF8CHAR_PTR new_pin, CK_ULONG new_len))
 
 static CK_RV fn_OpenSession(CK_SLOT_ID id, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
@@ -511,9 +518,9 @@ static CK_RV fn_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
     return DONE(CKR_OK);
 }
 
-UNSUPPORTED(GetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len))
+UNSUPPORTED_IN_SESSION(GetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG_PTR len))
 
-UNSUPPORTED(SetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
+UNSUPPORTED_IN_SESSION(SetOperationState, (CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
                                  CK_OBJECT_HANDLE enc_key, CK_OBJECT_HANDLE auth_key))
 
 static CK_RV fn_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
@@ -706,10 +713,10 @@ static CK_RV fn_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK
     WITH_SESSION(h, vtp_encrypt(s, in, in_len, out, out_len));
 }
 
-UNSUPPORTED(EncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(EncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                              CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(EncryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
+UNSUPPORTED_IN_SESSION(EncryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
 static CK_RV fn_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
@@ -722,10 +729,10 @@ static CK_RV fn_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK
     WITH_SESSION(h, vtp_decrypt(s, in, in_len, out, out_len));
 }
 
-UNSUPPORTED(DecryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(DecryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                              CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(DecryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
+UNSUPPORTED_IN_SESSION(DecryptFinal, (CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
 static CK_RV fn_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
@@ -743,7 +750,7 @@ static CK_RV fn_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_le
     WITH_SESSION(h, vtp_digest_update(s, in, in_len));
 }
 
-UNSUPPORTED(DigestKey, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key))
+UNSUPPORTED_IN_SESSION(DigestKey, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key))
 
 static CK_RV fn_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
@@ -771,9 +778,9 @@ static CK_RV fn_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig
     WITH_SESSION(h, vtp_sign_final(s, sig, sig_len));
 }
 
-UNSUPPORTED(SignRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
+UNSUPPORTED_IN_SESSION(SignRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
 
-UNSUPPORTED(SignRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+UNSUPPORTED_IN_SESSION(SignRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                            CK_ULONG_PTR sig_len))
 
 static CK_RV fn_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
@@ -797,24 +804,24 @@ static CK_RV fn_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_l
     WITH_SESSION(h, vtp_verify_final(s, sig, sig_len));
 }
 
-UNSUPPORTED(VerifyRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
+UNSUPPORTED_IN_SESSION(VerifyRecoverInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key))
 
-UNSUPPORTED(VerifyRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
+UNSUPPORTED_IN_SESSION(VerifyRecover, (CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
                              CK_BYTE_PTR data, CK_ULONG_PTR data_len))
 
-UNSUPPORTED(DigestEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(DigestEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                                    CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(DecryptDigestUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(DecryptDigestUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                                    CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(SignEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(SignEncryptUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                                  CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(DecryptVerifyUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
+UNSUPPORTED_IN_SESSION(DecryptVerifyUpdate, (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len,
                                    CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(GenerateKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR tmpl,
+UNSUPPORTED_IN_SESSION(GenerateKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR tmpl,
                            CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
 static CK_RV fn_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub_tmpl,
@@ -825,20 +832,19 @@ static CK_RV fn_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTR
     WITH_SESSION(h, vtp_keygen_pair(s, m, pub_tmpl, pub_count, priv_tmpl, priv_count, pub, priv));
 }
 
-UNSUPPORTED(WrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
+UNSUPPORTED_IN_SESSION(WrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping,
                        CK_OBJECT_HANDLE key, CK_BYTE_PTR out, CK_ULONG_PTR out_len))
 
-UNSUPPORTED(UnwrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
+UNSUPPORTED_IN_SESSION(UnwrapKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE unwrapping,
                          CK_BYTE_PTR wrapped, CK_ULONG wrapped_len, CK_ATTRIBUTE_PTR tmpl,
                          CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
-UNSUPPORTED(DeriveKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
+UNSUPPORTED_IN_SESSION(DeriveKey, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base,
                          CK_ATTRIBUTE_PTR tmpl, CK_ULONG count, CK_OBJECT_HANDLE_PTR key))
 
 static CK_RV fn_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len)
 {
-    CHECK_INIT();
-    return DONE(CKR_RANDOM_SEED_NOT_SUPPORTED);
+    WITH_SESSION(h, ((void)s, CKR_RANDOM_SEED_NOT_SUPPORTED));
 }
 
 static CK_RV fn_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)

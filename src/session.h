@@ -24,6 +24,7 @@ struct vtp_op {
     long salt_len;      /* PSS: bytes */
     unsigned char *result; /* decrypt: plaintext kept for a retry after CKR_BUFFER_TOO_SMALL */
     size_t result_len;
+    unsigned char result_of[32]; /* SHA-256 of the ciphertext result is the plaintext of */
 };
 
 /* State of a C_FindObjects* search (src/find.c). */

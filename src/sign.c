@@ -37,7 +37,8 @@ static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m, bool sign)
     }
     hlen = EVP_MD_get_size(EVP_get_digestbyname(md));
     max_salt = (long)((op->key->kt->bits - 1 + 7) / 8) - 2 - hlen;
-    if (hlen <= 0 || (long)p->sLen > max_salt) {
+    /* sLen is unsigned: (CK_ULONG)-1 and friends are huge, not OpenSSL's special values */
+    if (hlen <= 0 || max_salt < 0 || p->sLen > (CK_ULONG)max_salt) {
         VTP_LOG_INFO("PSS: salt length %lu is more than %ld for this key", p->sLen, max_salt);
         return CKR_MECHANISM_PARAM_INVALID;
     }

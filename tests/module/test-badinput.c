@@ -427,15 +427,14 @@ static void session_handles(void)
         CHECK_RV(f->C_GenerateKeyPair(h, &m, NULL, 0, NULL, 0, &o, &o),
                  CKR_SESSION_HANDLE_INVALID);
         CHECK_RV(f->C_GenerateRandom(h, buf, 16), CKR_SESSION_HANDLE_INVALID);
-        /* functions the module does not offer: either answer is right */
-        CHECK_RV2(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "1234", 4), CKR_SESSION_HANDLE_INVALID,
-                  CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV2(f->C_SetPIN(h, (CK_UTF8CHAR_PTR) "1", 1, (CK_UTF8CHAR_PTR) "2", 1),
-                  CKR_SESSION_HANDLE_INVALID, CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV2(f->C_GetOperationState(h, NULL, &len), CKR_SESSION_HANDLE_INVALID,
-                  CKR_FUNCTION_NOT_SUPPORTED);
-        CHECK_RV3(f->C_SeedRandom(h, buf, 16), CKR_SESSION_HANDLE_INVALID,
-                  CKR_RANDOM_SEED_NOT_SUPPORTED, CKR_FUNCTION_NOT_SUPPORTED);
+        /* functions the module does not offer check the session first (pkcs11test) */
+        CHECK_RV(f->C_InitPIN(h, (CK_UTF8CHAR_PTR) "1234", 4), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_SetPIN(h, (CK_UTF8CHAR_PTR) "1", 1, (CK_UTF8CHAR_PTR) "2", 1),
+                 CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_GetOperationState(h, NULL, &len), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_SeedRandom(h, buf, 16), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_DigestKey(h, 1), CKR_SESSION_HANDLE_INVALID);
+        CHECK_RV(f->C_GenerateKey(h, &m, NULL, 0, &o), CKR_SESSION_HANDLE_INVALID);
         CHECK_RV2(f->C_GetFunctionStatus(h), CKR_SESSION_HANDLE_INVALID, CKR_FUNCTION_NOT_PARALLEL);
         CHECK_RV2(f->C_CancelFunction(h), CKR_SESSION_HANDLE_INVALID, CKR_FUNCTION_NOT_PARALLEL);
     }
@@ -972,6 +971,33 @@ static void rsa_params(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, CK_OBJECT_HAND
           "CKR_OPERATION_NOT_INITIALIZED (5.9: C_Decrypt always terminates)",
           vtp_rv_name(rv));
     CHECK_RV(f->C_DecryptUpdate(s, in, 16, out, &len), CKR_FUNCTION_NOT_SUPPORTED);
+
+    /* A retry after CKR_BUFFER_TOO_SMALL with another ciphertext decrypts that one: the
+     * plaintext kept for the retry belongs to the first (it was returned for both). */
+    {
+        unsigned char ct1[256], ct2[256];
+        CK_ULONG l1 = sizeof(ct1), l2 = sizeof(ct2);
+        CHECK_RV(f->C_EncryptInit(s, &om, pub), CKR_OK);
+        CHECK_RV(f->C_Encrypt(s, (CK_BYTE_PTR) "first secret", 12, ct1, &l1), CKR_OK);
+        CHECK_RV(f->C_EncryptInit(s, &om, pub), CKR_OK);
+        CHECK_RV(f->C_Encrypt(s, (CK_BYTE_PTR) "other text!!", 12, ct2, &l2), CKR_OK);
+        CHECK_RV(f->C_DecryptInit(s, &om, priv), CKR_OK);
+        len = 4;
+        CHECK_RV(f->C_Decrypt(s, ct1, l1, out, &len), CKR_BUFFER_TOO_SMALL);
+        len = sizeof(out);
+        CHECK_RV(f->C_Decrypt(s, ct2, l2, out, &len), CKR_OK);
+        CHECK(len == 12 && memcmp(out, "other text!!", 12) == 0,
+              "C_Decrypt retried with another ciphertext returned the first one's plaintext");
+    }
+    /* sLen is a CK_ULONG: (CK_ULONG)-1, -2 and -3 are far too long, not OpenSSL's special
+     * "digest length", "maximum" and "auto" salt lengths. */
+    for (CK_ULONG neg = 1; neg <= 3; neg++) {
+        CK_RSA_PKCS_PSS_PARAMS big = {CKM_SHA256, CKG_MGF1_SHA256, (CK_ULONG)0 - neg};
+        CHECK_RV(f->C_SignInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &big, sizeof(big)}, priv),
+                 CKR_MECHANISM_PARAM_INVALID);
+        CHECK_RV(f->C_VerifyInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &big, sizeof(big)}, pub),
+                 CKR_MECHANISM_PARAM_INVALID);
+    }
 }
 
 static void digest_random(CK_SESSION_HANDLE s)
@@ -1187,6 +1213,18 @@ static void kg_label_mismatch(CK_SESSION_HANDLE s)
     CHECK_RV(gen(s, EC_MECH, t, 2, v2, 1), CKR_TEMPLATE_INCONSISTENT);
     CHECK_RV(gen(s, EC_MECH, t, 2, v3, 1), CKR_ATTRIBUTE_VALUE_INVALID);
 }
+/* An empty CKA_LABEL given as {NULL, 0} is an empty label (it was strndup(NULL, 0)). */
+static void kg_label_null(CK_SESSION_HANDLE s)
+{
+    CK_OBJECT_HANDLE pub = 0, priv = 0;
+    CK_ATTRIBUTE pt[] = {EC_PARAMS_OK, {CKA_LABEL, NULL, 0}};
+    CK_ATTRIBUTE vt[] = {{CKA_LABEL, NULL, 0}};
+    CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 1, &pub, &priv);
+    CHECK(rv == CKR_OK, "C_GenerateKeyPair with CKA_LABEL {NULL, 0} returned %s", vtp_rv_name(rv));
+    if (rv == CKR_OK)
+        CHECK_RV(f->C_DestroyObject(s, priv), CKR_OK);
+}
+
 static void kg_args(CK_SESSION_HANDLE s)
 {
     CK_OBJECT_HANDLE pub, priv;
@@ -1585,6 +1623,7 @@ int main(void)
     isolated("C_GenerateKeyPair attribute types", kg_types);
     isolated("C_GenerateKeyPair CKA_LABEL mismatch", kg_label_mismatch);
     isolated("C_GenerateKeyPair arguments", kg_args);
+    isolated("C_GenerateKeyPair CKA_LABEL {NULL, 0}", kg_label_null);
     isolated("C_GenerateKeyPair CKA_LABEL bytes", kg_label_bytes);
     isolated("C_CreateObject garbage DER", co_garbage_der);
     isolated("C_CreateObject garbage attributes", co_garbage_attrs);
