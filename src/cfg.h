@@ -80,6 +80,8 @@ struct vtp_config {
 /* Where the config comes from: pReserved "config=/path" (may be NULL), else
  * $VAULT_TRANSIT_PKCS11_CONFIG, else VTP_DEFAULT_CONFIG_PATH. Returns a malloc'ed path. */
 char *vtp_config_locate(const char *reserved);
+/* The path of the "config=/path" word of a C_Initialize pReserved string, or NULL. */
+char *vtp_config_locate_reserved(const char *reserved);
 
 /* Loads path (NULL or a missing file: defaults + environment). CKR_ARGUMENTS_BAD with a log line
  * naming file and line for a syntax error or a bad value; CKR_GENERAL_ERROR for a file holding

@@ -1107,10 +1107,10 @@ out:
 
 /* --- public ------------------------------------------------------------------------------- */
 
-char *vtp_config_locate(const char *reserved)
+char *vtp_config_locate_reserved(const char *reserved)
 {
     static const char seps[] = " \t\r\n,;";
-    const char *p = reserved, *env;
+    const char *p = reserved;
 
     while (p != NULL && *p != '\0') {
         size_t n;
@@ -1120,6 +1120,16 @@ char *vtp_config_locate(const char *reserved)
             return strndup(p + 7, n - 7);
         p += n;
     }
+    return NULL;
+}
+
+char *vtp_config_locate(const char *reserved)
+{
+    char *path = vtp_config_locate_reserved(reserved);
+    const char *env;
+
+    if (path != NULL)
+        return path;
     env = env_value(CFG_ENV_PATH);
     if (env != NULL)
         return strdup(env);

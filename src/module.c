@@ -1,7 +1,10 @@
 /* module.c - the PKCS#11 entry points: argument checks and CK_RV at the boundary. */
+#define _GNU_SOURCE 1 /* process_vm_readv */
 #include "common.h"
 
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -196,7 +199,40 @@ static CK_RV done(const char *func, CK_RV rv)
         WITH_SESSION(h, ((void)s, CKR_FUNCTION_NOT_SUPPORTED));                                    \
     }
 
-static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
+/* A copy of the NUL-terminated string at p (at most VTP_RESERVED_MAX bytes), read without
+ * trusting p: an address the process cannot read gives NULL, not SIGSEGV. */
+#define VTP_RESERVED_MAX 4096
+static char *copy_foreign_string(const void *p)
+{
+    char *buf = malloc(VTP_RESERVED_MAX);
+    size_t got = 0, page = (size_t)sysconf(_SC_PAGESIZE);
+
+    if (buf == NULL)
+        return NULL;
+    while (got < VTP_RESERVED_MAX) {
+        uintptr_t at = (uintptr_t)p + got;
+        size_t n = page - at % page; /* up to the end of this page: one readable range */
+        struct iovec local, remote;
+        ssize_t r;
+
+        if (n > VTP_RESERVED_MAX - got)
+            n = VTP_RESERVED_MAX - got;
+        local.iov_base = buf + got;
+        local.iov_len = n;
+        remote.iov_base = (void *)at;
+        remote.iov_len = n;
+        r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+        if (r <= 0)
+            break;
+        if (memchr(buf + got, '\0', (size_t)r) != NULL)
+            return buf;
+        got += (size_t)r;
+    }
+    free(buf);
+    return NULL;
+}
+
+static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, char **reserved)
 {
     bool any, all;
 
@@ -213,8 +249,19 @@ static CK_RV check_init_args(CK_C_INITIALIZE_ARGS_PTR a, const char **reserved)
         VTP_LOG_ERR("C_Initialize: only OS locking is supported");
         return CKR_CANT_LOCK;
     }
-    /* p11-kit's x-init-reserved and our docs pass "config=/path" here. */
-    *reserved = a->pReserved;
+    /* PKCS#11 reserves pReserved (NULL); p11-kit's x-init-reserved and our docs pass
+     * "config=/path" here. Anything else is refused, and the pointer is not trusted. */
+    if (a->pReserved != NULL) {
+        char *copy = copy_foreign_string(a->pReserved), *path;
+        path = copy != NULL ? vtp_config_locate_reserved(copy) : NULL;
+        if (path == NULL) {
+            VTP_LOG_ERR("C_Initialize: pReserved is neither NULL nor a \"config=/path\" string");
+            free(copy);
+            return CKR_ARGUMENTS_BAD;
+        }
+        free(path);
+        *reserved = copy;
+    }
     return CKR_OK;
 }
 
@@ -232,7 +279,7 @@ static void module_free(struct vtp_module *m)
 
 static CK_RV module_initialize(CK_VOID_PTR init_args)
 {
-    const char *reserved = NULL;
+    char *reserved = NULL;
     char *path = NULL;
     struct vtp_module *m = NULL;
     bool no_threads = init_args != NULL && (((CK_C_INITIALIZE_ARGS_PTR)init_args)->flags &
@@ -291,6 +338,7 @@ out:
     pthread_mutex_unlock(&init_lock);
     module_free(m);
     free(path);
+    free(reserved);
     return rv;
 }
 

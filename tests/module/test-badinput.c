@@ -309,6 +309,23 @@ static void initialize_args(void)
     CHECK_RV(f->C_Finalize((CK_VOID_PTR)&a), CKR_ARGUMENTS_BAD);
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
     CHECK_RV(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+    /* pReserved: NULL, or our "config=/path" string; anything else is refused without being
+     * trusted (pkcs11test Init.InitArgsBadReserved passes (void *)1: it crashed the module) */
+    {
+        char good[600];
+        const char *conf = getenv("VAULT_TRANSIT_PKCS11_CONFIG");
+        a = (CK_C_INITIALIZE_ARGS){NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, (CK_VOID_PTR)1};
+        CHECK_RV(f->C_Initialize(&a), CKR_ARGUMENTS_BAD);
+        a.pReserved = (CK_VOID_PTR) "not a configuration";
+        CHECK_RV(f->C_Initialize(&a), CKR_ARGUMENTS_BAD);
+        CHECK_RV(f->C_GetInfo(&(CK_INFO){0}), CKR_CRYPTOKI_NOT_INITIALIZED);
+        if (conf != NULL) {
+            snprintf(good, sizeof(good), "config=%s", conf);
+            a.pReserved = good;
+            CHECK_RV(f->C_Initialize(&a), CKR_OK);
+            CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+        }
+    }
     a = (CK_C_INITIALIZE_ARGS){NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
     REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
     CHECK_RV(f->C_Finalize((CK_VOID_PTR)1), CKR_ARGUMENTS_BAD);
