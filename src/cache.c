@@ -259,6 +259,21 @@ out:
 
 /* Keys already known keep their handles; a rotated key's previous object is kept as retired
  * so that handles a client holds still sign with the version it was shown. */
+/* Is the key now loaded under o's name the key o was made from, not another one deleted and
+ * made again under that name? Its objects (handles) carry over only then: an old handle must
+ * never sign with a new key (its signatures would not verify against the public key the caller
+ * read). Same version: the same public key; any version: the same oldest version's creation
+ * time, when Transit says it. */
+static bool same_key(const struct vtp_key *o, const struct vtp_key *n)
+{
+    if (o->version == n->version &&
+        (o->spki_len != n->spki_len || memcmp(o->spki, n->spki, o->spki_len) != 0))
+        return false;
+    if (o->birth != NULL && n->birth != NULL && strcmp(o->birth, n->birth) != 0)
+        return false;
+    return true;
+}
+
 static CK_RV carry_over(struct vtp_snapshot *old, struct vtp_snapshot *s)
 {
     struct vtp_key **by_name;
@@ -275,8 +290,8 @@ static CK_RV carry_over(struct vtp_snapshot *old, struct vtp_snapshot *s)
         struct vtp_key *o = old->keys[i];
         struct vtp_key **hit = s->n ? bsearch(&o, by_name, s->n, sizeof(*by_name), cmp_name)
                                     : NULL;
-        if (hit == NULL)
-            continue; /* deleted */
+        if (hit == NULL || !same_key(o, *hit))
+            continue; /* deleted (perhaps made again under the name: its objects are new) */
         if ((*hit)->version == o->version) {
             (*hit)->priv_handle = o->priv_handle;
             (*hit)->pub_handle = o->pub_handle;
@@ -290,7 +305,9 @@ static CK_RV carry_over(struct vtp_snapshot *old, struct vtp_snapshot *s)
     /* versions retired earlier stay while their key exists */
     for (size_t i = 0; old != NULL && i < old->n_retired && s->n_retired < MAX_RETIRED; i++) {
         struct vtp_key *o = old->retired[i];
-        if (bsearch(&o, by_name, s->n, sizeof(*by_name), cmp_name) != NULL)
+        struct vtp_key **hit = s->n ? bsearch(&o, by_name, s->n, sizeof(*by_name), cmp_name)
+                                    : NULL;
+        if (hit != NULL && same_key(o, *hit))
             s->retired[s->n_retired++] = vtp_key_ref(o);
     }
     free(by_name);

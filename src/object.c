@@ -32,6 +32,7 @@ void vtp_key_unref(struct vtp_key *k)
     EVP_PKEY_free(k->pkey);
     free(k->name);
     free(k->spki);
+    free(k->birth);
     free(k->id);
     free(k->label);
     free(k->ec_point);
@@ -213,6 +214,10 @@ CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const 
     }
     memcpy(k->spki, tk->spki, tk->spki_len);
     k->spki_len = tk->spki_len;
+    if (tk->birth != NULL && (k->birth = strdup(tk->birth)) == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto fail;
+    }
     p = k->spki;
     k->pkey = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
     if (k->pkey == NULL) {
@@ -464,7 +469,8 @@ CK_RV vtp_key_relabel(const struct vtp_key *k, const unsigned char *id, size_t i
     n->pkey = k->pkey;
     EVP_PKEY_up_ref(n->pkey);
     n->spki = n->id = n->ec_point = n->modulus = n->exponent = NULL;
-    if (n->name == NULL || n->label == NULL ||
+    n->birth = k->birth ? strdup(k->birth) : NULL;
+    if (n->name == NULL || n->label == NULL || (k->birth != NULL && n->birth == NULL) ||
         !dup_bytes(k->spki, k->spki_len, &n->spki, &n->spki_len) ||
         !dup_bytes(id ? id : k->id, id ? id_len : k->id_len, &n->id, &n->id_len) ||
         (k->ec_point && !dup_bytes(k->ec_point, k->ec_point_len, &n->ec_point, &n->ec_point_len)) ||

@@ -25,6 +25,7 @@ struct vtp_key {
     EVP_PKEY *pkey; /* public key of that version */
     unsigned char *spki;
     size_t spki_len;
+    char *birth; /* the Transit key's identity across versions (vtp_transit_key.birth) or NULL */
     unsigned char *id;
     size_t id_len;
     char *label;

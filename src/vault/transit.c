@@ -238,6 +238,7 @@ void vtp_transit_key_free(struct vtp_transit_key *k)
     free(k->name);
     free(k->type);
     free(k->spki);
+    free(k->birth);
     free(k);
 }
 
@@ -320,6 +321,25 @@ CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out)
 
     /* keys: version -> {public_key, ...} for asymmetric types, version -> int otherwise */
     keys = json_object_get(data, "keys");
+    if (json_is_object(keys)) {
+        const char *v, *birth = NULL;
+        unsigned long lowest = 0;
+        json_t *e;
+        json_object_foreach((json_t *)keys, v, e)
+        {
+            char *end;
+            unsigned long n = strtoul(v, &end, 10);
+            const char *ct = json_string_value(json_object_get(e, "creation_time"));
+            if (*end == '\0' && n > 0 && ct != NULL && (lowest == 0 || n < lowest)) {
+                lowest = n;
+                birth = ct;
+            }
+        }
+        if (birth != NULL && (k->birth = strdup(birth)) == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+    }
     snprintf(vstr, sizeof(vstr), "%lu", k->latest_version);
     ver = json_is_object(keys) ? json_object_get(keys, vstr) : NULL;
     pub = json_is_object(ver) ? json_string_value(json_object_get(ver, "public_key")) : NULL;

@@ -26,6 +26,8 @@ struct vtp_transit_key {
     bool supports_signing;
     unsigned char *spki; /* DER SubjectPublicKeyInfo of latest_version; NULL if none */
     size_t spki_len;
+    char *birth; /* creation_time of the oldest version shown: a key deleted and made again under
+                    the same name has another (NULL if the answer has none) */
 };
 
 void vtp_transit_key_free(struct vtp_transit_key *k);

@@ -431,8 +431,8 @@ static void variant_config(char *reserved, size_t len, const char *name, const c
     snprintf(reserved, len, "config=%s", path);
 }
 
-/* Vault as another operator uses it: POST with the test's token. */
-static long vault_post(const char *path, const char *body)
+/* Vault as another operator uses it: a request with the test's token. */
+static long vault_call(const char *method, const char *path, const char *body)
 {
     char url[1024], hdr[1024];
     const char *addr = getenv("VAULT_ADDR"), *token = getenv("VAULT_TOKEN");
@@ -447,13 +447,20 @@ static long vault_post(const char *path, const char *body)
     h = curl_slist_append(h, hdr);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body != NULL)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     return status;
+}
+
+static long vault_post(const char *path, const char *body)
+{
+    return vault_call("POST", path, body);
 }
 
 static void sign_msg(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, unsigned char *sig,
@@ -464,6 +471,58 @@ static void sign_msg(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, unsigned char *
     *len = 64;
     CHECK_RV(f->C_SignInit(s, &m, priv), CKR_OK);
     CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, len), CKR_OK);
+}
+
+/* A key deleted and made again under the same name (by another operator) is another key: the
+ * objects of the old one must stop working, not sign with the new one (a CA's signatures would
+ * no longer verify against its certificate). A new search finds the new key. */
+static void recreated_key_invalidates_handles(void)
+{
+    char reserved[600], label[64], name[256], path[512];
+    const char *prefix = getenv("VTP_TEST_PREFIX");
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+    CK_OBJECT_HANDLE pub, priv, priv2 = 0;
+    CK_MECHANISM m = {CKM_ECDSA_SHA256, NULL, 0};
+    CK_SESSION_HANDLE s;
+    unsigned char sig[64];
+    CK_ULONG len;
+    CK_RV rv;
+
+    snprintf(label, sizeof(label), "mtrec-%d", (int)getpid());
+    snprintf(name, sizeof(name), "%s%s", prefix ? prefix : "", label);
+    variant_config(reserved, sizeof(reserved), "recreate.conf", "cache_ttl = 1s\n", "");
+    a.pReserved = reserved;
+    REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    REQUIRE_RV(generate(s, &specs[0], label, (const unsigned char *)"rc", 2, &pub, &priv), CKR_OK);
+    sign_msg(s, priv, sig, &len);
+    snprintf(path, sizeof(path), "transit/keys/%s/config", name);
+    CHECK(vault_post(path, "{\"deletion_allowed\":true}") == 200, "allow deletion of %s", name);
+    snprintf(path, sizeof(path), "transit/keys/%s", name);
+    CHECK(vault_call("DELETE", path, NULL) == 204, "delete %s through the HTTP API", name);
+    CHECK(vault_post(path, "{\"type\":\"ecdsa-p256\"}") == 200 ||
+              vault_post(path, "{\"type\":\"ecdsa-p256\"}") == 204,
+          "make %s again through the HTTP API", name);
+    sleep(2); /* past cache_ttl: the next search reloads */
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
+        CHECK(find(s, t, 2, &priv2, 1) == 1, "the new key %s is found", name);
+        CHECK(priv2 != priv, "the new key %s has the old key's handle %lu", name, priv);
+    }
+    len = sizeof(sig);
+    rv = f->C_SignInit(s, &m, priv);
+    if (rv == CKR_OK)
+        rv = f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len);
+    CHECK(rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID,
+          "the old key's handle, after the key was made again under its name: %s (it must not "
+          "sign with the new key)",
+          vtp_rv_name(rv));
+    if (priv2 != 0)
+        CHECK_RV(f->C_DestroyObject(s, priv2), CKR_OK);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
 /* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
@@ -1009,6 +1068,7 @@ int main(void)
     /* Rotation, certificates, label changes (re-initializes the module). */
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
     search_shows_key_once();
+    recreated_key_invalidates_handles();
     lifecycle_checks(ids[0], labels[0], pks[0]);
     REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
