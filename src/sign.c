@@ -18,6 +18,7 @@ static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m, bool sign)
     const char *md, *mgf_md;
     long max_salt;
     int hlen;
+    CK_ULONG slen;
 
     if (p == NULL || m->ulParameterLen != sizeof(*p)) {
         VTP_LOG_INFO("%s needs CK_RSA_PKCS_PSS_PARAMS", vtp_mech_name(m->mechanism));
@@ -37,20 +38,33 @@ static CK_RV pss_params(struct vtp_op *op, const CK_MECHANISM *m, bool sign)
     }
     hlen = EVP_MD_get_size(EVP_get_digestbyname(md));
     max_salt = (long)((op->key->kt->bits - 1 + 7) / 8) - 2 - hlen;
-    /* sLen is unsigned: (CK_ULONG)-1 and friends are huge, not OpenSSL's special values */
-    if (hlen <= 0 || max_salt < 0 || p->sLen > (CK_ULONG)max_salt) {
-        VTP_LOG_INFO("PSS: salt length %lu is more than %ld for this key", p->sLen, max_salt);
+    if (hlen <= 0 || max_salt < 0) {
+        VTP_LOG_INFO("PSS with %s does not fit this key", md);
+        return CKR_MECHANISM_PARAM_INVALID;
+    }
+    slen = p->sLen;
+    if (slen >= (CK_ULONG)-3) {
+        /* Not a length but OpenSSL's special values, which libp11's engine passes through:
+         * -1 the digest length, -2 and -3 the largest salt. Each becomes that exact length, so
+         * Transit signs with what the caller asked for (a negative length used to reach Transit
+         * as "not sent", which it reads as the largest salt even for -1). */
+        slen = slen == (CK_ULONG)-1 ? (CK_ULONG)hlen : (CK_ULONG)max_salt;
+        VTP_LOG_DEBUG("PSS: sLen %ld (an OpenSSL salt length code) taken as %lu bytes",
+                      (long)p->sLen, slen);
+    }
+    if (slen > (CK_ULONG)max_salt) {
+        VTP_LOG_INFO("PSS: salt length %lu is more than %ld for this key", slen, max_salt);
         return CKR_MECHANISM_PARAM_INVALID;
     }
     /* Transit reads salt_length 0 as "auto" (the largest salt): it cannot sign with an empty
      * salt. Verification, done here, can. */
-    if (p->sLen == 0 && sign) {
+    if (slen == 0 && sign) {
         VTP_LOG_INFO("PSS with sLen 0: Transit cannot sign without a salt (0 means the largest "
                      "salt to it); use sLen = hash length");
         return CKR_MECHANISM_PARAM_INVALID;
     }
     op->pss_md = md;
-    op->salt_len = (long)p->sLen;
+    op->salt_len = (long)slen;
     return CKR_OK;
 }
 

@@ -1006,13 +1006,31 @@ static void rsa_params(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, CK_OBJECT_HAND
         CHECK(len == 12 && memcmp(out, "other text!!", 12) == 0,
               "C_Decrypt retried with another ciphertext returned the first one's plaintext");
     }
-    /* sLen is a CK_ULONG: (CK_ULONG)-1, -2 and -3 are far too long, not OpenSSL's special
-     * "digest length", "maximum" and "auto" salt lengths. */
-    for (CK_ULONG neg = 1; neg <= 3; neg++) {
-        CK_RSA_PKCS_PSS_PARAMS big = {CKM_SHA256, CKG_MGF1_SHA256, (CK_ULONG)0 - neg};
+    /* sLen (CK_ULONG)-1, -2 and -3 are OpenSSL's salt length codes, which libp11's engine
+     * passes through: -1 signs with the digest length (it used to reach Transit as "not sent",
+     * which Transit reads as the largest salt), -2 and -3 with the largest. A verification
+     * that names the exact length checks each signature. */
+    {
+        const CK_ULONG want[3] = {32, 256 - 2 - 32, 256 - 2 - 32};
+        unsigned char digest[32], psig[256];
+        memset(digest, 0x5a, sizeof(digest));
+        for (CK_ULONG neg = 1; neg <= 3; neg++) {
+            CK_RSA_PKCS_PSS_PARAMS code = {CKM_SHA256, CKG_MGF1_SHA256, (CK_ULONG)0 - neg};
+            CK_RSA_PKCS_PSS_PARAMS exact = {CKM_SHA256, CKG_MGF1_SHA256, want[neg - 1]};
+            CK_ULONG plen = sizeof(psig);
+            CHECK_RV(f->C_SignInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &code, sizeof(code)}, priv),
+                     CKR_OK);
+            CHECK_RV(f->C_Sign(s, digest, sizeof(digest), psig, &plen), CKR_OK);
+            CHECK_RV(f->C_VerifyInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &exact, sizeof(exact)},
+                                     pub),
+                     CKR_OK);
+            rv = f->C_Verify(s, digest, sizeof(digest), psig, plen);
+            CHECK(rv == CKR_OK, "PSS sLen (CK_ULONG)-%lu: the signature does not have a salt of %lu "
+                                "bytes (%s)",
+                  neg, want[neg - 1], vtp_rv_name(rv));
+        }
+        CK_RSA_PKCS_PSS_PARAMS big = {CKM_SHA256, CKG_MGF1_SHA256, (CK_ULONG)0 - 4};
         CHECK_RV(f->C_SignInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &big, sizeof(big)}, priv),
-                 CKR_MECHANISM_PARAM_INVALID);
-        CHECK_RV(f->C_VerifyInit(s, &(CK_MECHANISM){CKM_RSA_PKCS_PSS, &big, sizeof(big)}, pub),
                  CKR_MECHANISM_PARAM_INVALID);
     }
 }
