@@ -102,6 +102,10 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 		set.wipe()
 		return nil, p.moduleError(codes.Internal, start, "cannot open the PKCS#11 token", err)
 	}
+	// No GenerateKey may finish between the load and the swap: its key would be missing from
+	// the new state (and the key it replaced still in it).
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
 	entries, err := p.loadEntries(ctx, tok, set)
 	if err != nil {
 		tok.close()
@@ -113,7 +117,7 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 	var dctx context.Context
 	dctx, st.cancel = context.WithCancel(context.Background())
 
-	p.swap(st)
+	p.swapLocked(st)
 	p.log.Info("PKCS#11 token opened", "module", set.token.modulePath, "token", tok.label,
 		"slot", tok.slot, "key_namespace", set.namespace, "keys", len(entries))
 	go p.disposeLoop(dctx, st)
@@ -132,19 +136,19 @@ func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*co
 
 // Close releases the token (used by tests and at exit).
 func (p *Plugin) Close() error {
-	p.swap(nil)
+	p.genMu.Lock()
+	defer p.genMu.Unlock()
+	p.swapLocked(nil)
 	return nil
 }
 
-// swap makes st (nil: none) the current state and stops the one it replaces, once the calls
-// using that one have left. No GenerateKey is under way while it swaps.
-func (p *Plugin) swap(st *state) {
-	p.genMu.Lock()
+// swapLocked makes st (nil: none) the current state and stops the one it replaces, once the
+// calls using that one have left. The caller holds genMu: no GenerateKey is under way.
+func (p *Plugin) swapLocked(st *state) {
 	p.mu.Lock()
 	old := p.st
 	p.st = st
 	p.mu.Unlock()
-	p.genMu.Unlock()
 	if old != nil {
 		old.stop()
 	}
@@ -201,10 +205,15 @@ func (p *Plugin) loadEntries(ctx context.Context, tok *token, set *settings) (ma
 	entries := map[string]*keyEntry{}
 	for id, o := range newest {
 		e, err := p.makeEntry(ctx, tok, id, gens[id], o.label, o.handle, 0)
-		if err != nil {
+		if errors.Is(err, errUnusable) {
 			p.log.Warn("Key of this server's namespace is not usable; SPIRE will generate another",
 				"label", o.label, "reason", err)
 			continue
+		}
+		if err != nil {
+			// a token or Vault that failed now: fail the start rather than let SPIRE replace
+			// a key it still has
+			return nil, fmt.Errorf("reading key %s: %w", o.label, err)
 		}
 		entries[id] = e
 	}
@@ -231,11 +240,11 @@ func (p *Plugin) makeEntry(ctx context.Context, tok *token, id, gen, label strin
 	}
 	kt, err := keyTypeOf(public)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errUnusable, err)
 	}
 	pkix, err := pkixFromPublic(public)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errUnusable, err)
 	}
 	sum := sha256.Sum256(pkix)
 	return &keyEntry{
@@ -243,6 +252,10 @@ func (p *Plugin) makeEntry(ctx context.Context, tok *token, id, gen, label strin
 		pb: &keymanagerv1.PublicKey{Id: id, Type: kt, PkixData: pkix, Fingerprint: hex.EncodeToString(sum[:])},
 	}, nil
 }
+
+// errUnusable marks a key that is not one SPIRE can use (its type or public key), as opposed to
+// a token that failed while reading it.
+var errUnusable = errors.New("not a usable key")
 
 func keyTypeOf(pub crypto.PublicKey) (keymanagerv1.KeyType, error) {
 	switch k := pub.(type) {
@@ -299,17 +312,28 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 			return nil, status.Errorf(codes.Internal, "random: %v", err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	label := objectLabel(st.set.namespace, req.KeyId, gen)
 	priv, pub, err := st.tok.generate(ctx, kt, label)
 	if err != nil {
 		return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("failed to generate key %q", req.KeyId), err)
 	}
-	e, err := p.makeEntry(ctx, st.tok, req.KeyId, gen, label, priv, pub)
+	// C_GenerateKeyPair cannot be interrupted: the caller may have given up meanwhile. What
+	// follows must finish either way (a new key left behind would be the newest generation,
+	// and current after a restart, though SPIRE never saw it).
+	fin, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	e, err := p.makeEntry(fin, st.tok, req.KeyId, gen, label, priv, pub)
 	if err == nil && e.pb.Type != kt.pb {
 		err = fmt.Errorf("the token made a %s key, not %s", e.pb.Type, kt.pb)
 	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("the caller gave up (%v) before the key could be returned", ctx.Err())
+	}
 	if err != nil {
-		if derr := st.tok.destroy(ctx, label); derr != nil {
+		if derr := st.tok.destroy(fin, label); derr != nil {
 			p.log.Warn("Could not remove a key that failed its checks", "label", label, "reason", derr)
 		}
 		return nil, p.moduleError(codes.Internal, start, fmt.Sprintf("failed to read generated key %q", req.KeyId), err)
@@ -318,7 +342,7 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 	st.entries[req.KeyId] = e
 	p.mu.Unlock()
 	if old != nil {
-		if err := st.tok.destroy(ctx, old.label); err != nil {
+		if err := st.tok.destroy(fin, old.label); err != nil {
 			p.log.Warn("Replaced key could not be destroyed; it will be disposed of later",
 				"label", old.label, "reason", err)
 		} else {

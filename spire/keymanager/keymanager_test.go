@@ -597,3 +597,52 @@ func TestConfigureFailures(t *testing.T) {
 		}
 	})
 }
+
+// The module drops every session (a token reset, C_CloseAllSessions): the plugin opens new
+// ones, logs in again where the token wants it, and signs on.
+func TestSessionLossRecovery(t *testing.T) {
+	backends(t, func(t *testing.T, b *backend) {
+		p := load(t, b.HCL(newIdent()))
+		pk := generate(t, p, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
+		signAndVerify(t, p, pk, signCase{hash: crypto.SHA256, alg: keymanagerv1.HashAlgorithm_SHA256})
+		st, _ := p.state()
+		if err := st.tok.ctx.CloseAllSessions(st.tok.slot); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			signAndVerify(t, p, pk, signCase{hash: crypto.SHA256, alg: keymanagerv1.HashAlgorithm_SHA256})
+		}
+		// and a key can still be made
+		generate(t, p, "x509-CA-B", keymanagerv1.KeyType_EC_P256)
+	})
+}
+
+// A GenerateKey whose caller gives up leaves no key behind: a key SPIRE never saw must not
+// become the current one at the next start.
+func TestGenerateKeyCallerGivesUp(t *testing.T) {
+	backends(t, func(t *testing.T, b *backend) {
+		p := load(t, b.HCL(newIdent()))
+		generate(t, p, "x509-CA-A", keymanagerv1.KeyType_EC_P256)
+		before := strings.Join(namespaceObjects(t, p, pkcs11.CKO_PRIVATE_KEY), ",")
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := p.GenerateKey(done, &keymanagerv1.GenerateKeyRequest{KeyId: "x509-CA-A",
+			KeyType: keymanagerv1.KeyType_RSA_2048}); err == nil {
+			t.Fatal("GenerateKey with a canceled context succeeded")
+		}
+		// a deadline shorter than an RSA-4096 generation: the key is made, then removed
+		short, cancel2 := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel2()
+		if _, err := p.GenerateKey(short, &keymanagerv1.GenerateKeyRequest{KeyId: "x509-CA-A",
+			KeyType: keymanagerv1.KeyType_RSA_4096}); err == nil {
+			t.Log("the RSA-4096 generation beat a 20 ms deadline: nothing to check there")
+		}
+		if after := strings.Join(namespaceObjects(t, p, pkcs11.CKO_PRIVATE_KEY), ","); after != before {
+			t.Fatalf("a GenerateKey whose caller gave up changed the keys: %s -> %s", before, after)
+		}
+		keys, _ := p.GetPublicKeys(ctx, &keymanagerv1.GetPublicKeysRequest{})
+		if len(keys.PublicKeys) != 1 || keys.PublicKeys[0].Type != keymanagerv1.KeyType_EC_P256 {
+			t.Fatalf("after the failed GenerateKey: %v", keys.PublicKeys)
+		}
+	})
+}

@@ -156,10 +156,27 @@ func (t *token) login() error {
 	t.loginMu.Lock()
 	defer t.loginMu.Unlock()
 	err := t.ctx.Login(t.anchor, pkcs11.CKU_USER, string(t.pin))
+	if rv := rvOf(err); rv == pkcs11.CKR_SESSION_HANDLE_INVALID || rv == pkcs11.CKR_SESSION_CLOSED {
+		// The module dropped every session (a reset, C_CloseAllSessions): a new anchor.
+		s, oerr := t.ctx.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if oerr != nil {
+			return fmt.Errorf("C_OpenSession(slot %d): %w", t.slot, oerr)
+		}
+		t.anchor = s
+		err = t.ctx.Login(t.anchor, pkcs11.CKU_USER, string(t.pin))
+	}
 	if err != nil && !isRV(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		return fmt.Errorf("C_Login on token %q: %w", t.label, err)
 	}
 	return nil
+}
+
+// loggedIn says whether the token still holds this application's login.
+func (t *token) loggedIn() bool {
+	t.loginMu.Lock()
+	defer t.loginMu.Unlock()
+	info, err := t.ctx.GetSessionInfo(t.anchor)
+	return err == nil && (info.State == pkcs11.CKS_RO_USER_FUNCTIONS || info.State == pkcs11.CKS_RW_USER_FUNCTIONS)
 }
 
 func (t *token) close() {
@@ -212,28 +229,53 @@ func (t *token) session(ctx context.Context) (pkcs11.SessionHandle, error) {
 	return s, nil
 }
 
-// release gives a session back; a session the module no longer knows is dropped.
+// release gives a session back. After an error that may have left an operation active or the
+// session unusable, the session is closed instead (a new one is opened when needed).
 func (t *token) release(s pkcs11.SessionHandle, err error) {
+	keep := err == nil
 	switch rvOf(err) {
-	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED,
-		pkcs11.CKR_TOKEN_NOT_PRESENT:
-		_ = t.ctx.CloseSession(s)
-	default:
+	case pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_ARGUMENTS_BAD,
+		pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID,
+		pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
+		pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_DATA_LEN_RANGE:
+		keep = true // refused before any operation started
+	}
+	if keep {
 		t.mu.Lock()
 		t.idle = append(t.idle, s)
 		t.mu.Unlock()
+	} else {
+		_ = t.ctx.CloseSession(s)
 	}
 	<-t.sem
 }
 
+// flushIdle closes the idle sessions (the module lost one: it may have lost them all).
+func (t *token) flushIdle() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, s := range idle {
+		_ = t.ctx.CloseSession(s)
+	}
+}
+
 // retryable says whether an operation failed in a way a second try can mend, and mends what it
-// can first (a lost login).
+// can first: lost sessions (all of them are dropped and the login renewed), a lost login (a
+// module that hides private objects from a logged-out session answers with an invalid handle).
 func (t *token) retryable(err error) bool {
 	switch rvOf(err) {
 	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED:
+		t.flushIdle()
+		if t.pin != nil {
+			_ = t.login()
+		}
 		return true
 	case pkcs11.CKR_USER_NOT_LOGGED_IN:
 		return t.pin != nil && t.login() == nil
+	case pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID:
+		return t.pin != nil && !t.loggedIn() && t.login() == nil
 	}
 	return false
 }
@@ -249,7 +291,7 @@ func (t *token) do(ctx context.Context, fn func(s pkcs11.SessionHandle) error) e
 		}
 		err = fn(s)
 		t.release(s, err)
-		if err == nil || !t.retryable(err) {
+		if err == nil || try == 1 || !t.retryable(err) {
 			return err
 		}
 	}
