@@ -28,6 +28,8 @@ struct change {
     CK_OBJECT_HANDLE drop_cert;
     struct vtp_cert *add_cert;
     char *memo;
+    bool if_absent; /* keys a search loaded: added only where the key is listed and not loaded
+                       (a key made, changed or destroyed meanwhile wins) */
     struct change *next;
 };
 
@@ -797,7 +799,8 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
     CK_RV rv;
 
     if (s != NULL && (!complete || s->complete)) {
-        if (!refresh_if_stale || vtp_now_ms() - s->loaded_ms < c->conf.ttl_ms) {
+        if (!refresh_if_stale ||
+            vtp_now_ms() - __atomic_load_n(&s->loaded_ms, __ATOMIC_RELAXED) < c->conf.ttl_ms) {
             *out = s;
             return CKR_OK;
         }
@@ -807,8 +810,12 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
             if (rv != CKR_OK) {
                 VTP_LOG_WARN("refresh of mount %s failed (%s); using the objects known before",
                              c->conf.transit->mount, vtp_rv_name(rv));
-                /* try again after another TTL rather than on every call */
-                __atomic_store_n(&s->loaded_ms, vtp_now_ms(), __ATOMIC_RELAXED);
+                /* try again after another TTL rather than on every call (on the snapshot
+                 * that is current now: a change may have published another meanwhile) */
+                struct vtp_snapshot *cur = current_ref(c);
+                if (cur != NULL)
+                    __atomic_store_n(&cur->loaded_ms, vtp_now_ms(), __ATOMIC_RELAXED);
+                vtp_snapshot_unref(cur);
             } else {
                 vtp_snapshot_unref(s);
                 s = current_ref(c);
@@ -951,7 +958,7 @@ static struct vtp_snapshot *apply(const struct vtp_snapshot *old, const struct c
     s->complete = old ? old->complete : false;
     for (size_t i = 0; old != NULL && i < old->n; i++) {
         bool replaced = false;
-        for (size_t j = 0; j < n_add && !replaced; j++)
+        for (size_t j = 0; j < n_add && !replaced && !ch->if_absent; j++)
             replaced = strcmp(old->keys[i]->name, add_keys[j]->name) == 0;
         if (replaced || (drop_key != NULL && strcmp(old->keys[i]->name, drop_key) == 0))
             continue;
@@ -974,6 +981,9 @@ static struct vtp_snapshot *apply(const struct vtp_snapshot *old, const struct c
             twice = strcmp(add_keys[i]->name, add_keys[j]->name) == 0;
         if (twice)
             continue;
+        if (ch->if_absent && (old == NULL || !has_name(old, add_keys[j]->name) ||
+                              key_loaded(old, add_keys[j]->name)))
+            continue; /* destroyed, or loaded (with its handles) by someone else meanwhile */
         s->keys[s->n++] = vtp_key_ref(add_keys[j]);
         if (!has_name(s, add_keys[j]->name)) {
             char *dup = strdup(add_keys[j]->name);
@@ -1035,6 +1045,7 @@ static struct change *change_copy(const struct change *ch)
     if (cp == NULL)
         return NULL;
     cp->drop_cert = ch->drop_cert;
+    cp->if_absent = ch->if_absent;
     if ((ch->drop_key != NULL && (cp->drop_key = strdup(ch->drop_key)) == NULL) ||
         (ch->memo != NULL && (cp->memo = strdup(ch->memo)) == NULL) ||
         (ch->n_add > 0 && (cp->add_keys = calloc(ch->n_add, sizeof(*cp->add_keys))) == NULL)) {
@@ -1052,23 +1063,25 @@ static struct change *change_copy(const struct change *ch)
 static CK_RV modify(struct vtp_cache *c, const struct change *ch)
 {
     struct vtp_snapshot *old, *s;
+    struct change *cp = NULL;
     CK_RV rv = CKR_OK;
 
     pthread_mutex_lock(&c->change_lock);
+    /* the journal's copy first: a change the running load would lose is not made at all */
+    if (c->loading && (cp = change_copy(ch)) == NULL) {
+        pthread_mutex_unlock(&c->change_lock);
+        return CKR_HOST_MEMORY;
+    }
     old = current_ref(c);
     s = apply(old, ch);
     if (s == NULL) {
+        change_free(cp);
         rv = CKR_HOST_MEMORY;
     } else {
         publish(c, s);
-        if (c->loading) {
-            struct change *cp = change_copy(ch);
-            if (cp == NULL) {
-                rv = CKR_HOST_MEMORY; /* the load would lose it: fail the change */
-            } else {
-                *c->journal_tail = cp;
-                c->journal_tail = &cp->next;
-            }
+        if (cp != NULL) {
+            *c->journal_tail = cp;
+            c->journal_tail = &cp->next;
         }
     }
     pthread_mutex_unlock(&c->change_lock);
@@ -1080,8 +1093,8 @@ static CK_RV modify_simple(struct vtp_cache *c, const char *drop_key, struct vtp
                            CK_OBJECT_HANDLE drop_cert, struct vtp_cert *add_cert)
 {
     struct vtp_key *keys[1] = {add_key};
-    struct change ch = {
-        (char *)drop_key, add_key ? keys : NULL, add_key ? 1 : 0, drop_cert, add_cert, NULL, NULL};
+    struct change ch = {(char *)drop_key, add_key ? keys : NULL, add_key ? 1 : 0, drop_cert,
+                        add_cert, NULL, false, NULL};
 
     return modify(c, &ch);
 }
@@ -1165,8 +1178,9 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         free(hex);
         return CKR_HOST_MEMORY;
     }
-    /* No lock across the requests below: a concurrent search for the same value loads the
-     * same keys, and the second change replaces the first's objects by name (harmless). */
+    /* No lock across the requests below. The keys they load are added only where the key is
+     * still listed and not loaded yet: a concurrent search, key generation, destruction or
+     * label change keeps what it published (and the handles it gave out). */
     s = current_ref(c);
     if (s == NULL || s->complete || memo_has(s, memo))
         goto out;
@@ -1224,7 +1238,7 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         }
     }
     {
-        struct change ch = {NULL, loaded, n_loaded, 0, NULL, memo, NULL};
+        struct change ch = {NULL, loaded, n_loaded, 0, NULL, memo, true, NULL};
         rv = modify(c, &ch);
     }
     VTP_LOG_DEBUG("search by %s: %zu candidate keys, %zu loaded", vtp_attr_name(type), n_cand,

@@ -1,10 +1,10 @@
 /* module.c - the PKCS#11 entry points: argument checks and CK_RV at the boundary. */
-#define _GNU_SOURCE 1 /* process_vm_readv */
+#define _GNU_SOURCE 1 /* pipe2 */
 #include "common.h"
 
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/uio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -48,6 +48,9 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 /* The module's state, or NULL (atomic: entry points read it; init_lock orders the writers). A
  * call that counted itself in while it was set may use it until it leaves. */
 static struct vtp_module *module;
+/* Set by C_Finalize while it waits for the calls inside: new calls are refused, and the calls
+ * inside still see module set (atomic). */
+static int finalizing;
 /* Entry points inside the module right now (see enter/leave): C_Finalize waits for them. */
 static unsigned long calls_in_flight; /* atomic */
 static _Thread_local bool this_thread_entered;
@@ -62,11 +65,15 @@ static void atfork_child(void)
     struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_ACQUIRE);
 
     pthread_mutex_init(&init_lock, NULL);
+    /* Whatever the parent was doing (initialising, finalising, calls inside): none of its
+     * threads is here, and the locks they held are made anew. */
+    __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&finalizing, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&calls_in_flight, 0, __ATOMIC_SEQ_CST);
+    this_thread_entered = false;
+    vtp_sessions_atfork_child();
+    vtp_batch_atfork_child();
     if (m != NULL) {
-        __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&calls_in_flight, 0, __ATOMIC_SEQ_CST); /* those threads are gone */
-        vtp_sessions_atfork_child();
-        vtp_batch_atfork_child();
         vtp_slots_abandon(m->slots);
         vtp_http_forget(m->http); /* m itself is leaked with the rest */
     }
@@ -83,7 +90,7 @@ CK_RV vtp_module_check(void)
 {
     struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_SEQ_CST);
 
-    if (m == NULL || m->pid != getpid())
+    if (m == NULL || __atomic_load_n(&finalizing, __ATOMIC_SEQ_CST) || m->pid != getpid())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     return CKR_OK;
 }
@@ -200,33 +207,42 @@ static CK_RV done(const char *func, CK_RV rv)
     }
 
 /* A copy of the NUL-terminated string at p (at most VTP_RESERVED_MAX bytes), read without
- * trusting p: an address the process cannot read gives NULL, not SIGSEGV. */
+ * trusting p: each piece is written into a pipe first, and write() answers EFAULT for an address
+ * the process cannot read instead of a SIGSEGV (and, unlike process_vm_readv, it is allowed
+ * under every seccomp profile a service manager applies). NULL: unreadable or too long. */
 #define VTP_RESERVED_MAX 4096
 static char *copy_foreign_string(const void *p)
 {
     char *buf = malloc(VTP_RESERVED_MAX);
     size_t got = 0, page = (size_t)sysconf(_SC_PAGESIZE);
+    int fds[2] = {-1, -1};
 
-    if (buf == NULL)
-        return NULL;
+    if (buf == NULL || pipe2(fds, O_CLOEXEC) != 0)
+        goto fail;
     while (got < VTP_RESERVED_MAX) {
         uintptr_t at = (uintptr_t)p + got;
         size_t n = page - at % page; /* up to the end of this page: one readable range */
-        struct iovec local, remote;
-        ssize_t r;
+        ssize_t w, r;
 
         if (n > VTP_RESERVED_MAX - got)
             n = VTP_RESERVED_MAX - got;
-        local.iov_base = buf + got;
-        local.iov_len = n;
-        remote.iov_base = (void *)at;
-        remote.iov_len = n;
-        r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-        if (r <= 0)
-            break;
-        if (memchr(buf + got, '\0', (size_t)r) != NULL)
+        w = write(fds[1], (const void *)at, n); /* a pipe takes 4096 bytes without blocking */
+        if (w <= 0)
+            goto fail;
+        r = read(fds[0], buf + got, (size_t)w);
+        if (r != w)
+            goto fail;
+        if (memchr(buf + got, '\0', (size_t)r) != NULL) {
+            close(fds[0]);
+            close(fds[1]);
             return buf;
+        }
         got += (size_t)r;
+    }
+fail:
+    if (fds[0] >= 0) {
+        close(fds[0]);
+        close(fds[1]);
     }
     free(buf);
     return NULL;
@@ -388,9 +404,11 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
     if (rv == CKR_OK) {
         struct vtp_module *m = __atomic_load_n(&module, __ATOMIC_SEQ_CST);
         /* New calls fail from here on; the ones inside finish first (their sessions, slots
-         * and the HTTP client must outlive them). */
-        __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
+         * and the HTTP client must outlive them, and they may still read module). */
+        __atomic_store_n(&finalizing, 1, __ATOMIC_SEQ_CST);
         wait_for_calls();
+        __atomic_store_n(&module, NULL, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&finalizing, 0, __ATOMIC_SEQ_CST);
         log_stats(m);
         vtp_sessions_finalize();
         vtp_batch_clear();

@@ -336,9 +336,12 @@ void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta)
 {
     bool dropped = false;
 
-    /* login_lock: a C_Login on another session cannot install a token between the logout
-     * here and the drop of the old one. */
-    pthread_mutex_lock(&s->login_lock);
+    /* Closing a session may log out: then login_lock, so that a C_Login on another session
+     * cannot install a token between the logout here and the drop of the old one. Opening one
+     * never logs out, and must not wait for a C_Login's request to Vault (the caller holds
+     * the session table's lock). */
+    if (delta < 0)
+        pthread_mutex_lock(&s->login_lock);
     pthread_mutex_lock(&s->lock);
     s->sessions += delta;
     if (flags & CKF_RW_SESSION)
@@ -348,7 +351,8 @@ void vtp_slot_session_count(struct vtp_slot *s, CK_FLAGS flags, int delta)
     pthread_mutex_unlock(&s->lock);
     if (dropped)
         drop_token(s);
-    pthread_mutex_unlock(&s->login_lock);
+    if (delta < 0)
+        pthread_mutex_unlock(&s->login_lock);
 }
 
 void vtp_slots_add_http_stats(const struct vtp_slots *all, struct vtp_http_stats *acc)

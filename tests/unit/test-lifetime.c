@@ -8,8 +8,9 @@
  *    request even past its own deadline, and gets its signature (defect 2);
  *  - finalize-in-flight: C_Finalize while a C_Sign is inside the module waits for it; calls
  *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
- *  - reinit-under-load: 8 threads sign while the module is finalised and initialised three
- *    times: every signature verifies, no call waits for a request slot, no slot stays in flight;
+ *  - reinit-under-load: 8 threads sign (and read slot and token info) while the module is
+ *    finalised and initialised 20 times: every signature verifies, no call waits for a request
+ *    slot, no slot stays in flight, and no call inside crashes while C_Finalize waits for it;
  *  - refresh-writers: while a cache refresh waits for a slow LIST, C_GenerateKeyPair,
  *    C_DestroyObject and a search by label finish at once; the refreshed snapshot keeps the key
  *    made meanwhile (same handle) and not the one destroyed (defect 5);
@@ -347,6 +348,16 @@ static void *load_main(void *arg)
         CK_RV rv;
         int v[2] = {id, i};
 
+        {
+            /* calls that read the module's slots right after counting themselves in (a
+             * C_Finalize that took the module away before waiting crashed them) */
+            CK_SLOT_INFO si;
+            CK_TOKEN_INFO ti;
+            CK_ULONG n = 0;
+            (void)f->C_GetSlotInfo(0, &si);
+            (void)f->C_GetTokenInfo(0, &ti);
+            (void)f->C_GetSlotList(CK_TRUE, NULL, &n);
+        }
         if (s == CK_INVALID_HANDLE && open_and_find(&s, &key) != CKR_OK) {
             s = CK_INVALID_HANDLE;
             sleep_ms(1);
@@ -383,8 +394,8 @@ static void reinit_under_load(EVP_PKEY *pk)
                        ? CKR_OK
                        : CKR_GENERAL_ERROR,
                    CKR_OK);
-    for (int round = 0; round < 3; round++) {
-        sleep_ms(200);
+    for (int round = 0; round < 20; round++) {
+        sleep_ms(round < 3 ? 200 : 20);
         CHECK_RV(f->C_Finalize(NULL), CKR_OK);
         vtp_batch_get_stats(&st);
         CHECK(st.in_flight == 0 && st.waiting == 0,
@@ -402,7 +413,7 @@ static void reinit_under_load(EVP_PKEY *pk)
           load_ok, load_bad);
     CHECK(load_slow == 0, "reinit-under-load: %lu calls took over 2 s (waited for a slot)",
           load_slow);
-    printf("reinit-under-load: %lu signatures verified across 3 finalize/initialize rounds\n",
+    printf("reinit-under-load: %lu signatures verified across 20 finalize/initialize rounds\n",
            load_ok);
 }
 
