@@ -207,37 +207,27 @@ static CK_RV done(const char *func, CK_RV rv)
     }
 
 /* A copy of the NUL-terminated string at p (at most VTP_RESERVED_MAX bytes), read without
- * trusting p: each piece is written into a pipe first, and write() answers EFAULT for an address
- * the process cannot read instead of a SIGSEGV (and, unlike process_vm_readv, it is allowed
- * under every seccomp profile a service manager applies). NULL: unreadable or too long. */
+ * trusting p: each byte goes through a pipe first, and write() answers EFAULT for an address
+ * the process cannot read instead of a SIGSEGV (it is allowed under every seccomp profile a
+ * service manager applies, unlike process_vm_readv). One byte at a time: nothing past the
+ * string's NUL is touched (a config string is short). NULL: unreadable or too long. */
 #define VTP_RESERVED_MAX 4096
 static char *copy_foreign_string(const void *p)
 {
     char *buf = malloc(VTP_RESERVED_MAX);
-    size_t got = 0, page = (size_t)sysconf(_SC_PAGESIZE);
     int fds[2] = {-1, -1};
+    size_t i;
 
     if (buf == NULL || pipe2(fds, O_CLOEXEC) != 0)
         goto fail;
-    while (got < VTP_RESERVED_MAX) {
-        uintptr_t at = (uintptr_t)p + got;
-        size_t n = page - at % page; /* up to the end of this page: one readable range */
-        ssize_t w, r;
-
-        if (n > VTP_RESERVED_MAX - got)
-            n = VTP_RESERVED_MAX - got;
-        w = write(fds[1], (const void *)at, n); /* a pipe takes 4096 bytes without blocking */
-        if (w <= 0)
+    for (i = 0; i < VTP_RESERVED_MAX; i++) {
+        if (write(fds[1], (const char *)p + i, 1) != 1 || read(fds[0], buf + i, 1) != 1)
             goto fail;
-        r = read(fds[0], buf + got, (size_t)w);
-        if (r != w)
-            goto fail;
-        if (memchr(buf + got, '\0', (size_t)r) != NULL) {
+        if (buf[i] == '\0') {
             close(fds[0]);
             close(fds[1]);
             return buf;
         }
-        got += (size_t)r;
     }
 fail:
     if (fds[0] >= 0) {
