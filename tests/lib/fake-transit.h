@@ -21,6 +21,8 @@ void fake_transit_uninstall(void);
 /* Adds an ecdsa-p256 key with this name, version 1; its key pair (a new reference). */
 bool fake_transit_add_ec_key(const char *name);
 EVP_PKEY *fake_transit_key(const char *name);
+/* Deletes a key behind the module's back, as another Vault client would; false if absent. */
+bool fake_transit_remove_key(const char *name);
 
 /* The gate: while closed, every sign request waits at it (holding its items). */
 void fake_transit_gate_close(void);

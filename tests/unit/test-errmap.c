@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "errmap.h"
 #include "vault/http.h"
 
 struct row {
@@ -234,6 +235,178 @@ static void test_items(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* What each entry point may return (PKCS#11 v2.40 section 5), and what it returns for each
+ * Vault answer above. */
+
+/* Every function of CK_FUNCTION_LIST, in its order. */
+static const char *const functions[] = {
+    "Initialize",
+    "Finalize",
+    "GetInfo",
+    "GetFunctionList",
+    "GetSlotList",
+    "GetSlotInfo",
+    "GetTokenInfo",
+    "GetMechanismList",
+    "GetMechanismInfo",
+    "InitToken",
+    "InitPIN",
+    "SetPIN",
+    "OpenSession",
+    "CloseSession",
+    "CloseAllSessions",
+    "GetSessionInfo",
+    "GetOperationState",
+    "SetOperationState",
+    "Login",
+    "Logout",
+    "CreateObject",
+    "CopyObject",
+    "DestroyObject",
+    "GetObjectSize",
+    "GetAttributeValue",
+    "SetAttributeValue",
+    "FindObjectsInit",
+    "FindObjects",
+    "FindObjectsFinal",
+    "EncryptInit",
+    "Encrypt",
+    "EncryptUpdate",
+    "EncryptFinal",
+    "DecryptInit",
+    "Decrypt",
+    "DecryptUpdate",
+    "DecryptFinal",
+    "DigestInit",
+    "Digest",
+    "DigestUpdate",
+    "DigestKey",
+    "DigestFinal",
+    "SignInit",
+    "Sign",
+    "SignUpdate",
+    "SignFinal",
+    "SignRecoverInit",
+    "SignRecover",
+    "VerifyInit",
+    "Verify",
+    "VerifyUpdate",
+    "VerifyFinal",
+    "VerifyRecoverInit",
+    "VerifyRecover",
+    "DigestEncryptUpdate",
+    "DecryptDigestUpdate",
+    "SignEncryptUpdate",
+    "DecryptVerifyUpdate",
+    "GenerateKey",
+    "GenerateKeyPair",
+    "WrapKey",
+    "UnwrapKey",
+    "DeriveKey",
+    "SeedRandom",
+    "GenerateRandom",
+    "GetFunctionStatus",
+    "CancelFunction",
+    "WaitForSlotEvent",
+};
+
+static void test_function_table(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < VTP_ARRAY_SIZE(functions); i++) {
+        const char *fn = vtp_errmap_function(i);
+
+        assert_non_null(fn);
+        assert_string_equal(fn, functions[i]);
+        /* the universal return values (section 5.1.1) */
+        assert_true(vtp_errmap_allowed(fn, CKR_OK));
+        assert_true(vtp_errmap_allowed(fn, CKR_GENERAL_ERROR));
+        assert_true(vtp_errmap_allowed(fn, CKR_HOST_MEMORY));
+        assert_true(vtp_errmap_allowed(fn, CKR_FUNCTION_FAILED));
+        assert_true(vtp_errmap_allowed(fn, CKR_FUNCTION_NOT_SUPPORTED));
+        if (strcmp(fn, "Initialize") != 0 && strcmp(fn, "GetFunctionList") != 0)
+            assert_true(vtp_errmap_allowed(fn, CKR_CRYPTOKI_NOT_INITIALIZED));
+        assert_false(vtp_errmap_allowed(fn, CKR_VENDOR_DEFINED));
+    }
+    assert_null(vtp_errmap_function(i));
+    /* the lists of issue 10 #7 */
+    assert_false(vtp_errmap_allowed("Sign", CKR_KEY_HANDLE_INVALID));
+    assert_false(vtp_errmap_allowed("Sign", CKR_ACTION_PROHIBITED));
+    assert_false(vtp_errmap_allowed("Sign", CKR_MECHANISM_PARAM_INVALID));
+    assert_false(vtp_errmap_allowed("SignFinal", CKR_KEY_HANDLE_INVALID));
+    assert_true(vtp_errmap_allowed("SignInit", CKR_MECHANISM_PARAM_INVALID));
+    assert_true(vtp_errmap_allowed("DestroyObject", CKR_ACTION_PROHIBITED));
+    assert_false(vtp_errmap_allowed("GenerateKeyPair", CKR_ACTION_PROHIBITED));
+    assert_false(vtp_errmap_allowed("FindObjectsInit", CKR_USER_NOT_LOGGED_IN));
+    assert_false(vtp_errmap_allowed("NoSuchFunction", CKR_GENERAL_ERROR));
+}
+
+/* The entry points that send requests to Vault (the others answer from the module's state). */
+static const char *const vault_functions[] = {
+    "Login",   "CreateObject", "DestroyObject", "SetAttributeValue", "FindObjectsInit",
+    "Decrypt", "Sign",         "SignFinal",     "GenerateKeyPair",   "GenerateRandom",
+};
+
+/* What entry point fn returns when Vault answers status and body: the code the Transit layer
+ * made of the answer, passed up unchanged. */
+static CK_RV answer_rv(const char *fn, long status, const json_t *body)
+{
+    (void)fn;
+    return vtp_vault_rv(status, body);
+}
+
+/* The same for one item of a batch answer. */
+static CK_RV item_answer_rv(const char *fn, const char *error)
+{
+    (void)fn;
+    return vtp_vault_item_rv(error);
+}
+
+/* Whatever Vault answers, each entry point that asks it returns a code its list allows, and never
+ * CKR_ARGUMENTS_BAD: the caller's arguments are checked before anything is sent, so an answer
+ * of the server cannot mean that they were wrong. */
+static void test_answers_at_entry_points(void **state)
+{
+    size_t i, j;
+    int bad = 0;
+
+    (void)state;
+    for (i = 0; i < VTP_ARRAY_SIZE(rows); i++) {
+        json_t *body = rows[i].body != NULL ? json_loads(rows[i].body, 0, NULL) : NULL;
+
+        for (j = 0; j < VTP_ARRAY_SIZE(vault_functions); j++) {
+            const char *fn = vault_functions[j];
+            CK_RV got = answer_rv(fn, rows[i].status, body);
+
+            if (!vtp_errmap_allowed(fn, got) || got == CKR_ARGUMENTS_BAD) {
+                if (bad++ < 60)
+                    print_error("row \"%s\": C_%s returns 0x%lx\n", rows[i].what, fn, got);
+            }
+        }
+        json_decref(body);
+    }
+    for (i = 0; i < VTP_ARRAY_SIZE(item_rows); i++) {
+        static const char *const signers[] = {"Sign", "SignFinal"};
+
+        for (j = 0; j < VTP_ARRAY_SIZE(signers); j++) {
+            CK_RV got = item_answer_rv(signers[j], item_rows[i].error);
+
+            if (!vtp_errmap_allowed(signers[j], got) || got == CKR_ARGUMENTS_BAD) {
+                if (bad++ < 60)
+                    print_error("item \"%s\": C_%s returns 0x%lx\n",
+                                item_rows[i].error ? item_rows[i].error : "(null)", signers[j],
+                                got);
+            }
+        }
+    }
+    if (bad > 0)
+        print_error("%d Vault answers give an entry point a code outside its list\n", bad);
+    assert_int_equal(bad, 0);
+}
+
 static void test_error_text(void **state)
 {
     json_t *b;
@@ -277,9 +450,13 @@ static void test_escape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),      cmocka_unit_test(test_non_json_body),
-        cmocka_unit_test(test_items),      cmocka_unit_test(test_error_text),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_non_json_body),
+        cmocka_unit_test(test_items),
+        cmocka_unit_test(test_error_text),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_function_table),
+        cmocka_unit_test(test_answers_at_entry_points),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,22 @@
+/* errmap.h - the return values each entry point may give (src/errmap.c).
+ *
+ * PKCS#11 v2.40 lists, for every function, the CK_RVs it may return (base specification,
+ * section 5). errmap.c holds those lists, one per function, and module.c passes the result of
+ * every entry point through them at the boundary.
+ */
+#ifndef VTP_ERRMAP_H
+#define VTP_ERRMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vtp-pkcs11.h"
+
+/* May function fn (its name without "C_": "Sign") return rv? CKR_FUNCTION_NOT_SUPPORTED is
+ * allowed everywhere (any function may be a stub). An unknown name allows nothing but CKR_OK. */
+bool vtp_errmap_allowed(const char *fn, CK_RV rv);
+
+/* The functions of the table in CK_FUNCTION_LIST order ("Initialize", ...), NULL past the end. */
+const char *vtp_errmap_function(size_t i);
+
+#endif /* VTP_ERRMAP_H */
