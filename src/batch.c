@@ -159,15 +159,16 @@ static void queue_drop_locked(struct queue *q)
     n_queues--;
 }
 
-/* Signs arr[0..n-1] in one request; when the server refuses a batch as too large (HTTP 413,
- * or OpenBao's "refused JSON input due to high complexity" for a listener whose
- * max_request_json_strings is below the default), signs each half on its own and remembers
- * the smaller size for later batches. Every item ends with its own rv. */
+/* Signs arr[0..n-1] in one request; when the server refuses a batch as too large
+ * (VTP_ERR_TOO_LARGE: HTTP 413, OpenBao's "refused JSON input due to high complexity" for a
+ * listener whose max_request_json_strings is below the default, HashiCorp Vault's JSON limits),
+ * signs each half on its own and remembers the smaller size for later batches. Every item ends
+ * with its own rv. */
 static void sign_items(struct queue *q, struct vtp_sign_item *arr, size_t n)
 {
     CK_RV rv = vtp_transit_sign(q->t, q->name, q->version, &q->p, arr, n);
 
-    if (rv == CKR_DATA_LEN_RANGE && n > 1) {
+    if (rv == VTP_ERR_TOO_LARGE && n > 1) {
         size_t half = n / 2;
         bool first = false;
 

@@ -729,8 +729,7 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
         if (!complete && (old == NULL || !key_loaded(old, names[i])))
             continue;
         rv = load_key(c, names[i], no_meta, &k);
-        if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == CKR_OBJECT_HANDLE_INVALID ||
-            rv == CKR_KEY_HANDLE_INVALID)
+        if (rv == CKR_KEY_TYPE_INCONSISTENT || rv == VTP_ERR_KEY_MISSING)
             continue; /* not a usable type, or deleted since the list */
         if (rv != CKR_OK)
             goto out;
@@ -1231,8 +1230,7 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         lrv = vtp_cache_load_key(c, cand[i], &k);
         if (lrv == CKR_OK)
             loaded[n_loaded++] = k;
-        else if (lrv != CKR_KEY_TYPE_INCONSISTENT && lrv != CKR_OBJECT_HANDLE_INVALID &&
-                 lrv != CKR_KEY_HANDLE_INVALID) {
+        else if (lrv != CKR_KEY_TYPE_INCONSISTENT && lrv != VTP_ERR_KEY_MISSING) {
             rv = lrv;
             goto out;
         }

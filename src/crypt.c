@@ -163,10 +163,10 @@ CK_RV vtp_decrypt(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYT
             *out_len = max;
             return CKR_OK;
         }
+        /* Transit's "decryption error" is VTP_ERR_DECRYPT_FAILED, which C_Decrypt returns as
+         * CKR_ENCRYPTED_DATA_INVALID (src/errmap.c) */
         rv = vtp_transit_decrypt(vtp_slot_transit(vtp_session_slot(s)), op->key->name,
                                  op->key->version, in, in_len, &op->result, &op->result_len);
-        if (rv == CKR_ARGUMENTS_BAD || rv == CKR_FUNCTION_FAILED)
-            rv = CKR_ENCRYPTED_DATA_INVALID; /* Transit's "decryption error" and friends */
         if (rv != CKR_OK)
             goto end;
         SHA256(in, in_len, op->result_of);

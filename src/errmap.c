@@ -1,15 +1,23 @@
-/* errmap.c - the return values each entry point may give.
+/* errmap.c - the return values each entry point may give, and what an internal error kind
+ * becomes at each.
  *
- * One row per function of CK_FUNCTION_LIST, in its order, with the return values PKCS#11 v2.40
- * lists for it (base specification, section 5, "Return values" of each function), in the
- * specification's order. CKR_FUNCTION_NOT_SUPPORTED is allowed for every function: any of them
- * may be a stub (section 5.1.6).
+ * table: one row per function of CK_FUNCTION_LIST, in its order, with the return values
+ * PKCS#11 v2.40 lists for it (base specification, section 5, "Return values" of each function),
+ * in the specification's order. CKR_FUNCTION_NOT_SUPPORTED is allowed for every function: any of
+ * them may be a stub (section 5.1.6).
+ *
+ * prefer: for each internal error kind (vault/errkind.h), the codes that say it best, best
+ * first. At an entry point the kind becomes the first of them that function may return, else
+ * CKR_FUNCTION_FAILED, which every function may return. So a key deleted in Vault is
+ * CKR_KEY_HANDLE_INVALID where the list has it (the init functions), CKR_OBJECT_HANDLE_INVALID
+ * for the object functions, and CKR_FUNCTION_FAILED for C_Sign, whose list has neither.
  */
 #include "common.h"
 
 #include <string.h>
 
 #include "errmap.h"
+#include "vault/errkind.h"
 
 struct fn_rvs {
     const char *name; /* without "C_" */
@@ -340,6 +348,38 @@ static const struct fn_rvs table[] = {
        CKR_GENERAL_ERROR, CKR_HOST_MEMORY, CKR_NO_EVENT, CKR_OK),
 };
 
+/* Zero-terminated (CKR_OK is never a preference). Never CKR_ARGUMENTS_BAD: the caller's
+ * arguments are checked before a request is sent, so no answer of Vault means they were wrong. */
+#define PREFER_MAX 4
+static const CK_RV prefer[VTP_ERR_INDEX_END][PREFER_MAX] = {
+    /* deleted behind the module: the handle no longer stands for a key */
+    [VTP_ERR_INDEX_KEY_MISSING] = {CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID},
+    /* the token's policy: where the function can say "not allowed", and for the functions that
+     * write (key generation, certificates) the token is write-protected for this token */
+    [VTP_ERR_INDEX_DENIED] = {CKR_ACTION_PROHIBITED, CKR_TOKEN_WRITE_PROTECTED},
+    [VTP_ERR_INDEX_TOKEN_INVALID] = {CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_ERROR},
+    [VTP_ERR_INDEX_DELETION_NOT_ALLOWED] = {CKR_ACTION_PROHIBITED},
+    /* a single request refused as too large (a batch is split first, see batch.c) */
+    [VTP_ERR_INDEX_TOO_LARGE] = {CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE,
+                                 CKR_DEVICE_MEMORY},
+    [VTP_ERR_INDEX_MESSAGE_TOO_LONG] = {CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE},
+    /* only an init function may say that a mechanism parameter is wrong; C_Sign cannot */
+    [VTP_ERR_INDEX_SALT_LENGTH] = {CKR_MECHANISM_PARAM_INVALID},
+    [VTP_ERR_INDEX_DECRYPT_FAILED] = {CKR_ENCRYPTED_DATA_INVALID},
+    [VTP_ERR_INDEX_VERSION_UNAVAILABLE] = {CKR_KEY_HANDLE_INVALID, CKR_OBJECT_HANDLE_INVALID},
+    [VTP_ERR_INDEX_CAS_MISMATCH] = {CKR_FUNCTION_FAILED},
+    [VTP_ERR_INDEX_UNAVAILABLE] = {CKR_DEVICE_ERROR},
+    [VTP_ERR_INDEX_MISCONFIGURED] = {CKR_DEVICE_ERROR},
+    [VTP_ERR_INDEX_REFUSED] = {CKR_FUNCTION_FAILED},
+    [VTP_ERR_INDEX_FAILED] = {CKR_FUNCTION_FAILED},
+};
+
+static const char *const kind_text[VTP_ERR_INDEX_END] = {
+#define KIND_TEXT_(name, text) [VTP_ERR_INDEX_##name] = text,
+    VTP_ERR_KINDS(KIND_TEXT_)
+#undef KIND_TEXT_
+};
+
 static const struct fn_rvs *find(const char *fn)
 {
     for (size_t i = 0; i < VTP_ARRAY_SIZE(table); i++)
@@ -366,4 +406,22 @@ bool vtp_errmap_allowed(const char *fn, CK_RV rv)
 const char *vtp_errmap_function(size_t i)
 {
     return i < VTP_ARRAY_SIZE(table) ? table[i].name : NULL;
+}
+
+CK_RV vtp_errmap_rv(const char *fn, CK_RV rv)
+{
+    size_t k;
+    CK_RV out = CKR_FUNCTION_FAILED;
+
+    if (!vtp_err_is_kind(rv))
+        return rv;
+    k = (size_t)(rv - VTP_ERR_BASE);
+    for (size_t i = 0; i < PREFER_MAX && prefer[k][i] != CKR_OK; i++) {
+        if (vtp_errmap_allowed(fn, prefer[k][i])) {
+            out = prefer[k][i];
+            break;
+        }
+    }
+    VTP_LOG_INFO("C_%s: %s (%s) -> %s", fn, vtp_rv_name(rv), kind_text[k], vtp_rv_name(out));
+    return out;
 }

@@ -341,7 +341,7 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
         rv = vtp_transit_read_key(vtp_slot_transit(vtp_session_slot(s)), name, &tk);
         vtp_transit_key_free(tk);
         tk = NULL;
-        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
+        if (rv == VTP_ERR_KEY_MISSING) {
             free(base);
             *out = name;
             return CKR_OK;
@@ -549,7 +549,7 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
     }
     /* Destroying either half deletes the Transit key, and so both objects. */
     rv = vtp_transit_delete_key(vtp_slot_transit(slot), k->name);
-    if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
+    if (rv == VTP_ERR_KEY_MISSING)
         rv = CKR_OK; /* already gone */
     if (rv != CKR_OK) {
         VTP_LOG_ERR("deleting Transit key %s failed: %s", k->name, vtp_rv_name(rv));

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vault/errkind.h"
+
 #define VTP_LOG_ENV "VAULT_TRANSIT_PKCS11_DEBUG"
 #define VTP_LOG_IDENT "vault-transit-pkcs11"
 #define VTP_LOG_LINE_MAX 4096
@@ -808,6 +810,13 @@ static const char *lookup(const struct vtp_name *table, size_t n, CK_ULONG value
     return hit != NULL ? hit->name : NULL;
 }
 
+/* The internal error kinds (vault/errkind.h): never returned to a caller, named in logs. */
+static const char *const kind_names[VTP_ERR_INDEX_END] = {
+#define KIND_NAME_(name, text) [VTP_ERR_INDEX_##name] = "VTP_ERR_" #name,
+    VTP_ERR_KINDS(KIND_NAME_)
+#undef KIND_NAME_
+};
+
 const char *vtp_rv_name(CK_RV rv)
 {
     static __thread char buf[32];
@@ -815,6 +824,8 @@ const char *vtp_rv_name(CK_RV rv)
 
     if (name != NULL)
         return name;
+    if (vtp_err_is_kind(rv))
+        return kind_names[rv - VTP_ERR_BASE];
     snprintf(buf, sizeof(buf), "CKR_0x%08lx", (unsigned long)rv);
     return buf;
 }

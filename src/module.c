@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "cfg.h"
 #include "crypt.h"
+#include "errmap.h"
 #include "find.h"
 #include "keygen.h"
 #include "mech.h"
@@ -148,12 +149,16 @@ static void wait_for_calls(void)
     }
 }
 
-/* Logs the result of an entry point, leaves it, and returns the result. */
+/* Leaves an entry point and returns its result, said in the terms PKCS#11 allows that function
+ * (an internal error kind of what Vault answered becomes one of its codes: src/errmap.c), and
+ * logged. */
 static CK_RV done(const char *func, CK_RV rv)
 {
     leave();
     if (strncmp(func, "fn_", 3) == 0)
         func += 3; /* fn_Sign is C_Sign */
+    if (rv != CKR_OK)
+        rv = vtp_errmap_rv(func, rv);
     if (rv != CKR_OK && vtp_log_level() >= VTP_LOG_INFO)
         vtp_log_write(VTP_LOG_INFO, func, "-> %s", vtp_rv_name(rv));
     else if (vtp_log_level() >= VTP_LOG_DEBUG_LEVEL)

@@ -41,6 +41,7 @@
 
 #include "util.h"
 #include "vault/auth.h"
+#include "vault/transit.h"
 
 #define MAX_SECRET_FILE (64u * 1024u)
 #define DEFAULT_K8S_JWT "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -228,12 +229,13 @@ static CK_RV login(struct vtp_http *h, const struct vtp_vault_conf *conf, const 
                     vtp_rv_name(rv));
         goto out;
     }
-    vrv = vtp_vault_rv(resp.status, resp.json);
+    vrv = vtp_transit_classify(resp.status, resp.json);
     if (vrv != CKR_OK) {
         /* login error texts name no secret ("invalid role or secret ID", "permission denied") */
         VTP_LOG_ERR("%s login at %s refused: HTTP %ld \"%s\"", method_name(conf->auth), path,
                     resp.status, vtp_vault_error_text(resp.json));
-        rv = vrv == CKR_DEVICE_ERROR || vrv == CKR_HOST_MEMORY ? vrv : CKR_USER_NOT_LOGGED_IN;
+        rv = vrv == VTP_ERR_UNAVAILABLE || vrv == VTP_ERR_MISCONFIGURED ? CKR_DEVICE_ERROR
+                                                                        : CKR_USER_NOT_LOGGED_IN;
         goto out;
     }
     rv = parse_auth(resp.json, out);
@@ -605,14 +607,14 @@ static void do_lookup(struct auth_state *st, unsigned long gen)
     if (rv == CKR_OK) {
         data = json_is_object(resp.json) ? json_object_get(resp.json, "data") : NULL;
         json_wipe_member(data, "id"); /* the token itself */
-        vrv = vtp_vault_rv(resp.status, resp.json);
+        vrv = vtp_transit_classify(resp.status, resp.json);
     }
     pthread_mutex_lock(&st->lock);
     if (st->gen != gen) {
         /* another token was put in place meanwhile: this answer is about the old one */
     } else if (rv == CKR_OK && vrv == CKR_OK && json_is_object(data)) {
         lookup_record_locked(st, data, now);
-    } else if (rv == CKR_OK && vrv == CKR_ACTION_PROHIBITED) {
+    } else if (rv == CKR_OK && vrv == VTP_ERR_DENIED) {
         VTP_LOG_WARN("the token's policy denies auth/token/lookup-self: its expiry is unknown, "
                      "it will not be renewed");
         lease_set_locked(st, 0, false, now);
@@ -646,7 +648,7 @@ static void do_renew(struct auth_state *st, unsigned long gen)
     if (rv == CKR_OK) {
         auth = json_is_object(resp.json) ? json_object_get(resp.json, "auth") : NULL;
         json_wipe_member(auth, "client_token");
-        vrv = vtp_vault_rv(resp.status, resp.json);
+        vrv = vtp_transit_classify(resp.status, resp.json);
     }
     pthread_mutex_lock(&st->lock);
     if (st->gen != gen) {
@@ -676,7 +678,7 @@ static void do_renew(struct auth_state *st, unsigned long gen)
         VTP_LOG_WARN("auth/token/renew-self -> HTTP %ld \"%s\"", resp.status,
                      vtp_vault_error_text(resp.json));
         st->renewable = false;
-        if (vrv == CKR_USER_NOT_LOGGED_IN)
+        if (vrv == VTP_ERR_TOKEN_INVALID)
             st->expire_ms = now; /* gone: the next request logs in again where it can */
     } else {
         VTP_LOG_WARN("auth/token/renew-self: no answer (%s)", vtp_rv_name(rv));
@@ -1005,7 +1007,7 @@ CK_RV vtp_auth_login_pin(struct vtp_http *h, const struct vtp_vault_conf *conf,
     /* the lookup-self answer holds the token in data.id */
     data = json_is_object(resp.json) ? json_object_get(resp.json, "data") : NULL;
     json_wipe_member(data, "id");
-    vrv = vtp_vault_rv(resp.status, resp.json);
+    vrv = vtp_transit_classify(resp.status, resp.json);
     switch (vrv) {
     case CKR_OK:
         rv = CKR_OK;
@@ -1016,13 +1018,13 @@ CK_RV vtp_auth_login_pin(struct vtp_http *h, const struct vtp_vault_conf *conf,
             pthread_mutex_unlock(&st->lock);
         }
         break;
-    case CKR_ACTION_PROHIBITED:
+    case VTP_ERR_DENIED:
         /* Vault checked the token and then its policy refused lookup-self: the token is
          * real, its policy is narrow. Accept it. */
         VTP_LOG_WARN("token accepted but its policy denies auth/token/lookup-self");
         rv = CKR_OK;
         break;
-    case CKR_USER_NOT_LOGGED_IN: /* invalid token (403), or none (Vault 400) */
+    case VTP_ERR_TOKEN_INVALID: /* invalid token (403), or none (Vault 400) */
         VTP_LOG_INFO("Vault refused the PIN as a token: HTTP %ld", resp.status);
         rv = CKR_PIN_INCORRECT;
         break;

@@ -25,8 +25,10 @@
  *    OUTAGE_RECHECK_MS; the first address that passes one ends the outage.
  *  POST sign is retried like everything else: signing twice is harmless.
  *
- * vtp_vault_rv() is the one mapping of Vault/OpenBao answers to CK_RV; docs/errors.md has the
- * table and tests/unit/test-errmap.c tests every row.
+ * This layer reads an answer only as far as it needs to: the status for the retry rules above,
+ * and whether Vault refused the token (vtp_http_token_refused: a 403 "invalid token" or a bare
+ * "permission denied", when the auth hooks log in again once). What any other answer means is
+ * classified once, beside the Transit calls (vtp_transit_classify in transit.c, docs/errors.md).
  */
 #include "common.h"
 
@@ -54,6 +56,9 @@
 #define MAX_REDIRECTS 5
 #define MAX_POOLED_HANDLES 32
 #define TOKEN_HEADER "X-Vault-Token: "
+/* A standby while the cluster has no leader: "local node not active but active cluster node not
+ * found" (500). */
+#define NODE_NOT_ACTIVE "node not active"
 
 struct pooled {
     CURL *curl;
@@ -721,7 +726,7 @@ static enum verdict judge(long status, const struct body *b)
         return ANSWER_UNAVAILABLE;
     /* A standby while the cluster has no leader: "local node not active but active cluster
      * node not found" (500). Another node, or this one a moment later, will do. */
-    if (status == 500 && body_contains(b, "node not active"))
+    if (status == 500 && body_contains(b, NODE_NOT_ACTIVE))
         return ANSWER_UNAVAILABLE;
     return ANSWER_FINAL;
 }
@@ -1274,7 +1279,7 @@ CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
     }
     rv = request_once(h, req, resp, op_deadline);
     if (rv != CKR_OK || !hooks || h->hooks.relogin == NULL || resp->status != 403 ||
-        vtp_vault_rv(resp->status, resp->json) != CKR_USER_NOT_LOGGED_IN)
+        !vtp_http_token_refused(resp->status, resp->json))
         goto out;
     /* The token is no longer valid: log in again once and repeat the request. */
     VTP_LOG_WARN("%s %s: Vault refused the token; logging in again", req->method, req->path);
@@ -1295,7 +1300,8 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Vault answers -> CK_RV (docs/errors.md) */
+/* What this layer itself reads in an answer: the errors envelope, a refused token, a server
+ * that cannot serve now. What any other answer means is transit.c's business. */
 
 const char *vtp_vault_error_text(const json_t *body)
 {
@@ -1312,8 +1318,7 @@ const char *vtp_vault_error_text(const json_t *body)
     return s != NULL ? s : "";
 }
 
-/* Does any entry of "errors" contain needle? */
-static bool errors_contain(const json_t *body, const char *needle)
+bool vtp_vault_error_contains(const json_t *body, const char *needle)
 {
     const json_t *errors, *e;
     size_t i;
@@ -1346,116 +1351,18 @@ static bool bare_permission_denied(const json_t *body)
            strcmp(vtp_vault_error_text(body), "permission denied") == 0;
 }
 
-static const char *const key_missing_texts[] = {
-    "signing key not found",
-    "encryption key not found",
-    "signature verification key not found",
-    "no existing key named",
-    "could not delete key; not found",
-    "key not found",
-};
-
-static bool any_key_missing(const json_t *body)
+bool vtp_http_token_refused(long status, const json_t *body)
 {
-    size_t i;
-
-    for (i = 0; i < VTP_ARRAY_SIZE(key_missing_texts); i++) {
-        if (errors_contain(body, key_missing_texts[i]))
-            return true;
-    }
-    return false;
+    if (status == 400)
+        return vtp_vault_error_contains(body, "missing client token"); /* Vault, no token */
+    return status == 403 &&
+           (vtp_vault_error_contains(body, "invalid token") || bare_permission_denied(body));
 }
 
-static bool too_long(const json_t *body)
+bool vtp_http_unavailable(long status, const json_t *body)
 {
-    return errors_contain(body, "message too long") || errors_contain(body, "input must be hashed");
-}
-
-/* A body the server refused as too large or too complex: OpenBao's JSON limits (400), HashiCorp
- * Vault's (answered with 500, see shared/reference/vault-http-api.md section 6), whatever the
- * status. The batch layer sends such a batch again in halves. */
-static bool refused_as_too_large(const json_t *body)
-{
-    static const char *const texts[] = {
-        "refused JSON input due to high complexity", /* OpenBao >= 2.4.1 */
-        "JSON array exceeds allowed element count",  /* Vault >= 1.16.25/1.21.0 */
-        "JSON object exceeds allowed entry count",
-        "JSON payload exceeds allowed token count",
-        "JSON string value exceeds allowed length",
-        "JSON input exceeds allowed nesting depth",
-    };
-
-    for (size_t i = 0; i < VTP_ARRAY_SIZE(texts); i++)
-        if (errors_contain(body, texts[i]))
-            return true;
-    return false;
-}
-
-CK_RV vtp_vault_rv(long status, const json_t *body)
-{
-    if (status >= 200 && status < 300)
-        return CKR_OK;
-    if (status >= 400 && refused_as_too_large(body))
-        return CKR_DATA_LEN_RANGE;
-
-    switch (status) {
-    case 400:
-        if (errors_contain(body, "missing client token"))
-            return CKR_USER_NOT_LOGGED_IN; /* Vault without a token */
-        if (any_key_missing(body))
-            return CKR_KEY_HANDLE_INVALID;
-        if (errors_contain(body, "deletion is not allowed"))
-            return CKR_ACTION_PROHIBITED;
-        if (too_long(body))
-            return CKR_DATA_LEN_RANGE;
-        if (errors_contain(body, "salt length"))
-            return CKR_MECHANISM_PARAM_INVALID;
-        return CKR_ARGUMENTS_BAD;
-    case 403:
-        if (errors_contain(body, "invalid token") || bare_permission_denied(body))
-            return CKR_USER_NOT_LOGGED_IN;
-        return CKR_ACTION_PROHIBITED;
-    case 404:
-        if (errors_contain(body, "no handler for route") ||
-            errors_contain(body, "namespace not found"))
-            return CKR_DEVICE_ERROR; /* mount or namespace missing: misconfiguration */
-        return CKR_KEY_HANDLE_INVALID;
-    case 405:
-        return CKR_FUNCTION_NOT_SUPPORTED;
-    case 413:
-        return CKR_DATA_LEN_RANGE;
-    case 500:
-        if (too_long(body))
-            return CKR_DATA_LEN_RANGE;
-        if (errors_contain(body, "requested salt length"))
-            return CKR_MECHANISM_PARAM_INVALID;
-        if (errors_contain(body, "decryption error"))
-            return CKR_ENCRYPTED_DATA_INVALID;
-        if (errors_contain(body, "requested version for signing"))
-            return CKR_KEY_HANDLE_INVALID;
-        if (errors_contain(body, "local node not active"))
-            return CKR_DEVICE_ERROR; /* HA cluster without a leader */
-        return CKR_FUNCTION_FAILED;
-    default:
-        break;
-    }
-    if (status == 0 || (status >= 300 && status < 400) || status == 412 || status == 429 ||
-        status >= 500)
-        return CKR_DEVICE_ERROR;
-    return CKR_FUNCTION_FAILED;
-}
-
-CK_RV vtp_vault_item_rv(const char *error)
-{
-    if (error == NULL || error[0] == '\0')
-        return CKR_OK;
-    if (strstr(error, "missing input") != NULL || strstr(error, "unable to decode input") != NULL)
-        return CKR_ARGUMENTS_BAD;
-    if (strstr(error, "salt length") != NULL)
-        return CKR_MECHANISM_PARAM_INVALID;
-    if (strstr(error, "message too long") != NULL || strstr(error, "input must be hashed") != NULL)
-        return CKR_DATA_LEN_RANGE;
-    if (strstr(error, "requested version for signing") != NULL)
-        return CKR_KEY_HANDLE_INVALID;
-    return CKR_FUNCTION_FAILED;
+    if (status == 500)
+        return vtp_vault_error_contains(body, NODE_NOT_ACTIVE);
+    return status == 0 || (status >= 300 && status < 400) || status == 412 || status == 429 ||
+           status > 500;
 }

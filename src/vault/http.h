@@ -48,10 +48,10 @@ CK_RV vtp_http_set_token(struct vtp_http *h, const char *token);
 bool vtp_http_has_token(struct vtp_http *h);
 
 /* Sends one request and returns CKR_OK once a final HTTP response arrived, whatever its status
- * (the caller maps it with vtp_vault_rv). Transport failures, 429, 502, 503 and 504 are retried
- * against the next address with exponential backoff and jitter until the configured deadline;
- * 307 redirects are followed keeping method and body. CKR_DEVICE_ERROR when no server answered
- * in time, CKR_HOST_MEMORY on allocation failure. resp->json must be released with
+ * (the caller classifies it: vtp_transit_classify). Transport failures, 429, 502, 503 and 504 are
+ * retried against the next address with exponential backoff and jitter until the configured
+ * deadline; 307 redirects are followed keeping method and body. CKR_DEVICE_ERROR when no server
+ * answered in time, CKR_HOST_MEMORY on allocation failure. resp->json must be released with
  * vtp_http_resp_clear. */
 CK_RV vtp_http_request(struct vtp_http *h, const struct vtp_http_req *req,
                        struct vtp_http_resp *resp);
@@ -79,13 +79,18 @@ void vtp_http_set_auth_hooks(struct vtp_http *h, const struct vtp_http_auth_hook
 
 void vtp_http_get_stats(struct vtp_http *h, struct vtp_http_stats *out);
 
-/* The one mapping of Vault answers to CK_RV (table in docs/errors.md).
- * status 2xx -> CKR_OK. body may be NULL. */
-CK_RV vtp_vault_rv(long status, const json_t *body);
-/* Maps one batch item's "error" text to a CK_RV. */
-CK_RV vtp_vault_item_rv(const char *error);
 /* The first entry of "errors" (or ""), for log lines; points into body. */
 const char *vtp_vault_error_text(const json_t *body);
+/* Does any entry of body's "errors" contain needle? body may be NULL or not an object. */
+bool vtp_vault_error_contains(const json_t *body, const char *needle);
+/* Did Vault refuse the request's token (invalid, expired, revoked, or none sent)? A 403 whose
+ * errors say "invalid token" (Vault) or are exactly "permission denied" (OpenBao; a policy
+ * denial is multierror-wrapped on both), or Vault's 400 "missing client token". */
+bool vtp_http_token_refused(long status, const json_t *body);
+/* Is this final answer one of a server that cannot serve now (what vtp_http_request retries
+ * until its deadline): no answer (0), a redirect not followed, 412, 429, 5xx other than 500, a
+ * 500 "node not active"? */
+bool vtp_http_unavailable(long status, const json_t *body);
 
 /* Escapes one path segment (key names are [\w.-] already; this is belt and braces). */
 char *vtp_http_escape(const char *segment);

@@ -1,9 +1,14 @@
 /* transit.c - typed Transit and KV v2 requests and their JSON (jansson).
  *
- * Paths are built from escaped segments. Every answer goes through vtp_vault_rv (http.c), the
- * one mapping of Vault/OpenBao answers to CK_RV; the only local adjustments are the ones the
- * interface promises (a missing key on read is CKR_OBJECT_HANDLE_INVALID, absent KV data and
- * empty lists are success).
+ * Paths are built from escaped segments. Every answer is classified here, once
+ * (vtp_transit_classify): CKR_OK, or the internal error kind of src/vault/errkind.h that says what
+ * Vault or OpenBao meant (a key missing, a policy denial, a server unavailable, ...). This file is
+ * the one place that knows their error texts; http.c reads only the status and whether the
+ * token was refused. The typed calls return that kind (or a standard CK_RV for a local failure:
+ * CKR_HOST_MEMORY, CKR_DEVICE_ERROR for an answer that does not parse); each entry point turns
+ * the kind into a code PKCS#11 lets it return (src/errmap.c). The only local adjustments are the
+ * ones the interface promises (absent KV data, a missing key on delete and empty lists are
+ * success). docs/errors.md has the table; tests/unit/test-errmap.c tests every row.
  */
 #include "common.h"
 
@@ -18,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "util.h"
+#include "vault/errkind.h"
 #include "vault/transit.h"
 
 /* DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), followed by the 32-byte key. */
@@ -130,10 +136,147 @@ static char *kv_path(const struct vtp_transit *t, const char *kind, const char *
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* what an answer means (docs/errors.md) */
+
+static bool contains(const json_t *body, const char *needle)
+{
+    return vtp_vault_error_contains(body, needle);
+}
+
+static bool any_contains(const json_t *body, const char *const *texts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (contains(body, texts[i]))
+            return true;
+    return false;
+}
+
+/* A key that does not exist: sign/encrypt (older Vault: "encryption key not found"), verify,
+ * config, delete, rotate. */
+static const char *const key_missing_texts[] = {
+    "signing key not found",
+    "encryption key not found",
+    "signature verification key not found",
+    "no existing key named",
+    "could not delete key; not found",
+    "key not found",
+};
+
+/* The input does not fit: RSA's message length, a digest of the wrong length (Go's texts). */
+static const char *const too_long_texts[] = {
+    "message too long",
+    "input must be hashed",
+};
+
+/* A body the server refused as too large or too complex, whatever the status: OpenBao's JSON
+ * limits (400), HashiCorp Vault's (answered with 500, shared/reference/vault-http-api.md
+ * section 6). The batch layer sends such a batch again in halves. */
+static const char *const too_large_texts[] = {
+    /* OpenBao >= 2.4.1 */
+    "refused JSON input due to high complexity",
+    /* HashiCorp Vault >= 1.16.25/1.21.0 */
+    "JSON array exceeds allowed element count",
+    "JSON object exceeds allowed entry count",
+    "JSON payload exceeds allowed token count",
+    "JSON string value exceeds allowed length",
+    "JSON input exceeds allowed nesting depth",
+};
+
+/* A key version that cannot be used any more: signing ("requested version for signing is higher
+ * than the latest key version", "... less than the minimum encryption key version", "... does not
+ * contain a private part"), decryption (below min_decryption_version, a version without a
+ * private part). */
+static const char *const version_texts[] = {
+    "requested version for signing",
+    "version is disallowed by policy",
+    "key version does not have a private counterpart",
+};
+
+/* What a signing or decryption primitive said (single requests: 400 for the handler's checks,
+ * 500 for the primitive's own errors), or CKR_OK if none of these. */
+static CK_RV primitive_error(const json_t *body)
+{
+    if (any_contains(body, too_long_texts, VTP_ARRAY_SIZE(too_long_texts)))
+        return VTP_ERR_MESSAGE_TOO_LONG;
+    if (contains(body, "salt length"))
+        return VTP_ERR_SALT_LENGTH;
+    if (contains(body, "decryption error"))
+        return VTP_ERR_DECRYPT_FAILED;
+    if (any_contains(body, version_texts, VTP_ARRAY_SIZE(version_texts)))
+        return VTP_ERR_VERSION_UNAVAILABLE;
+    return CKR_OK;
+}
+
+CK_RV vtp_transit_classify(long status, const json_t *body)
+{
+    CK_RV kind;
+
+    if (status >= 200 && status < 300)
+        return CKR_OK;
+    if (vtp_http_token_refused(status, body))
+        return VTP_ERR_TOKEN_INVALID;
+    if (vtp_http_unavailable(status, body))
+        return VTP_ERR_UNAVAILABLE; /* what was left after vtp_http_request's retries */
+    if (status == 413 ||
+        (status >= 400 && any_contains(body, too_large_texts, VTP_ARRAY_SIZE(too_large_texts))))
+        return VTP_ERR_TOO_LARGE;
+
+    switch (status) {
+    case 400:
+        if (any_contains(body, key_missing_texts, VTP_ARRAY_SIZE(key_missing_texts)))
+            return VTP_ERR_KEY_MISSING;
+        if (contains(body, "deletion is not allowed"))
+            return VTP_ERR_DELETION_NOT_ALLOWED;
+        if (contains(body, "check-and-set parameter did not match"))
+            return VTP_ERR_CAS_MISMATCH; /* KV v2 */
+        kind = primitive_error(body);
+        /* Any other refusal: the caller's arguments were checked before the request was sent,
+         * so this is never the caller's mistake. */
+        return kind != CKR_OK ? kind : VTP_ERR_REFUSED;
+    case 403:
+        /* a namespace on Vault CE */
+        if (contains(body, "namespaces feature not enabled"))
+            return VTP_ERR_MISCONFIGURED;
+        return VTP_ERR_DENIED; /* a valid token whose policy lacks a capability */
+    case 404:
+        if (contains(body, "no handler for route") || contains(body, "namespace not found"))
+            return VTP_ERR_MISCONFIGURED;
+        return VTP_ERR_KEY_MISSING; /* {"errors":[]}: read of a missing key or secret */
+    case 405:
+        return VTP_ERR_MISCONFIGURED; /* a path that does not allow the operation (KV v1?) */
+    case 500:
+        kind = primitive_error(body);
+        return kind != CKR_OK ? kind : VTP_ERR_FAILED;
+    default:
+        break;
+    }
+    return status >= 400 && status < 500 ? VTP_ERR_REFUSED : VTP_ERR_FAILED;
+}
+
+CK_RV vtp_transit_classify_item(const char *error)
+{
+    if (error == NULL || error[0] == '\0')
+        return CKR_OK;
+    if (strstr(error, "salt length") != NULL)
+        return VTP_ERR_SALT_LENGTH;
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(too_long_texts); i++)
+        if (strstr(error, too_long_texts[i]) != NULL)
+            return VTP_ERR_MESSAGE_TOO_LONG;
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(version_texts); i++)
+        if (strstr(error, version_texts[i]) != NULL)
+            return VTP_ERR_VERSION_UNAVAILABLE;
+    /* "missing input", "unable to decode input": the module's encoding, not the caller's */
+    if (strstr(error, "missing input") != NULL || strstr(error, "unable to decode input") != NULL)
+        return VTP_ERR_REFUSED;
+    return VTP_ERR_FAILED;
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* requests */
 
-/* Sends one request. *rv_vault is vtp_vault_rv of the answer (logged when not CKR_OK unless
- * quiet_missing and the answer means "not found"). The return value is the transport result. */
+/* Sends one request. *rv_vault is what the answer means (vtp_transit_classify), logged with
+ * Vault's words when not CKR_OK unless quiet_missing and the answer means "not found". The
+ * return value is the transport result: no usable answer in time is VTP_ERR_UNAVAILABLE. */
 static CK_RV call_raw(const struct vtp_transit *t, const char *method, const char *path,
                       const json_t *body, const char *raw_body, bool quiet_missing,
                       struct vtp_http_resp *resp, CK_RV *rv_vault)
@@ -151,10 +294,10 @@ static CK_RV call_raw(const struct vtp_transit *t, const char *method, const cha
     rv = vtp_http_request(t->http, &req, resp);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("%s %s: %s", method, path, vtp_rv_name(rv));
-        return rv;
+        return rv == CKR_DEVICE_ERROR ? VTP_ERR_UNAVAILABLE : rv;
     }
-    *rv_vault = vtp_vault_rv(resp->status, resp->json);
-    if (*rv_vault != CKR_OK && !(quiet_missing && *rv_vault == CKR_KEY_HANDLE_INVALID))
+    *rv_vault = vtp_transit_classify(resp->status, resp->json);
+    if (*rv_vault != CKR_OK && !(quiet_missing && *rv_vault == VTP_ERR_KEY_MISSING))
         VTP_LOG_WARN("%s %s -> HTTP %ld \"%s\" -> %s", method, path, resp->status,
                      vtp_vault_error_text(resp->json), vtp_rv_name(*rv_vault));
     return CKR_OK;
@@ -379,7 +522,7 @@ static CK_RV list_names(const struct vtp_transit *t, const char *path, char ***n
     rv = call(t, "LIST", path, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
-    if (vrv == CKR_KEY_HANDLE_INVALID) {
+    if (vrv == VTP_ERR_KEY_MISSING) {
         /* 404 {"errors":[]}: nothing there */
         *names = NULL;
         *n = 0;
@@ -424,7 +567,7 @@ static CK_RV real_read_key(const struct vtp_transit *t, const char *name,
     rv = call(t, "GET", path, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
-    rv = vrv == CKR_KEY_HANDLE_INVALID ? CKR_OBJECT_HANDLE_INVALID : vrv;
+    rv = vrv;
     if (rv != CKR_OK)
         goto out;
     rv = vtp_transit_parse_key(resp_data(&resp), out);
@@ -500,7 +643,7 @@ static CK_RV real_delete_key(const struct vtp_transit *t, const char *name)
         rv = vrv;
     if (rv == CKR_OK) {
         VTP_LOG_INFO("deleted Transit key %s/%s", t->mount, name);
-    } else if (rv != CKR_KEY_HANDLE_INVALID) {
+    } else if (rv != VTP_ERR_KEY_MISSING) {
         /* A policy may allow the config change but not the delete: leave the key as it was
          * (keys this module makes never allow deletion otherwise). */
         CK_RV vrv2 = CKR_OK;
@@ -631,7 +774,7 @@ CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
         }
         seen[idx] = true;
         if (err != NULL && err[0] != '\0') {
-            items[idx].rv = vtp_vault_item_rv(err);
+            items[idx].rv = vtp_transit_classify_item(err);
             VTP_LOG_WARN("sign item %zu: \"%s\" -> %s", idx, err, vtp_rv_name(items[idx].rv));
             continue;
         }
@@ -786,7 +929,7 @@ static CK_RV real_kv_read(const struct vtp_transit *t, const char *path, json_t 
     rv = call(t, "GET", p, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
-    if (vrv == CKR_KEY_HANDLE_INVALID) {
+    if (vrv == VTP_ERR_KEY_MISSING) {
         /* 404: never written, or its latest version deleted/destroyed (then the body is a
          * full envelope with data.data null) */
         *data = NULL;
@@ -851,7 +994,7 @@ static CK_RV real_kv_delete(const struct vtp_transit *t, const char *path)
         return CKR_HOST_MEMORY;
     rv = call(t, "DELETE", p, NULL, true, &resp, &vrv);
     if (rv == CKR_OK)
-        rv = vrv == CKR_KEY_HANDLE_INVALID ? CKR_OK : vrv;
+        rv = vrv == VTP_ERR_KEY_MISSING ? CKR_OK : vrv;
     vtp_http_resp_clear(&resp);
     free(p);
     return rv;

@@ -1,4 +1,8 @@
-/* transit.h - typed Transit and KV v2 requests (src/vault/transit.c). */
+/* transit.h - typed Transit and KV v2 requests (src/vault/transit.c).
+ *
+ * Every call returns CKR_OK, a standard CK_RV for a local failure (CKR_HOST_MEMORY,
+ * CKR_DEVICE_ERROR for an answer that does not parse, ...), or the internal error kind
+ * (vault/errkind.h) of what Vault answered; so does each sign item's rv. */
 #ifndef VTP_TRANSIT_H
 #define VTP_TRANSIT_H
 
@@ -6,6 +10,7 @@
 #include <jansson.h>
 
 #include "vtp-pkcs11.h"
+#include "vault/errkind.h"
 #include "vault/http.h"
 
 /* Where a slot's keys live. All strings are borrowed. */
@@ -37,7 +42,7 @@ CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out);
 
 /* LIST <mount>/keys. No keys (404) is success with *n = 0. names: free each, then the array. */
 CK_RV vtp_transit_list_keys(const struct vtp_transit *t, char ***names, size_t *n);
-/* GET <mount>/keys/<name>. CKR_OBJECT_HANDLE_INVALID if the key does not exist. */
+/* GET <mount>/keys/<name>. VTP_ERR_KEY_MISSING if the key does not exist. */
 CK_RV vtp_transit_read_key(const struct vtp_transit *t, const char *name,
                            struct vtp_transit_key **out);
 /* POST <mount>/keys/<name> {"type":type}. CKR_ATTRIBUTE_VALUE_INVALID... never: if the key
@@ -97,6 +102,12 @@ CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path);
 CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n);
 
 void vtp_strv_free(char **v, size_t n);
+
+/* What an answer of Vault or OpenBao means: CKR_OK for 2xx, else its internal error kind
+ * (docs/errors.md has the table; unit-tested). body may be NULL. */
+CK_RV vtp_transit_classify(long status, const json_t *body);
+/* The same for the "error" of one item of a batch answer (NULL or "" is CKR_OK). */
+CK_RV vtp_transit_classify_item(const char *error);
 
 /* The seam behind the typed calls above: an operations table with the same signatures. The
  * module uses the real one (HTTP to Vault); a test may install a fake in-process Transit

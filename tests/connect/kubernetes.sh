@@ -10,7 +10,8 @@
 #    valid for the API) and the Vault token is revoked between two signatures of one process:
 #    the module logs in again with the new JWT and signs;
 #  - a JWT of a service account the role does not bind, and the pre-rotation JWT (TokenReview
-#    says authenticated=false): CKR_USER_NOT_LOGGED_IN;
+#    says authenticated=false): the search finds no token to ask Vault with, which
+#    C_FindObjectsInit (whose list has no CKR_USER_NOT_LOGGED_IN) says as CKR_DEVICE_ERROR;
 #  - no JWT or token in the module's debug log.
 
 # shellcheck source=tests/lib/common.sh
@@ -145,7 +146,7 @@ vtp_conn_config "$conf" "auth = kubernetes" "auth_mount = $mnt" "role = signer" 
     "jwt_file = $d/stranger-token"
 vtp_check_fails "auth = kubernetes with an unbound service account" \
     vtp_mod vtp_p11 --module "$VTP_MODULE" -O --type privkey
-vtp_expect "refused: CKR_USER_NOT_LOGGED_IN" 'CKR_USER_NOT_LOGGED_IN|0x101\)'
+vtp_expect "refused: CKR_DEVICE_ERROR" 'C_FindObjectsInit.*(CKR_DEVICE_ERROR|0x30\))'
 
 # the pre-rotation JWT: well signed and bound, but the API no longer knows it
 printf '%s' "$jwt1" >"$d/stale-token"
@@ -154,7 +155,7 @@ vtp_conn_config "$conf" "auth = kubernetes" "auth_mount = $mnt" "role = signer" 
     "jwt_file = $d/stale-token"
 vtp_check_fails "auth = kubernetes with a JWT the API no longer accepts" \
     vtp_mod vtp_p11 --module "$VTP_MODULE" -O --type privkey
-vtp_expect "refused: CKR_USER_NOT_LOGGED_IN" 'CKR_USER_NOT_LOGGED_IN|0x101\)'
+vtp_expect "refused: CKR_DEVICE_ERROR" 'C_FindObjectsInit.*(CKR_DEVICE_ERROR|0x30\))'
 grep -q 'authenticated=false' api.log || vtp_fail "no TokenReview said authenticated=false"
 vtp_say "ok: OpenBao asked the API, which said the old JWT is invalid"
 

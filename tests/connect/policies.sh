@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The least-privilege policies of conf/policies/, written to the server as an operator would:
 #  - sign-only.hcl + kv-certs.hcl: the module lists and signs (OpenSSL verifies);
-#    C_GenerateKeyPair and C_DestroyObject are refused with CKR_ACTION_PROHIBITED (Vault's 403
-#    policy denial) and the key is still there;
+#    Vault's 403 policy denial refuses C_GenerateKeyPair with CKR_TOKEN_WRITE_PROTECTED (its list
+#    has no CKR_ACTION_PROHIBITED) and C_DestroyObject with CKR_ACTION_PROHIBITED, and the key is
+#    still there;
 #  - keymgmt.hcl + kv-certs.hcl: C_GenerateKeyPair (with an ID and label kept in KV) and
 #    C_DestroyObject work;
 #  - kv-certs.hcl alone grants read/write/list/delete under vault-transit-pkcs11/<mount>/ and
@@ -47,7 +48,8 @@ id=$(awk '$1 == "ID:" { print $2; exit }' < <("${P11[@]}" -O --type privkey 2>/d
 
 vtp_check_fails "C_GenerateKeyPair with a sign-only token" "${P11[@]}" --keypairgen \
     --key-type EC:prime256v1 --label "gen-$u" --id 0a0b0c
-vtp_expect "refused with CKR_ACTION_PROHIBITED" 'C_GenerateKeyPair.*(CKR_ACTION_PROHIBITED|0x1b\))'
+vtp_expect "refused with CKR_TOKEN_WRITE_PROTECTED" \
+    'C_GenerateKeyPair.*(CKR_TOKEN_WRITE_PROTECTED|0xe2\))'
 vtp_check_fails "C_DestroyObject with a sign-only token" "${P11[@]}" --delete-object \
     --type privkey --id "$id"
 vtp_expect "refused with CKR_ACTION_PROHIBITED" 'C_DestroyObject.*(CKR_ACTION_PROHIBITED|0x1b\))'

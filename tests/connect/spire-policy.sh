@@ -13,7 +13,8 @@
 #    cannot be read, signed with, configured or deleted (403), nor can a key outside the prefix
 #    be created, nor KV be read; the key is still there;
 #  - confinement, through the module: a slot with another key_prefix cannot generate a key
-#    (C_GenerateKeyPair fails with CKR_ACTION_PROHIBITED, Vault's 403) and leaves none behind;
+#    (C_GenerateKeyPair fails with CKR_TOKEN_WRITE_PROTECTED, Vault's 403) and leaves none
+#    behind;
 #  - no token is in the module's debug log.
 
 # shellcheck source=tests/lib/common.sh
@@ -147,8 +148,8 @@ vtp_say "ok: the token may list key names (LIST $M/keys: 200)"
 write_conf "auth = token_file" "token_file = $VTP_TMP/vault-token"
 vtp_check_fails "C_GenerateKeyPair in the slot with key_prefix $OTHER_PREFIX" "${P11[@]}" \
     --token-label other --keypairgen --key-type EC:prime256v1 --label "$label" --id "$idhex"
-vtp_expect "refused with CKR_ACTION_PROHIBITED" \
-    'C_GenerateKeyPair.*(CKR_ACTION_PROHIBITED|0x1b\))'
+vtp_expect "refused with CKR_TOKEN_WRITE_PROTECTED" \
+    'C_GenerateKeyPair.*(CKR_TOKEN_WRITE_PROTECTED|0xe2\))'
 if vtp_list "$M/keys" | grep -q "^$OTHER_PREFIX"; then
     vtp_fail "a key with prefix $OTHER_PREFIX was created"
 fi

@@ -98,7 +98,7 @@ static CK_RV f_read_key(const struct vtp_transit *t, const char *name, struct vt
 {
     struct vtp_transit_key *tk;
     struct fkey *k;
-    CK_RV rv = CKR_OBJECT_HANDLE_INVALID;
+    CK_RV rv = VTP_ERR_KEY_MISSING;
 
     (void)t;
     pthread_mutex_lock(&lock);
@@ -170,7 +170,7 @@ bool fake_transit_remove_key(const char *name)
 static CK_RV f_delete_key(const struct vtp_transit *t, const char *name)
 {
     (void)t;
-    return remove_key(name) ? CKR_OK : CKR_OBJECT_HANDLE_INVALID;
+    return remove_key(name) ? CKR_OK : VTP_ERR_KEY_MISSING;
 }
 
 /* ECDSA over the digest (or over SHA-256 of the message), DER, as Transit answers. */
@@ -223,7 +223,7 @@ static CK_RV f_sign(const struct vtp_transit *t, const char *name, unsigned long
     rv = sign_rv;
     k = find_locked(name);
     if (rv == CKR_OK && k == NULL)
-        rv = CKR_KEY_HANDLE_INVALID;
+        rv = VTP_ERR_KEY_MISSING; /* 400 "signing key not found" */
     if (rv == CKR_OK)
         EVP_PKEY_up_ref(k->pkey);
     sign_requests++;
@@ -252,7 +252,7 @@ static CK_RV f_random(const struct vtp_transit *t, unsigned char *out, size_t le
     return RAND_bytes(out, (int)len) == 1 ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
-/* No KV: every path is absent, writes are refused. */
+/* No KV: every path is absent, writes are refused (as a policy would). */
 static CK_RV f_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
 {
     (void)t, (void)path;
@@ -263,7 +263,7 @@ static CK_RV f_kv_read(const struct vtp_transit *t, const char *path, json_t **d
 static CK_RV f_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
 {
     (void)t, (void)path, (void)data;
-    return CKR_ACTION_PROHIBITED;
+    return VTP_ERR_DENIED;
 }
 
 static CK_RV f_kv_delete(const struct vtp_transit *t, const char *path)

@@ -1,8 +1,10 @@
 /* fake-transit.h - an in-process Transit behind the module's operations table (the seam in
  * src/vault/transit.h), for deterministic tests of races and lifetimes that timing against a
  * real server cannot reach: a test holds signatures at a gate, counts them, and injects errors.
- * Keys are real (OpenSSL): signatures verify against the public keys the module shows. It adds
- * to the real-OpenBao tests; it replaces none. */
+ * Keys are real (OpenSSL): signatures verify against the public keys the module shows. Like the
+ * real operations it answers what Vault would mean with the internal error kinds of
+ * src/vault/errkind.h (a missing key is VTP_ERR_KEY_MISSING). It adds to the real-OpenBao
+ * tests; it replaces none. */
 #ifndef VTP_FAKE_TRANSIT_H
 #define VTP_FAKE_TRANSIT_H
 
@@ -37,7 +39,8 @@ bool fake_transit_wait_at_gate(unsigned n, long timeout_ms);
 void fake_transit_hold_lists(bool hold);
 bool fake_transit_wait_lists(unsigned n, long timeout_ms);
 
-/* The answer of every later sign request: CKR_OK (sign), or an error for the whole request. */
+/* The answer of every later sign request: CKR_OK (sign), or an error for the whole request (an
+ * internal error kind, vault/errkind.h, as the real Transit layer returns). */
 void fake_transit_fail_signs(CK_RV rv);
 
 struct fake_transit_stats {

@@ -33,7 +33,7 @@ static CK_FUNCTION_LIST_PTR f;
 static CK_RV seam_rv(long status, const char *body)
 {
     json_t *j = body != NULL ? json_loads(body, 0, NULL) : NULL;
-    CK_RV rv = vtp_vault_rv(status, j);
+    CK_RV rv = vtp_transit_classify(status, j);
 
     json_decref(j);
     return rv;

@@ -439,9 +439,10 @@ static void test_sign_item_errors(void **state)
     memset(items, 0, sizeof(items));
     assert_int_equal(vtp_transit_parse_sign_results(data_of(sign_errors, &env), 1, items, 3),
                      CKR_OK);
-    assert_int_equal(items[0].rv, CKR_MECHANISM_PARAM_INVALID);
-    assert_int_equal(items[1].rv, CKR_ARGUMENTS_BAD);
-    assert_int_equal(items[2].rv, CKR_ARGUMENTS_BAD);
+    /* what Vault said, as internal error kinds; C_Sign says them as CKR_FUNCTION_FAILED */
+    assert_int_equal(items[0].rv, VTP_ERR_SALT_LENGTH);
+    assert_int_equal(items[1].rv, VTP_ERR_REFUSED);
+    assert_int_equal(items[2].rv, VTP_ERR_REFUSED);
     assert_null(items[0].sig);
     assert_null(items[1].sig);
     assert_null(items[2].sig);
