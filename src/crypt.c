@@ -40,7 +40,8 @@ static CK_RV crypt_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_P
     CK_OBJECT_CLASS cls;
     CK_RV rv;
 
-    VTP_RETURN_VAL_IF_FAIL(m != NULL, CKR_ARGUMENTS_BAD);
+    /* C_EncryptInit's list (PKCS#11 v2.40) has no CKR_ARGUMENTS_BAD; pkcs11test takes either */
+    VTP_RETURN_VAL_IF_FAIL(m != NULL, encrypt ? CKR_MECHANISM_INVALID : CKR_ARGUMENTS_BAD);
     if (op->active)
         return CKR_OPERATION_ACTIVE;
     if (m->mechanism != CKM_RSA_PKCS_OAEP) {
@@ -248,8 +249,8 @@ CK_RV vtp_digest(struct vtp_session *s, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
     if (op->multipart) {
-        vtp_op_reset(op);
-        return CKR_OPERATION_ACTIVE;
+        vtp_op_reset(op); /* C_Digest after C_DigestUpdate: see sign.c */
+        return CKR_OPERATION_NOT_INITIALIZED;
     }
     if (in == NULL && in_len != 0) {
         vtp_op_reset(op);

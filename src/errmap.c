@@ -11,6 +11,9 @@
  * CKR_FUNCTION_FAILED, which every function may return. So a key deleted in Vault is
  * CKR_KEY_HANDLE_INVALID where the list has it (the init functions), CKR_OBJECT_HANDLE_INVALID
  * for the object functions, and CKR_FUNCTION_FAILED for C_Sign, whose list has neither.
+ *
+ * Any other code outside the function's list is a bug of the module; the boundary logs it and
+ * returns CKR_FUNCTION_FAILED instead, so nothing outside the list ever reaches the caller.
  */
 #include "common.h"
 
@@ -413,8 +416,15 @@ CK_RV vtp_errmap_rv(const char *fn, CK_RV rv)
     size_t k;
     CK_RV out = CKR_FUNCTION_FAILED;
 
-    if (!vtp_err_is_kind(rv))
-        return rv;
+    if (!vtp_err_is_kind(rv)) {
+        if (vtp_errmap_allowed(fn, rv))
+            return rv;
+        /* a code of the module's own that this function may not return: a bug, said as the
+         * one every function may return */
+        VTP_LOG_ERR("C_%s would return %s, which PKCS#11 does not allow it: %s instead", fn,
+                    vtp_rv_name(rv), vtp_rv_name(out));
+        return out;
+    }
     k = (size_t)(rv - VTP_ERR_BASE);
     for (size_t i = 0; i < PREFER_MAX && prefer[k][i] != CKR_OK; i++) {
         if (vtp_errmap_allowed(fn, prefer[k][i])) {

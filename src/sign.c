@@ -317,7 +317,9 @@ static CK_RV sign_common(struct vtp_session *s, const unsigned char *data, size_
         goto end;
     }
     if (!final && op->multipart) {
-        rv = CKR_OPERATION_ACTIVE;
+        /* a single-part call after C_*Update: not in its list (PKCS#11 v2.40) as
+         * CKR_OPERATION_ACTIVE; no single-part operation is active (as SoftHSM says) */
+        rv = CKR_OPERATION_NOT_INITIALIZED;
         goto end;
     }
     if (!final && data == NULL && len != 0) {
@@ -454,7 +456,9 @@ static CK_RV verify_common(struct vtp_session *s, const unsigned char *data, siz
     if (!op->active)
         return CKR_OPERATION_NOT_INITIALIZED;
     if (!final && op->multipart) {
-        rv = CKR_OPERATION_ACTIVE;
+        /* a single-part call after C_*Update: not in its list (PKCS#11 v2.40) as
+         * CKR_OPERATION_ACTIVE; no single-part operation is active (as SoftHSM says) */
+        rv = CKR_OPERATION_NOT_INITIALIZED;
         goto end;
     }
     if (sig == NULL || (!final && data == NULL && len != 0)) {

@@ -1001,7 +1001,8 @@ int main(void)
         CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OK);
         CHECK_RV(f->C_SignInit(s, &m, privs[0]), CKR_OPERATION_ACTIVE);
         CHECK_RV(f->C_SignUpdate(s, (CK_BYTE_PTR)message, 4), CKR_OK);
-        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 4, sig, &len), CKR_OPERATION_ACTIVE);
+        /* C_Sign after C_SignUpdate: C_Sign's list has no CKR_OPERATION_ACTIVE */
+        CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 4, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
         CHECK_RV(f->C_SignInit(s, &e, privs[0]), CKR_OK);
         CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, 0, sig, &len), CKR_DATA_LEN_RANGE);
     }

@@ -8,7 +8,10 @@
  *    sealed server, a bad salt length, ...) the fake answers what the Transit layer makes of
  *    it; C_Sign and C_SignFinal return a code their lists allow, never CKR_ARGUMENTS_BAD (the
  *    caller's arguments were checked before anything was sent), and the one docs/errors.md
- *    names. The operation ends either way.
+ *    names. The operation ends either way;
+ *  - outside: a code of the module's own that C_Sign may not return (the fake answers
+ *    CKR_KEY_HANDLE_INVALID, as the Transit layer did before the kinds) leaves the module as
+ *    CKR_FUNCTION_FAILED.
  * No Vault is needed: the module's address is a closed port and every Transit call is the
  * fake's. */
 #include "config.h"
@@ -160,6 +163,11 @@ static void sign_answers(void)
         for (int mp = 0; mp <= 1; mp++)
             check_sign_rv(s, mp, sign(s, key, mp), answers[i].want, answers[i].what);
     }
+    /* a code outside C_Sign's list that is not a kind: the boundary replaces it */
+    fake_transit_fail_signs(CKR_KEY_HANDLE_INVALID);
+    for (int mp = 0; mp <= 1; mp++)
+        check_sign_rv(s, mp, sign(s, key, mp), CKR_FUNCTION_FAILED,
+                      "CKR_KEY_HANDLE_INVALID inside");
     fake_transit_fail_signs(CKR_OK);
     CHECK_RV(sign(s, key, false), CKR_OK);
     CHECK_RV(f->C_CloseSession(s), CKR_OK);
