@@ -56,9 +56,7 @@
 #define MAX_REDIRECTS 5
 #define MAX_POOLED_HANDLES 32
 #define TOKEN_HEADER "X-Vault-Token: "
-/* A standby while the cluster has no leader: "local node not active but active cluster node not
- * found" (500). */
-#define NODE_NOT_ACTIVE "node not active"
+#define NODE_NOT_ACTIVE "node not active" /* a 500 while an HA cluster has no leader */
 
 struct pooled {
     CURL *curl;
