@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "cache.h"
+#include "kvstore.h"
 #include "util.h"
 
 #define MAX_RETIRED 1024 /* older key versions kept resolvable after rotations */
@@ -197,20 +198,6 @@ static char *join2(const char *a, const char *b, const char *c)
     return p;
 }
 
-char *vtp_cache_meta_path(const struct vtp_transit *t, const char *name)
-{
-    return join2(t->mount, "/", name);
-}
-
-char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name)
-{
-    char *dir = join2("certs/", t->mount, "/");
-    char *p = dir ? join2(dir, "", name) : NULL;
-
-    free(dir);
-    return p;
-}
-
 /* Loads one key; its KV metadata is read unless no_meta says there is none. */
 static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struct vtp_key **out);
 
@@ -236,15 +223,15 @@ static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struc
         rv = CKR_KEY_TYPE_INCONSISTENT;
         goto out;
     }
-    if (t->kv_mount != NULL && !no_meta) {
-        path = vtp_cache_meta_path(t, name);
+    if (vtp_kv_mount(t) != NULL && !no_meta) {
+        path = vtp_kv_meta_path(t, name);
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
         rv = vtp_kv_read(t, path, &meta);
         if (rv != CKR_OK) {
-            VTP_LOG_WARN("key %s: metadata in KV %s could not be read (%s)", name, t->kv_mount,
+            VTP_LOG_WARN("key %s: metadata in KV %s could not be read (%s)", name, vtp_kv_mount(t),
                          vtp_rv_name(rv));
             goto out;
         }
@@ -453,9 +440,9 @@ static CK_RV load_kv_certs(struct vtp_cache *c, struct vtp_cert ***out, size_t *
 
     *out = NULL;
     *n = 0;
-    if (t->kv_mount == NULL)
+    if (vtp_kv_mount(t) == NULL)
         return CKR_OK;
-    dir = join2("certs/", t->mount, "");
+    dir = vtp_kv_cert_dir(t);
     if (dir == NULL)
         return CKR_HOST_MEMORY;
     rv = vtp_kv_list(t, dir, &names, &count);
@@ -472,7 +459,7 @@ static CK_RV load_kv_certs(struct vtp_cache *c, struct vtp_cert ***out, size_t *
         size_t nl = strlen(names[i]);
         if (strncmp(names[i], c->prefix, plen) != 0 || (nl > 0 && names[i][nl - 1] == '/'))
             continue;
-        path = vtp_cache_cert_path(t, names[i]);
+        path = vtp_kv_cert_path(t, names[i]);
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
@@ -679,7 +666,9 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     CK_RV rv;
 
     load_begin(c);
-    rv = vtp_transit_list_keys(t, &names, &n);
+    rv = vtp_kv_settle(t); /* kv_mount = auto: is there KV to read? */
+    if (rv == CKR_OK)
+        rv = vtp_transit_list_keys(t, &names, &n);
     if (rv != CKR_OK)
         goto out;
     rv = load_kv_certs(c, &kv, &n_kv);
@@ -713,8 +702,10 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     s->complete = complete;
     /* Loading all: one LIST of the KV metadata says which keys have any, so keys without
      * cost one request, not two. */
-    if (complete && t->kv_mount != NULL) {
-        rv = vtp_kv_list(t, t->mount, &meta, &n_meta);
+    if (complete && vtp_kv_mount(t) != NULL) {
+        char *dir = vtp_kv_meta_dir(t);
+        rv = dir != NULL ? vtp_kv_list(t, dir, &meta, &n_meta) : CKR_HOST_MEMORY;
+        free(dir);
         if (rv != CKR_OK)
             goto out;
         if (n_meta > 0)
@@ -722,7 +713,7 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     }
     for (size_t i = 0; i < n_mine; i++) {
         struct vtp_key *k = NULL;
-        bool no_meta = complete && (t->kv_mount == NULL ||
+        bool no_meta = complete && (vtp_kv_mount(t) == NULL ||
                                     n_meta == 0 ||
                                     bsearch(&names[i], meta, n_meta, sizeof(*meta), cmp_str) ==
                                         NULL);
@@ -1102,57 +1093,6 @@ static CK_RV modify_simple(struct vtp_cache *c, const char *drop_key, struct vtp
 /* ---------------------------------------------------------------------------------------- */
 /* Searches by CKA_LABEL / CKA_ID without reading every key */
 
-static char *index_path(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                        size_t len)
-{
-    char *hex = vtp_hex_encode(value, len), *dir, *p = NULL;
-
-    if (hex == NULL)
-        return NULL;
-    dir = join2(t->mount, type == CKA_LABEL ? "/index/label/" : "/index/id/", "");
-    if (dir != NULL)
-        p = join2(dir, len > 0 ? hex : "-", "");
-    free(dir);
-    free(hex);
-    return p;
-}
-
-CK_RV vtp_cache_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                      size_t len, const char *name, bool add)
-{
-    char *path;
-    json_t *data = NULL;
-    CK_RV rv;
-
-    if (t->kv_mount == NULL)
-        return CKR_OK;
-    path = index_path(t, type, value, len);
-    if (path == NULL)
-        return CKR_HOST_MEMORY;
-    rv = vtp_kv_read(t, path, &data);
-    if (rv != CKR_OK)
-        goto out;
-    if (data == NULL && !add)
-        goto out;
-    if (data == NULL && (data = json_object()) == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    if (add ? json_object_set_new(data, name, json_string("key")) != 0
-            : json_object_del(data, name) != 0) {
-        rv = add ? CKR_HOST_MEMORY : CKR_OK; /* nothing to drop */
-        goto out;
-    }
-    rv = json_object_size(data) > 0 ? vtp_kv_write(t, path, data) : vtp_kv_delete(t, path);
-out:
-    if (rv != CKR_OK)
-        VTP_LOG_WARN("index of %s for key %s not updated: %s",
-                     type == CKA_LABEL ? "labels" : "IDs", name, vtp_rv_name(rv));
-    json_decref(data);
-    free(path);
-    return rv;
-}
-
 static bool memo_has(const struct vtp_snapshot *s, const char *m)
 {
     for (size_t i = 0; i < s->n_memo; i++)
@@ -1199,9 +1139,23 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         else
             free(name);
     }
-    /* 2. The keys the KV index names for it. */
-    if (t->kv_mount != NULL) {
-        char *path = index_path(t, type, value, len);
+    /* 2. Keys made without KV whose names carry it (kvstore.h). */
+    for (size_t i = 0; i < s->n_names && n_cand < VTP_ARRAY_SIZE(cand); i++) {
+        const char *shortname = s->names[i] + strlen(c->prefix);
+        unsigned char *id = NULL;
+        size_t label_len = 0, id_len = 0;
+        bool match;
+        if (!vtp_name_decode(shortname, &label_len, &id, &id_len))
+            continue;
+        match = type == CKA_LABEL ? label_len == len && memcmp(shortname, value, len) == 0
+                                  : id_len == len && (len == 0 || memcmp(id, value, len) == 0);
+        free(id);
+        if (match && (cand[n_cand] = strdup(s->names[i])) != NULL)
+            n_cand++;
+    }
+    /* 3. The keys the KV index names for it. */
+    if (vtp_kv_mount(t) != NULL) {
+        char *path = vtp_kv_index_path(t, type, value, len);
         const char *k;
         json_t *v;
         if (path == NULL) {

@@ -9,6 +9,7 @@
 
 #include "attr.h"
 #include "cache.h"
+#include "kvstore.h"
 #include "keygen.h"
 #include "util.h"
 
@@ -249,6 +250,15 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         rv = check_label(req->label);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_ID, MAX_ID, &req->id);
+    if (rv == CKR_OK && vtp_attr_find(vt, vn, CKA_TOKEN) == NULL) {
+        /* A session key (CKA_TOKEN defaults to FALSE) would have to vanish with its session;
+         * a Transit key outlives the process, so session keys are refused, not made. */
+        VTP_LOG_INFO("the private key template has no CKA_TOKEN, which asks for a session key: "
+                     "session keys are not supported, Transit keys are token objects; give "
+                     "CKA_TOKEN = TRUE (Java SunPKCS11: attributes(generate, *, *) = "
+                     "{ CKA_TOKEN = true })");
+        rv = CKR_TEMPLATE_INCONSISTENT;
+    }
     return rv;
 }
 
@@ -308,87 +318,105 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
     return name;
 }
 
-/* A name no key of the slot has: from the label if possible, else "key-<random hex>". */
-static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out)
+/* Is a Transit key of that name absent? CKR_OK if so, CKR_ATTRIBUTE_VALUE_INVALID if taken. */
+static CK_RV transit_name_free(const struct vtp_transit *t, const char *name)
 {
+    struct vtp_transit_key *tk = NULL;
+    CK_RV rv = vtp_transit_read_key(t, name, &tk);
+
+    vtp_transit_key_free(tk);
+    if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID)
+        return CKR_OK;
+    return rv == CKR_OK ? CKR_ATTRIBUTE_VALUE_INVALID : rv;
+}
+
+/* The name of a new key, claimed so that no other generation gets it. With KV: from the label
+ * if possible (else "key-<random hex>"), claimed by writing its KV entry (*meta) with
+ * check-and-set 0, which fails when another generation claimed it first. Without KV: a name
+ * that carries the label and ID and ends in random hex (vtp_name_encode). Either way nothing
+ * is in Transit yet, so what cannot be stored fails before a key is made. */
+static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out,
+                         json_t **meta)
+{
+    const struct vtp_transit *t = vtp_slot_transit(vtp_session_slot(s));
     const char *prefix = vtp_slot_conf(vtp_session_slot(s))->key_prefix
                              ? vtp_slot_conf(vtp_session_slot(s))->key_prefix
                              : "";
-    char *base = NULL, *name = NULL;
-    struct vtp_transit_key *tk = NULL;
+    bool kv = vtp_kv_mount(t) != NULL;
+    char *base = NULL, *name = NULL, *path = NULL;
+    CK_RV rv = CKR_FUNCTION_FAILED;
 
-    if (req->label != NULL && req->label->ulValueLen > 0)
+    *out = NULL;
+    *meta = NULL;
+    if (kv && (req->id != NULL || req->label != NULL) &&
+        (*meta = vtp_kv_meta_new(req->id, req->label)) == NULL)
+        return CKR_HOST_MEMORY;
+    if (kv && req->label != NULL && req->label->ulValueLen > 0)
         base = vtp_keygen_name_from_label(prefix, req->label->pValue, req->label->ulValueLen);
     for (int attempt = 0; attempt < 8; attempt++) {
         unsigned char rnd[4];
         size_t n;
-        CK_RV rv;
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-            return CKR_FUNCTION_FAILED;
-        n = (base ? strlen(base) : strlen(prefix)) + 16;
-        name = malloc(n);
-        if (name == NULL) {
-            free(base);
-            return CKR_HOST_MEMORY;
+        if (!kv) {
+            rv = vtp_name_encode(prefix, req->label, req->id, &name);
+            if (rv != CKR_OK)
+                break;
+        } else {
+            if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+                break;
+            n = (base ? strlen(base) : strlen(prefix)) + 16;
+            name = malloc(n);
+            if (name == NULL) {
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            if (base != NULL && attempt == 0)
+                snprintf(name, n, "%s", base);
+            else if (base != NULL)
+                snprintf(name, n, "%s-%02x%02x%02x%02x", base, rnd[0], rnd[1], rnd[2], rnd[3]);
+            else
+                snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2],
+                         rnd[3]);
         }
-        if (base != NULL && attempt == 0)
-            snprintf(name, n, "%s", base);
-        else if (base != NULL)
-            snprintf(name, n, "%s-%02x%02x%02x%02x", base, rnd[0], rnd[1], rnd[2], rnd[3]);
-        else
-            snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3]);
-        /* Transit's create returns an existing key unchanged: make sure there is none. */
-        rv = vtp_transit_read_key(vtp_slot_transit(vtp_session_slot(s)), name, &tk);
-        vtp_transit_key_free(tk);
-        tk = NULL;
-        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
-            free(base);
+        /* Transit's create returns an existing key unchanged: the name must be free there */
+        rv = transit_name_free(t, name);
+        if (rv == CKR_OK && *meta != NULL) {
+            path = vtp_kv_meta_path(t, name);
+            rv = path != NULL ? vtp_kv_write(t, path, *meta, 0) : CKR_HOST_MEMORY;
+            free(path);
+            path = NULL;
+            if (rv != CKR_OK && rv != CKR_ATTRIBUTE_VALUE_INVALID)
+                VTP_LOG_ERR("the KV entry of new key %s (its CKA_ID and CKA_LABEL) could not be "
+                            "written to %s: %s; no key was made. The token needs create and "
+                            "update on %s/data/%s/%s/*, or set kv_mount to another KV v2 mount",
+                            name, vtp_kv_mount(t), vtp_rv_name(rv), vtp_kv_mount(t),
+                            t->kv_prefix, t->mount);
+        }
+        if (rv == CKR_OK) {
             *out = name;
+            free(base);
             return CKR_OK;
         }
         free(name);
         name = NULL;
-        if (rv != CKR_OK) {
-            free(base);
-            return rv;
-        }
-        VTP_LOG_DEBUG("Transit key name taken, trying another");
+        if (rv != CKR_ATTRIBUTE_VALUE_INVALID)
+            break;
+        VTP_LOG_DEBUG("key name taken, trying another");
+        rv = CKR_FUNCTION_FAILED;
     }
     free(base);
-    return CKR_FUNCTION_FAILED;
+    json_decref(*meta);
+    *meta = NULL;
+    return rv;
 }
 
-static CK_RV store_meta(struct vtp_session *s, const char *name, const struct gen_req *req)
+/* Drops the KV entry choose_name wrote when no key came of it. */
+static void unclaim(const struct vtp_transit *t, const char *name)
 {
-    const struct vtp_transit *t = vtp_slot_transit(vtp_session_slot(s));
-    json_t *data = json_object();
-    char *hex = NULL, *path = NULL, *label = NULL;
-    CK_RV rv = CKR_HOST_MEMORY;
+    char *path = vtp_kv_meta_path(t, name);
 
-    if (data == NULL)
-        goto out;
-    if (req->id != NULL) {
-        hex = vtp_hex_encode(req->id->pValue, req->id->ulValueLen);
-        if (hex == NULL || json_object_set_new(data, "id", json_string(hex)) != 0)
-            goto out;
-    }
-    if (req->label != NULL) {
-        label = req->label->ulValueLen > 0 ? strndup(req->label->pValue, req->label->ulValueLen)
-                                           : strdup("");
-        if (label == NULL || json_object_set_new(data, "label", json_stringn(label,
-                                                 req->label->ulValueLen)) != 0)
-            goto out;
-    }
-    path = vtp_cache_meta_path(t, name);
-    if (path == NULL)
-        goto out;
-    rv = vtp_kv_write(t, path, data);
-out:
-    free(hex);
-    free(label);
+    if (path == NULL || vtp_kv_delete(t, path) != CKR_OK)
+        VTP_LOG_WARN("the KV entry of %s could not be removed", name);
     free(path);
-    json_decref(data);
-    return rv;
 }
 
 CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
@@ -396,6 +424,7 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
                       CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
     struct vtp_slot *slot = vtp_session_slot(s);
+    const struct vtp_transit *t = vtp_slot_transit(slot);
     struct vtp_transit_key *tk = NULL;
     struct vtp_key *k = NULL;
     struct gen_req req;
@@ -413,85 +442,48 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         return CKR_SESSION_READ_ONLY;
     if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
         return CKR_USER_NOT_LOGGED_IN;
-    rv = choose_name(s, &req, &name);
+    rv = vtp_kv_settle(t);
+    if (rv != CKR_OK)
+        return rv;
+    rv = choose_name(s, &req, &name, &meta);
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_create_key(vtp_slot_transit(slot), name, req.kt->transit_type, &tk);
+    rv = vtp_transit_create_key(t, name, req.kt->transit_type, &tk);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
                     vtp_rv_name(rv));
+        if (meta != NULL)
+            unclaim(t, name);
         goto out;
     }
     if (tk->type == NULL || strcmp(tk->type, req.kt->transit_type) != 0) {
+        /* made by someone else between our read and our create: not ours to delete */
         VTP_LOG_ERR("Transit key %s exists with type %s", name, tk->type ? tk->type : "?");
+        if (meta != NULL)
+            unclaim(t, name);
         rv = CKR_FUNCTION_FAILED;
         goto out;
     }
-    if (vtp_slot_transit(slot)->kv_mount != NULL && (req.id != NULL || req.label != NULL)) {
-        rv = store_meta(s, name, &req);
-        if (rv != CKR_OK) {
-            VTP_LOG_ERR("key %s created, but its CKA_ID/CKA_LABEL could not be stored in KV "
-                        "%s (%s); removing the key again",
-                        name, vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
-            (void)vtp_transit_delete_key(vtp_slot_transit(slot), name);
-            goto out;
-        }
+    if (meta != NULL) {
         /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
         if (req.id != NULL)
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, req.id->pValue,
-                                  req.id->ulValueLen, name, true);
+            (void)vtp_kv_index(t, CKA_ID, req.id->pValue, req.id->ulValueLen, name, true);
         if (req.label != NULL)
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, req.label->pValue,
-                                  req.label->ulValueLen, name, true);
-        meta = json_object();
-        if (meta == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-        if (req.id != NULL) {
-            char *hex = vtp_hex_encode(req.id->pValue, req.id->ulValueLen);
-            if (hex == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            json_object_set_new(meta, "id", json_string(hex));
-            free(hex);
-        }
-        if (req.label != NULL)
-            json_object_set_new(meta, "label",
-                                json_stringn(req.label->pValue, req.label->ulValueLen));
-    } else if (req.id != NULL || req.label != NULL) {
-        VTP_LOG_INFO("no kv_mount for slot %s: key %s shows an id and label derived from its "
-                     "name after a restart",
-                     vtp_slot_conf(slot)->name, name);
+            (void)vtp_kv_index(t, CKA_LABEL, req.label->pValue, req.label->ulValueLen, name,
+                               true);
     }
     rv = vtp_key_build(tk, meta, vtp_slot_conf(slot)->key_prefix, &k);
     if (rv != CKR_OK)
         goto out;
-    if (meta == NULL) {
-        /* Without KV the template's values still hold for this process. */
-        if (req.label != NULL) {
-            char *l = req.label->ulValueLen > 0
-                          ? strndup(req.label->pValue, req.label->ulValueLen)
-                          : strdup("");
-            if (l == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            free(k->label);
-            k->label = l;
+    if (meta == NULL && req.label != NULL && req.label->ulValueLen == 0) {
+        /* an empty label, which a name cannot carry, holds for this process */
+        char *l = strdup("");
+        if (l == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
         }
-        if (req.id != NULL && req.id->ulValueLen > 0) {
-            unsigned char *id = malloc(req.id->ulValueLen);
-            if (id == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            memcpy(id, req.id->pValue, req.id->ulValueLen);
-            free(k->id);
-            k->id = id;
-            k->id_len = req.id->ulValueLen;
-        }
+        free(k->label);
+        k->label = l;
     }
     k->private_is_private = vtp_slot_login_required(slot);
     rv = vtp_cache_put(vtp_slot_cache(slot), k);
@@ -555,13 +547,13 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         VTP_LOG_ERR("deleting Transit key %s failed: %s", k->name, vtp_rv_name(rv));
         goto out;
     }
-    if (vtp_slot_transit(slot)->kv_mount != NULL) {
-        path = vtp_cache_meta_path(vtp_slot_transit(slot), k->name);
+    if (vtp_kv_mount(vtp_slot_transit(slot)) != NULL) {
+        path = vtp_kv_meta_path(vtp_slot_transit(slot), k->name);
         if (path == NULL || vtp_kv_delete(vtp_slot_transit(slot), path) != CKR_OK)
             VTP_LOG_WARN("key %s deleted; its KV metadata could not be removed", k->name);
         if (k->id_stored) {
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, k->id, k->id_len, k->name, false);
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, k->label, strlen(k->label),
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, k->id, k->id_len, k->name, false);
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, k->label, strlen(k->label),
                                   k->name, false);
         }
     }
@@ -581,9 +573,13 @@ out:
 
 static CK_RV need_kv(struct vtp_slot *slot, const char *what)
 {
-    if (vtp_slot_transit(slot)->kv_mount != NULL)
-        return CKR_OK;
-    VTP_LOG_INFO("slot %s has no kv_mount: %s cannot be stored", vtp_slot_conf(slot)->name, what);
+    CK_RV rv = vtp_kv_settle(vtp_slot_transit(slot));
+
+    if (rv != CKR_OK || vtp_kv_mount(vtp_slot_transit(slot)) != NULL)
+        return rv;
+    VTP_LOG_INFO("slot %s has no KV store: %s cannot be stored (set kv_mount to a KV v2 mount "
+                 "the token may write)",
+                 vtp_slot_conf(slot)->name, what);
     return CKR_TOKEN_WRITE_PROTECTED;
 }
 
@@ -662,6 +658,17 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     VTP_RETURN_VAL_IF_FAIL(out != NULL && (tmpl != NULL || count == 0), CKR_ARGUMENTS_BAD);
     cls = vtp_attr_find(tmpl, count, CKA_CLASS);
     value = vtp_attr_find(tmpl, count, CKA_VALUE);
+    if (cls != NULL && cls->pValue != NULL && cls->ulValueLen == sizeof(CK_OBJECT_CLASS)) {
+        CK_OBJECT_CLASS c;
+        memcpy(&c, cls->pValue, sizeof(c));
+        if (c == CKO_PRIVATE_KEY || c == CKO_PUBLIC_KEY || c == CKO_SECRET_KEY) {
+            VTP_LOG_INFO("C_CreateObject of a %s key: key import is not supported; keys are "
+                         "made in Transit with C_GenerateKeyPair",
+                         c == CKO_PRIVATE_KEY ? "private" : c == CKO_PUBLIC_KEY ? "public"
+                                                                                 : "secret");
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+    }
     if (cls == NULL || value == NULL || value->ulValueLen == 0) {
         VTP_LOG_INFO("C_CreateObject needs CKA_CLASS and CKA_VALUE");
         return CKR_TEMPLATE_INCOMPLETE;
@@ -698,16 +705,16 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     snprintf(name, n, "%scert-%02x%02x%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3],
              rnd[4], rnd[5]);
     cert->kv_name = strdup(name);
-    path = vtp_cache_cert_path(vtp_slot_transit(slot), name);
+    path = vtp_kv_cert_path(vtp_slot_transit(slot), name);
     data = vtp_cert_to_json(cert);
     if (cert->kv_name == NULL || path == NULL || data == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
+    rv = vtp_kv_write(vtp_slot_transit(slot), path, data, -1);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name,
-                    vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
+                    vtp_kv_mount(vtp_slot_transit(slot)), vtp_rv_name(rv));
         goto out;
     }
     rv = vtp_cache_put_cert(vtp_slot_cache(slot), cert);
@@ -733,7 +740,7 @@ static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert)
         VTP_LOG_INFO("certificate from %s is read-only", cert->kv_name);
         return CKR_ACTION_PROHIBITED;
     }
-    path = vtp_cache_cert_path(vtp_slot_transit(slot), cert->kv_name);
+    path = vtp_kv_cert_path(vtp_slot_transit(slot), cert->kv_name);
     if (path == NULL)
         return CKR_HOST_MEMORY;
     rv = vtp_kv_delete(vtp_slot_transit(slot), path);
@@ -806,12 +813,11 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
                              label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nk);
         if (rv != CKR_OK)
             goto out;
-        hex = vtp_hex_encode(nk->id, nk->id_len);
-        data = json_object();
-        path = vtp_cache_meta_path(vtp_slot_transit(slot), nk->name);
-        if (hex == NULL || data == NULL || path == NULL ||
-            json_object_set_new(data, "id", json_string(hex)) != 0 ||
-            json_object_set_new(data, "label", json_string(nk->label)) != 0) {
+        CK_ATTRIBUTE nid = {CKA_ID, nk->id, nk->id_len};
+        CK_ATTRIBUTE nlabel = {CKA_LABEL, nk->label, strlen(nk->label)};
+        data = vtp_kv_meta_new(&nid, &nlabel);
+        path = vtp_kv_meta_path(vtp_slot_transit(slot), nk->name);
+        if (data == NULL || path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
@@ -821,13 +827,13 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
         if (rv != CKR_OK)
             goto out;
         data = vtp_cert_to_json(nc);
-        path = vtp_cache_cert_path(vtp_slot_transit(slot), nc->kv_name);
+        path = vtp_kv_cert_path(vtp_slot_transit(slot), nc->kv_name);
         if (data == NULL || path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
     }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
+    rv = vtp_kv_write(vtp_slot_transit(slot), path, data, -1);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("storing the new label/id in KV failed: %s", vtp_rv_name(rv));
         goto out;
@@ -835,13 +841,13 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     if (nk != NULL) {
         const struct vtp_key *ok = o.key;
         if (ok->id_stored) {
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name,
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name,
                                   false);
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
                                   ok->name, false);
         }
-        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
-        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label),
+        (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
+        (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label),
                               nk->name, true);
     }
     rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk)

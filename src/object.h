@@ -65,10 +65,6 @@ struct vtp_cert {
 CK_RV vtp_cert_build(const unsigned char *der, size_t der_len, const unsigned char *id,
                      size_t id_len, const char *label, size_t label_len,
                      const CK_ATTRIBUTE *tmpl, CK_ULONG count, struct vtp_cert **out);
-/* From KV data {"value": b64 DER, "id": hex, "label": str, "subject"/"issuer"/"serial": b64}. */
-CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);
-/* The KV data of a certificate (new reference). */
-json_t *vtp_cert_to_json(const struct vtp_cert *c);
 /* o[key] = standard base64 of p; 0 on success (jansson's convention). */
 int vtp_json_set_b64(json_t *o, const char *key, const unsigned char *p, size_t len);
 struct vtp_cert *vtp_cert_ref(struct vtp_cert *c);

@@ -66,8 +66,10 @@ static CK_RV gen_ec(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pu
     CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    CK_ATTRIBUTE vt[] = {{CKA_SIGN, &yes, sizeof(yes)}, {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 2, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_SIGN, &yes, sizeof(yes)},
+                         {CKA_LABEL, (void *)label, strlen(label)},
+                         {CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 3, pub, priv);
 }
 
 static CK_RV gen_ed(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
@@ -76,7 +78,8 @@ static CK_RV gen_ed(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pu
     CK_MECHANISM m = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)name_ed25519, sizeof(name_ed25519)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, NULL, 0, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, pub, priv);
 }
 
 static CK_RV gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
@@ -86,7 +89,8 @@ static CK_RV gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *p
     CK_ULONG bits = 2048;
     CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, NULL, 0, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, pub, priv);
 }
 
 /* A self-signed P-256 certificate, DER. */
@@ -1253,8 +1257,8 @@ static void kg_label_null(CK_SESSION_HANDLE s)
 {
     CK_OBJECT_HANDLE pub = 0, priv = 0;
     CK_ATTRIBUTE pt[] = {EC_PARAMS_OK, {CKA_LABEL, NULL, 0}};
-    CK_ATTRIBUTE vt[] = {{CKA_LABEL, NULL, 0}};
-    CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 1, &pub, &priv);
+    CK_ATTRIBUTE vt[] = {{CKA_LABEL, NULL, 0}, {CKA_TOKEN, &yes, sizeof(yes)}};
+    CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 2, &pub, &priv);
     CHECK(rv == CKR_OK, "C_GenerateKeyPair with CKA_LABEL {NULL, 0} returned %s", vtp_rv_name(rv));
     if (rv == CKR_OK)
         CHECK_RV(f->C_DestroyObject(s, priv), CKR_OK);
@@ -1289,7 +1293,8 @@ static void kg_label_bytes(CK_SESSION_HANDLE s)
     for (int i = 0; i < 2; i++) {
         CK_OBJECT_HANDLE pub = 0, priv = 0;
         CK_ATTRIBUTE pt[] = {EC_PARAMS_OK, {CKA_LABEL, (void *)labs[i], lens[i]}};
-        CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, NULL, 0, &pub, &priv);
+        CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+        CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 1, &pub, &priv);
         CHECK(rv == CKR_OK || rv == CKR_ATTRIBUTE_VALUE_INVALID,
               "C_GenerateKeyPair(CKA_LABEL %s) returned %s, expected CKR_OK or "
               "CKR_ATTRIBUTE_VALUE_INVALID",
