@@ -69,12 +69,14 @@ static enum avail common_value(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_
     case CKA_CLASS:
         return set_ulong(v, cls);
     case CKA_TOKEN:
-    case CKA_MODIFIABLE:
-    case CKA_DESTROYABLE:
-    case CKA_LOCAL:
         return set_bool(v, CK_TRUE);
+    case CKA_MODIFIABLE:
+        return set_bool(v, k->modifiable ? CK_TRUE : CK_FALSE);
+    case CKA_DESTROYABLE:
+        return set_bool(v, k->destroyable ? CK_TRUE : CK_FALSE);
+    case CKA_LOCAL:
+        return set_bool(v, k->imported ? CK_FALSE : CK_TRUE);
     case CKA_COPYABLE:
-    case CKA_DERIVE:
         return set_bool(v, CK_FALSE);
     case CKA_LABEL:
         return set_bytes(v, k->label, strlen(k->label));
@@ -109,19 +111,20 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
 {
     bool rsa = k->kt->kind == VTP_KIND_RSA;
 
+    if (vtp_usage_bit(t, false) != 0)
+        return set_bool(v, (k->usage & vtp_usage_bit(t, false)) ? CK_TRUE : CK_FALSE);
     switch (t) {
     case CKA_PRIVATE:
         return set_bool(v, k->private_is_private ? CK_TRUE : CK_FALSE);
+    /* Transit's exportable: the private key can be read in plaintext (export/, backup/) */
     case CKA_SENSITIVE:
+        return set_bool(v, k->exportable ? CK_FALSE : CK_TRUE);
+    case CKA_EXTRACTABLE:
+        return set_bool(v, k->exportable ? CK_TRUE : CK_FALSE);
     case CKA_ALWAYS_SENSITIVE:
     case CKA_NEVER_EXTRACTABLE:
-    case CKA_SIGN:
-        return set_bool(v, CK_TRUE);
-    case CKA_DECRYPT:
-        return set_bool(v, rsa ? CK_TRUE : CK_FALSE); /* RSA-OAEP through Transit */
-    case CKA_EXTRACTABLE:
-    case CKA_SIGN_RECOVER:
-    case CKA_UNWRAP:
+        /* exportable never goes back to false; an imported key was outside before */
+        return set_bool(v, k->exportable || k->imported ? CK_FALSE : CK_TRUE);
     case CKA_WRAP_WITH_TRUSTED:
     case CKA_ALWAYS_AUTHENTICATE:
         return set_bool(v, CK_FALSE);
@@ -141,16 +144,12 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
 
 static enum avail public_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, struct aval *v)
 {
+    if (vtp_usage_bit(t, true) != 0)
+        return set_bool(v, (k->usage & vtp_usage_bit(t, true)) ? CK_TRUE : CK_FALSE);
     switch (t) {
-    case CKA_ENCRYPT:
-        return set_bool(v, k->kt->kind == VTP_KIND_RSA ? CK_TRUE : CK_FALSE);
     case CKA_PRIVATE:
-    case CKA_VERIFY_RECOVER:
-    case CKA_WRAP:
     case CKA_TRUSTED:
         return set_bool(v, CK_FALSE);
-    case CKA_VERIFY:
-        return set_bool(v, CK_TRUE);
     case CKA_MODULUS_BITS:
         return k->kt->kind == VTP_KIND_RSA ? set_ulong(v, k->kt->bits) : AV_INVALID;
     default:

@@ -198,6 +198,18 @@ static char *join2(const char *a, const char *b, const char *c)
     return p;
 }
 
+void vtp_cache_finish_key(struct vtp_cache *c, struct vtp_key *k)
+{
+    k->private_is_private = c->conf.private_is_private;
+    k->destroyable = c->conf.allow_destroy;
+    k->modifiable = vtp_kv_mount(c->conf.transit) != NULL;
+}
+
+static void finish_key(struct vtp_cache *c, struct vtp_key *k)
+{
+    vtp_cache_finish_key(c, k);
+}
+
 /* Loads one key; its KV metadata is read unless no_meta says there is none. */
 static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struct vtp_key **out);
 
@@ -238,7 +250,7 @@ static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struc
     }
     rv = vtp_key_build(tk, meta, c->prefix, out);
     if (rv == CKR_OK)
-        (*out)->private_is_private = c->conf.private_is_private;
+        finish_key(c, *out);
 out:
     json_decref(meta);
     free(path);
@@ -503,6 +515,9 @@ static json_t *snapshot_to_json(const struct vtp_snapshot *s)
              vtp_json_set_b64(o, "spki", k->spki, k->spki_len) == 0 &&
              json_object_set_new(o, "id", json_string(hex)) == 0 &&
              json_object_set_new(o, "label", json_string(k->label)) == 0 &&
+             json_object_set_new(o, "usage", json_integer(k->usage)) == 0 &&
+             json_object_set_new(o, "exportable", json_boolean(k->exportable)) == 0 &&
+             json_object_set_new(o, "imported", json_boolean(k->imported)) == 0 &&
              json_array_append_new(keys, o) == 0;
         if (!ok)
             json_decref(o);
@@ -586,17 +601,20 @@ static struct vtp_snapshot *disk_load(struct vtp_cache *c)
     {
         struct vtp_transit_key tk = {0};
         const char *spki = json_string_value(json_object_get(o, "spki"));
-        json_t *meta = json_pack("{s:O?,s:O?}", "id", json_object_get(o, "id"), "label",
-                                 json_object_get(o, "label"));
+        json_t *meta = json_pack("{s:O?,s:O?,s:O?}", "id", json_object_get(o, "id"), "label",
+                                 json_object_get(o, "label"), "usage",
+                                 json_object_get(o, "usage"));
         struct vtp_key *k = NULL;
         tk.name = (char *)json_string_value(json_object_get(o, "name"));
         tk.type = (char *)json_string_value(json_object_get(o, "type"));
         tk.latest_version = (unsigned long)json_integer_value(json_object_get(o, "version"));
+        tk.exportable = json_is_true(json_object_get(o, "exportable"));
+        tk.imported = json_is_true(json_object_get(o, "imported"));
         if (tk.name != NULL && spki != NULL &&
             vtp_b64_decode(spki, strlen(spki), &tk.spki, &tk.spki_len) &&
             strncmp(tk.name, c->prefix, strlen(c->prefix)) == 0 &&
             vtp_key_build(&tk, meta, c->prefix, &k) == CKR_OK) {
-            k->private_is_private = c->conf.private_is_private;
+            finish_key(c, k);
             s->keys[s->n++] = k;
         }
         free(tk.spki);
@@ -1144,8 +1162,9 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         const char *shortname = s->names[i] + strlen(c->prefix);
         unsigned char *id = NULL;
         size_t label_len = 0, id_len = 0;
+        long usage;
         bool match;
-        if (!vtp_name_decode(shortname, &label_len, &id, &id_len))
+        if (!vtp_name_decode(shortname, &label_len, &id, &id_len, &usage))
             continue;
         match = type == CKA_LABEL ? label_len == len && memcmp(shortname, value, len) == 0
                                   : id_len == len && (len == 0 || memcmp(id, value, len) == 0);

@@ -41,6 +41,7 @@ struct vtp_cache_conf {
     const char *key_prefix;
     long ttl_ms;
     bool private_is_private;
+    bool allow_destroy; /* the slot's allow_destroy: CKA_DESTROYABLE of its keys */
     const char *cert_files; /* comma-separated PEM files (read-only certificates), or NULL */
     const char *disk_path;  /* on-disk copy of the last good load, or NULL */
 };
@@ -83,6 +84,9 @@ void vtp_cache_note_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE other_half);
 bool vtp_cache_take_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE h);
 /* Is a key of that name known? */
 bool vtp_cache_has_name(struct vtp_cache *c, const char *name);
+
+/* Sets what a key shows of the slot (CKA_PRIVATE, CKA_DESTROYABLE, CKA_MODIFIABLE). */
+void vtp_cache_finish_key(struct vtp_cache *c, struct vtp_key *k);
 
 /* Loads one key (Transit read + KV metadata) as the cache would. */
 CK_RV vtp_cache_load_key(struct vtp_cache *c, const char *name, struct vtp_key **out);

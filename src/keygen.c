@@ -23,6 +23,7 @@ struct gen_req {
     const struct vtp_keytype *kt;
     const CK_ATTRIBUTE *label;
     const CK_ATTRIBUTE *id;
+    unsigned usage; /* VTP_USE_*: the type's default changed by the templates */
 };
 
 /* Attributes whose value the module honours only when it is what a Transit key is anyway. */
@@ -39,13 +40,6 @@ static const struct fixed_bool fixed[] = {
     {CKA_TOKEN, CK_TRUE, CK_TRUE, true},
     {CKA_SENSITIVE, NA, CK_TRUE, true},
     {CKA_EXTRACTABLE, NA, CK_FALSE, true},
-    {CKA_DERIVE, CK_FALSE, CK_FALSE, false},
-    {CKA_SIGN_RECOVER, NA, CK_FALSE, false},
-    {CKA_VERIFY_RECOVER, CK_FALSE, NA, false},
-    {CKA_WRAP, CK_FALSE, NA, false},
-    {CKA_UNWRAP, NA, CK_FALSE, false},
-    {CKA_ENCRYPT, CK_FALSE, NA, false},
-    {CKA_DECRYPT, NA, CK_FALSE, false},
     {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE, true},
     {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE, true},
     {CKA_TRUSTED, CK_FALSE, NA, true},
@@ -62,8 +56,6 @@ static bool ignorable(CK_ATTRIBUTE_TYPE t)
     case CKA_START_DATE:
     case CKA_END_DATE:
     case CKA_SUBJECT:
-    case CKA_SIGN:
-    case CKA_VERIFY:
     case CKA_ALLOWED_MECHANISMS:
         return true;
     default:
@@ -72,7 +64,7 @@ static bool ignorable(CK_ATTRIBUTE_TYPE t)
 }
 
 static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls,
-                            CK_KEY_TYPE ckk, enum vtp_key_kind kind)
+                            CK_KEY_TYPE ckk, enum vtp_key_kind kind, unsigned *usage)
 {
     bool pub = cls == CKO_PUBLIC_KEY;
 
@@ -96,6 +88,21 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         }
         if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
             continue;
+        if (vtp_usage_bit(a->type, pub) != 0) {
+            /* usage attributes: kept (kvstore.h), shown and enforced */
+            if (a->ulValueLen != sizeof(CK_BBOOL))
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (*(CK_BBOOL *)a->pValue != CK_FALSE)
+                *usage |= vtp_usage_bit(a->type, pub);
+            else
+                *usage &= ~vtp_usage_bit(a->type, pub);
+            continue;
+        }
+        if (vtp_usage_bit(a->type, !pub) != 0) {
+            VTP_LOG_INFO("%s is not an attribute of a %s key: ignored", vtp_attr_name(a->type),
+                         pub ? "public" : "private");
+            continue;
+        }
         switch (a->type) {
         case CKA_LOCAL:
         case CKA_KEY_GEN_MECHANISM:
@@ -111,8 +118,7 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         default:
             break;
         }
-        if ((kind == VTP_KIND_RSA && (a->type == CKA_ENCRYPT || a->type == CKA_DECRYPT)) ||
-            (a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
+        if ((a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
             ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
              kind == VTP_KIND_RSA))
             continue;
@@ -241,9 +247,10 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         VTP_LOG_INFO("%s is not a key pair generation mechanism", vtp_mech_name(m->mechanism));
         return CKR_MECHANISM_INVALID;
     }
-    rv = check_template(pt, pn, CKO_PUBLIC_KEY, req->kt->ckk, req->kt->kind);
+    req->usage = vtp_usage_default(req->kt);
+    rv = check_template(pt, pn, CKO_PUBLIC_KEY, req->kt->ckk, req->kt->kind, &req->usage);
     if (rv == CKR_OK)
-        rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind);
+        rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind, &req->usage);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
     if (rv == CKR_OK && req->label != NULL)
@@ -343,13 +350,14 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
                              ? vtp_slot_conf(vtp_session_slot(s))->key_prefix
                              : "";
     bool kv = vtp_kv_mount(t) != NULL;
+    long usage = req->usage == vtp_usage_default(req->kt) ? -1 : (long)req->usage;
     char *base = NULL, *name = NULL, *path = NULL;
     CK_RV rv = CKR_FUNCTION_FAILED;
 
     *out = NULL;
     *meta = NULL;
-    if (kv && (req->id != NULL || req->label != NULL) &&
-        (*meta = vtp_kv_meta_new(req->id, req->label)) == NULL)
+    if (kv && (req->id != NULL || req->label != NULL || usage >= 0) &&
+        (*meta = vtp_kv_meta_new(req->id, req->label, usage)) == NULL)
         return CKR_HOST_MEMORY;
     if (kv && req->label != NULL && req->label->ulValueLen > 0)
         base = vtp_keygen_name_from_label(prefix, req->label->pValue, req->label->ulValueLen);
@@ -357,7 +365,7 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
         unsigned char rnd[4];
         size_t n;
         if (!kv) {
-            rv = vtp_name_encode(prefix, req->label, req->id, &name);
+            rv = vtp_name_encode(prefix, req->label, req->id, usage, &name);
             if (rv != CKR_OK)
                 break;
         } else {
@@ -485,7 +493,7 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         free(k->label);
         k->label = l;
     }
-    k->private_is_private = vtp_slot_login_required(slot);
+    vtp_cache_finish_key(vtp_slot_cache(slot), k);
     rv = vtp_cache_put(vtp_slot_cache(slot), k);
     if (rv != CKR_OK)
         goto out;
@@ -815,7 +823,8 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
             goto out;
         CK_ATTRIBUTE nid = {CKA_ID, nk->id, nk->id_len};
         CK_ATTRIBUTE nlabel = {CKA_LABEL, nk->label, strlen(nk->label)};
-        data = vtp_kv_meta_new(&nid, &nlabel);
+        data = vtp_kv_meta_new(&nid, &nlabel,
+                               nk->usage == vtp_usage_default(nk->kt) ? -1 : (long)nk->usage);
         path = vtp_kv_meta_path(vtp_slot_transit(slot), nk->name);
         if (data == NULL || path == NULL) {
             rv = CKR_HOST_MEMORY;

@@ -45,7 +45,7 @@ char *vtp_kv_cert_dir(const struct vtp_transit *t)
     return join2("certs/", t->mount, "");
 }
 
-json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label)
+json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label, long usage)
 {
     json_t *data = json_object();
     char *hex = NULL;
@@ -59,6 +59,8 @@ json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label)
         ok = json_object_set_new(data, "label",
                                  json_stringn(label->ulValueLen ? label->pValue : "",
                                               label->ulValueLen)) == 0;
+    if (ok && usage >= 0)
+        ok = json_object_set_new(data, "usage", json_integer(usage)) == 0;
     free(hex);
     if (!ok) {
         json_decref(data);
@@ -67,12 +69,15 @@ json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label)
     return data;
 }
 
-bool vtp_kv_meta_fields(const json_t *meta, const char **hex_id, const char **label)
+bool vtp_kv_meta_fields(const json_t *meta, const char **hex_id, const char **label,
+                        long *usage)
 {
     json_int_t format;
+    const json_t *u;
 
     *hex_id = NULL;
     *label = NULL;
+    *usage = -1;
     if (!json_is_object(meta))
         return false;
     format = json_integer_value(json_object_get(meta, "format"));
@@ -81,6 +86,9 @@ bool vtp_kv_meta_fields(const json_t *meta, const char **hex_id, const char **la
                       (long long)format, VTP_KV_FORMAT);
     *hex_id = json_string_value(json_object_get(meta, "id"));
     *label = json_string_value(json_object_get(meta, "label"));
+    u = json_object_get(meta, "usage");
+    if (json_is_integer(u) && json_integer_value(u) >= 0 && json_integer_value(u) <= VTP_USE_ALL)
+        *usage = (long)json_integer_value(u);
     return true;
 }
 
@@ -220,8 +228,9 @@ static bool label_fits_name(const unsigned char *p, size_t n)
 }
 
 CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_ATTRIBUTE *id,
-                      char **out)
+                      long usage, char **out)
 {
+    char utag[8] = "";
     bool has_label = label != NULL && label->ulValueLen > 0;
     size_t llen = has_label ? label->ulValueLen : 0;
     bool id_in_name = id != NULL && !(has_label && id->ulValueLen == llen &&
@@ -245,15 +254,17 @@ CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_AT
         free(hex);
         return CKR_FUNCTION_FAILED;
     }
-    n = strlen(prefix) + llen + (hex ? strlen(hex) : 0) + 32;
+    if (usage >= 0)
+        snprintf(utag, sizeof(utag), ".u%03lx", (unsigned long)usage & VTP_USE_ALL);
+    n = strlen(prefix) + llen + (hex ? strlen(hex) : 0) + 40;
     name = malloc(n);
     if (name == NULL) {
         free(hex);
         return CKR_HOST_MEMORY;
     }
-    snprintf(name, n, "%s%.*s%s%02x%02x%02x%02x%s%s", prefix, (int)llen,
+    snprintf(name, n, "%s%.*s%s%02x%02x%02x%02x%s%s%s", prefix, (int)llen,
              has_label ? (const char *)label->pValue : "", has_label ? ".k" : "key-", rnd[0],
-             rnd[1], rnd[2], rnd[3], id_in_name ? ".i" : "", hex ? hex : "");
+             rnd[1], rnd[2], rnd[3], utag, id_in_name ? ".i" : "", hex ? hex : "");
     free(hex);
     *out = name;
     return CKR_OK;
@@ -268,13 +279,14 @@ static bool is_hex(const char *p, size_t n)
 }
 
 bool vtp_name_decode(const char *shortname, size_t *label_len, unsigned char **id,
-                     size_t *id_len)
+                     size_t *id_len, long *usage)
 {
     size_t n = strlen(shortname), end = n;
     const char *dot_i = NULL;
 
     *id = NULL;
     *id_len = 0;
+    *usage = -1;
     /* optional ".i<hex>" at the end */
     for (size_t i = n; i >= 2; i--) {
         if (shortname[i - 2] == '.' && shortname[i - 1] == 'i') {
@@ -286,6 +298,12 @@ bool vtp_name_decode(const char *shortname, size_t *label_len, unsigned char **i
         }
         if (!isxdigit((unsigned char)shortname[i - 1]))
             break;
+    }
+    /* then an optional ".u<3 hex>" */
+    if (end >= 15 && shortname[end - 5] == '.' && shortname[end - 4] == 'u' &&
+        is_hex(shortname + end - 3, 3)) {
+        *usage = strtol(shortname + end - 3, NULL, 16) & VTP_USE_ALL;
+        end -= 5;
     }
     /* then ".k<8 hex>" (a label) or "key-<8 hex>" (none) */
     if (end >= 10 && shortname[end - 10] == '.' && shortname[end - 9] == 'k' &&

@@ -160,11 +160,15 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
 {
     const char *hex = NULL, *label = NULL;
     const char *shortname = k->name;
-    size_t plen = name_prefix ? strlen(name_prefix) : 0, label_len;
+    size_t plen = name_prefix ? strlen(name_prefix) : 0, label_len = 0;
+    unsigned char *id = NULL;
+    size_t id_len = 0;
+    long usage = -1, name_usage = -1;
+    bool in_name;
 
     if (plen > 0 && strncmp(k->name, name_prefix, plen) == 0 && k->name[plen] != '\0')
         shortname = k->name + plen;
-    (void)vtp_kv_meta_fields(meta, &hex, &label);
+    (void)vtp_kv_meta_fields(meta, &hex, &label, &usage);
     if (hex != NULL && hex[0] != '\0') {
         if (!vtp_hex_decode(hex, &k->id, &k->id_len)) {
             VTP_LOG_WARN("key %s: stored id is not hex, using the default id", k->name);
@@ -179,11 +183,14 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
         if (k->label == NULL)
             return CKR_HOST_MEMORY;
     }
+    in_name = vtp_name_decode(shortname, &label_len, &id, &id_len, &name_usage);
+    if (usage < 0)
+        usage = name_usage;
+    if (usage >= 0)
+        k->usage = (unsigned)usage;
     if (k->id == NULL || k->label == NULL) {
         /* no KV entry: what the name carries (kvstore.h), else the name itself */
-        unsigned char *id = NULL;
-        size_t id_len = 0;
-        if (!vtp_name_decode(shortname, &label_len, &id, &id_len))
+        if (!in_name)
             label_len = strlen(shortname);
         if (k->label == NULL && (k->label = strndup(shortname, label_len)) == NULL) {
             free(id);
@@ -194,14 +201,51 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
             k->id_len = id_len;
             id = NULL;
         }
-        free(id);
         if (k->id == NULL) {
             CK_RV rv = vtp_key_default_id(shortname, &k->id, &k->id_len);
-            if (rv != CKR_OK)
+            if (rv != CKR_OK) {
+                free(id);
                 return rv;
+            }
         }
     }
+    free(id);
     return CKR_OK;
+}
+
+unsigned vtp_usage_bit(CK_ATTRIBUTE_TYPE type, bool pub)
+{
+    switch (type) {
+    case CKA_SIGN:
+        return pub ? 0 : VTP_USE_SIGN;
+    case CKA_DECRYPT:
+        return pub ? 0 : VTP_USE_DECRYPT;
+    case CKA_UNWRAP:
+        return pub ? 0 : VTP_USE_UNWRAP;
+    case CKA_SIGN_RECOVER:
+        return pub ? 0 : VTP_USE_SIGN_RECOVER;
+    case CKA_DERIVE:
+        return pub ? VTP_USE_PUB_DERIVE : VTP_USE_DERIVE;
+    case CKA_VERIFY:
+        return pub ? VTP_USE_VERIFY : 0;
+    case CKA_ENCRYPT:
+        return pub ? VTP_USE_ENCRYPT : 0;
+    case CKA_WRAP:
+        return pub ? VTP_USE_WRAP : 0;
+    case CKA_VERIFY_RECOVER:
+        return pub ? VTP_USE_VERIFY_RECOVER : 0;
+    default:
+        return 0;
+    }
+}
+
+unsigned vtp_usage_default(const struct vtp_keytype *kt)
+{
+    unsigned u = VTP_USE_SIGN | VTP_USE_VERIFY;
+
+    if (kt->kind == VTP_KIND_RSA)
+        u |= VTP_USE_DECRYPT | VTP_USE_ENCRYPT; /* RSA-OAEP through Transit */
+    return u;
 }
 
 CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const char *name_prefix,
@@ -224,6 +268,10 @@ CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const 
     k->refs = 1;
     k->kt = kt;
     k->version = tk->latest_version;
+    k->usage = vtp_usage_default(kt);
+    k->exportable = tk->exportable;
+    k->imported = tk->imported;
+    k->destroyable = true;
     k->name = strdup(tk->name);
     k->spki = malloc(tk->spki_len);
     if (k->name == NULL || k->spki == NULL) {

@@ -161,6 +161,7 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
         cc.key_prefix = sc->key_prefix;
         cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
         cc.private_is_private = cfg->vault.auth == VTP_AUTH_PIN;
+        cc.allow_destroy = sc->allow_destroy;
         cc.cert_files = sc->certificates;
         cc.disk_path = NULL;
         if (cfg->cache_dir != NULL) {

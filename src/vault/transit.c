@@ -326,6 +326,8 @@ CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out)
         k->min_encryption_version = 0;
     k->deletion_allowed = get_bool(data, "deletion_allowed");
     k->supports_signing = get_bool(data, "supports_signing");
+    k->exportable = get_bool(data, "exportable");
+    k->imported = get_bool(data, "imported_key");
 
     /* keys: version -> {public_key, ...} for asymmetric types, version -> int otherwise */
     keys = json_object_get(data, "keys");

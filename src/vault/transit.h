@@ -44,6 +44,8 @@ struct vtp_transit_key {
     unsigned long min_encryption_version;
     bool deletion_allowed;
     bool supports_signing;
+    bool exportable;   /* its private key can be exported in plaintext (export/, backup/) */
+    bool imported;     /* imported_key: made outside Transit */
     unsigned char *spki; /* DER SubjectPublicKeyInfo of latest_version; NULL if none */
     size_t spki_len;
     char *birth; /* creation_time of the oldest version shown: a key deleted and made again under
