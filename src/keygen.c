@@ -37,7 +37,6 @@ struct fixed_bool {
 
 #define NA 0xff
 static const struct fixed_bool fixed[] = {
-    {CKA_TOKEN, CK_TRUE, CK_TRUE, true},
     {CKA_SENSITIVE, NA, CK_TRUE, true},
     {CKA_EXTRACTABLE, NA, CK_FALSE, true},
     {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE, true},
@@ -88,6 +87,17 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
         }
         if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
             continue;
+        if (a->type == CKA_TOKEN) {
+            if (a->ulValueLen != sizeof(CK_BBOOL))
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (*(CK_BBOOL *)a->pValue == CK_FALSE) {
+                VTP_LOG_INFO("CKA_TOKEN = FALSE in the %s key template asks for a session key: "
+                             "session keys are not supported, Transit keys are token objects",
+                             pub ? "public" : "private");
+                return CKR_TEMPLATE_INCONSISTENT;
+            }
+            continue;
+        }
         if (vtp_usage_bit(a->type, pub) != 0) {
             /* usage attributes: kept (kvstore.h), shown and enforced */
             if (a->ulValueLen != sizeof(CK_BBOOL))
