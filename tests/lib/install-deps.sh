@@ -17,6 +17,7 @@ packages=(
     openssl ca-certificates curl jq python3 python3-venv python3-pip
     softhsm2 opensc gnutls-bin libengine-pkcs11-openssl python3-pykcs11 valgrind
     python3-cryptography golang-go golang-github-thalesignite-crypto11-dev
+    openjdk-17-jdk-headless
 )
 
 missing=()
