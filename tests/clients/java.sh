@@ -4,12 +4,14 @@
 #   keytool -list; keytool -genkeypair of an EC key (P-256) and of an RSA-2048 key
 #   (-providerName, so that the token makes it) with self-signed certificates; an RSA
 #   -genkeypair without -providerName (the key is made in software and imported: refused, and
-#   no Transit key may be left); in a new JVM keytool -list shows both entries with their
-#   certificate; tests/clients/java/VtpSign.java (compiled here) loads the KeyStore, signs with
-#   SHA256withECDSA, SHA256withRSA, RSASSA-PSS and SHA256withRSASSA-PSS and verifies with the
-#   certificate's key in SunEC/SunRsaSign; OpenSSL verifies the same signatures; jarsigner
-#   signs a jar with each token key, jarsigner -verify and OpenSSL's CMS check accept it and
-#   reject a changed entry; keytool -delete leaves no Transit key and no certificate in KV.
+#   no Transit key may be left); -genkeypair with a config that lacks the CKA_TOKEN line (a
+#   session key: refused with CKR_TEMPLATE_INCONSISTENT, no Transit key left); in a new JVM
+#   keytool -list shows both entries with their certificate; tests/clients/java/VtpSign.java
+#   (compiled here) loads the KeyStore, signs with SHA256withECDSA, SHA256withRSA, RSASSA-PSS
+#   and SHA256withRSASSA-PSS and verifies with the certificate's key in SunEC/SunRsaSign;
+#   OpenSSL verifies the same signatures; jarsigner signs a jar with each token key, jarsigner
+#   -verify and OpenSSL's CMS check accept it and reject a changed entry; keytool -delete
+#   leaves no Transit key and no certificate in KV.
 # Two configurations of the module:
 #   1. run-test's file (key_prefix, kv_mount = secret)
 #   2. no file at all, only VAULT_ADDR/VAULT_TOKEN: IDs, labels and certificates must persist
@@ -211,6 +213,32 @@ if [ "$soft" = refused ] && [ -n "$made" ]; then
     rc=1
 else
     vtp_say "ok: the refused import left no Transit key"
+fi
+
+# Without the attributes line Java sends no CKA_TOKEN, which asks for a session key: the module
+# refuses session keys (CKR_TEMPLATE_INCONSISTENT), and nothing may be left in Transit.
+NOATTR=$TAG-noattr
+sed '/^attributes(generate/,/^}/d' "$CFG" >"$VTP_TMP/sunpkcs11-noattr.cfg"
+before=$(transit_keys)
+OUT=$(CFG=$VTP_TMP/sunpkcs11-noattr.cfg kt -genkeypair -alias "$NOATTR" -keyalg EC \
+    -groupname secp256r1 -dname "CN=$NOATTR" -validity 30 2>&1) && noattr=made || noattr=refused
+after=$(transit_keys)
+if [ "$noattr" = refused ] && grep -q CKR_TEMPLATE_INCONSISTENT <<<"$OUT"; then
+    vtp_say "ok: without CKA_TOKEN = true in the config, -genkeypair is refused" \
+        "(CKR_TEMPLATE_INCONSISTENT: no session keys)"
+else
+    vtp_say "FAIL: without CKA_TOKEN = true in the config (no CKA_TOKEN in the template)," \
+        "-genkeypair must be refused with CKR_TEMPLATE_INCONSISTENT; it was $noattr"
+    printf '%s\n' "$OUT" | sed 's/^/  | /'
+    rc=1
+    [ "$noattr" = made ] && kt -delete -alias "$NOATTR" >/dev/null 2>&1
+fi
+made=$(new_lines "$before" "$(transit_keys)")
+if [ -n "$made" ]; then
+    vtp_say "FAIL: -genkeypair without CKA_TOKEN left Transit keys: $(tr '\n' ' ' <<<"$made")"
+    rc=1
+else
+    vtp_say "ok: -genkeypair without CKA_TOKEN left no Transit key"
 fi
 
 step "keytool -list in a new JVM" kt -list &&
