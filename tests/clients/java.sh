@@ -6,7 +6,8 @@
 #   -genkeypair without -providerName (the key is made in software and imported: refused, and
 #   no Transit key may be left); -genkeypair with a config that lacks the CKA_TOKEN line (a
 #   session key: refused with CKR_TEMPLATE_INCONSISTENT, no Transit key left); in a new JVM
-#   keytool -list shows both entries with their certificate; tests/clients/java/VtpSign.java
+#   keytool -list shows both entries with their certificate; keytool -certreq, a test CA's
+#   answer imported with -importcert; tests/clients/java/VtpSign.java
 #   (compiled here) loads the KeyStore, signs with SHA256withECDSA, SHA256withRSA, RSASSA-PSS
 #   and SHA256withRSASSA-PSS and verifies with the certificate's key in SunEC/SunRsaSign;
 #   OpenSSL verifies the same signatures; jarsigner signs a jar with each token key, jarsigner
@@ -252,6 +253,21 @@ for a in "$EC" "$RSA"; do
         step "OpenSSL reads the certificate of $a" vtp_ossl x509 -in "$a.crt" -noout -subject
 done
 
+# A CA's answer: keytool -certreq with the token key, OpenSSL's CA signs it, keytool
+# -importcert replaces the self-signed certificate with the chain (C_DestroyObject and
+# C_CreateObject of certificates).
+step "OpenSSL makes a test CA" vtp_ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+    -nodes -keyout ca.key -out ca.pem -subj "/CN=$TAG test CA" -days 2 &&
+    step "keytool -certreq -alias $EC (signed by the token)" kt -certreq -alias "$EC" -file ec.csr &&
+    step "OpenSSL verifies the request's signature" vtp_ossl req -in ec.csr -verify -noout &&
+    step "the test CA signs the request" vtp_ossl x509 -req -in ec.csr -CA ca.pem -CAkey ca.key \
+        -CAcreateserial -out ec-ca.pem -days 1 &&
+    cat ec-ca.pem ca.pem >ec-chain.pem &&
+    step "keytool -importcert of the CA's answer for $EC" \
+        kt -importcert -alias "$EC" -file ec-chain.pem -noprompt &&
+    step "keytool -list -v -alias $EC in a new JVM" kt -list -v -alias "$EC" &&
+    expect "$EC now has the chain (length 2) from the test CA" "Certificate chain length: 2" &&
+    expect "$EC: Issuer: the test CA" "^Issuer: CN=$TAG test CA"
 step "VtpSign (a new JVM): KeyStore, sign with the token, verify in software" \
     vtp_foreign java -cp classes VtpSign "$CFG" "$PIN" out "$EC" "$RSA" &&
     printf '%s\n' "$OUT" | sed 's/^/  > /'
