@@ -6,6 +6,8 @@
 #             ECDSA-SHA256, SHA256_RSA_PKCS, RSA-PSS and EdDSA signatures verified by the
 #             openssl CLI against the public key the module shows; RSA-OAEP decryption
 #   destroy   C_DestroyObject of every object; afterwards no Transit key of the round is left
+#   templates usage attributes (python-pkcs11's default CKA_DERIVE/CKA_WRAP/CKA_UNWRAP, an
+#             encrypt-only RSA pair) are honoured or refused, never silently changed
 #   session   store=False / CKA_TOKEN absent must be refused with CKR_TEMPLATE_INCONSISTENT,
 #             and no Transit key may be made (checked here through Vault's API)
 # Two rounds: with run-test's slot (key_prefix and kv_mount), and with a slot that has no
@@ -76,7 +78,16 @@ EOF
 chmod 600 "$conf2"
 round "no key_prefix, label = Transit name" "$conf2" vtp-noprefix "${VTP_TEST_PREFIX}pyn-"
 
-# 3. Session keys: refused, and Transit has no key more than before.
+# 3. Usage attributes: honoured or refused, never silently changed.
+vtp_say "--- usage attributes in the template (CKA_SIGN, CKA_DERIVE, CKA_WRAP, ...)"
+py "$VAULT_TRANSIT_PKCS11_CONFIG" vtp-test pyt- templates
+left=$(keys_with "${VTP_TEST_PREFIX}pyt-")
+if [ -n "$left" ]; then
+    vtp_say "FAIL: the template checks left Transit keys: $(tr '\n' ' ' <<<"$left")"
+    rc=1
+fi
+
+# 4. Session keys: refused, and Transit has no key more than before.
 vtp_say "--- session keys (CKA_TOKEN FALSE or absent)"
 before=$(vtp_list "$VTP_TEST_MOUNT/keys" | sort)
 py "$VAULT_TRANSIT_PKCS11_CONFIG" vtp-test pys- session

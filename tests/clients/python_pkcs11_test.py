@@ -16,6 +16,9 @@ Each STEP runs in its own process, as a user's separate programs would:
             decrypts
   destroy   a new process: C_DestroyObject on each private and public key; a search finds
             nothing afterwards
+  templates python-pkcs11's default capabilities (CKA_DERIVE for EC, CKA_WRAP/CKA_UNWRAP for
+            RSA) and an encrypt-only RSA pair (CKA_SIGN/CKA_VERIFY FALSE): refused, or the
+            objects show what was asked and a CKA_SIGN=FALSE key cannot sign
   session   store=False (CKA_TOKEN=FALSE on both halves), CKA_TOKEN absent, and a public half
             with CKA_TOKEN=FALSE: each C_GenerateKeyPair must be refused with
             CKR_TEMPLATE_INCONSISTENT (the module makes token keys only). The shell script
@@ -38,6 +41,8 @@ import pkcs11
 from asn1crypto.core import OctetString
 from asn1crypto.keys import PublicKeyInfo, RSAPublicKey
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.attributes import AttributeMapper
+from pkcs11.defaults import DEFAULT_KEY_CAPABILITIES
 from pkcs11 import MechanismFlag as F
 from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
@@ -358,9 +363,69 @@ class Tester:
                     for o in pair:
                         self.r.run(f"{kind}: destroy the session key pair", o.destroy)
 
+    def templates(self):
+        """Usage attributes are honoured or the template is refused, never silently changed
+        (issue 10): python-pkcs11's default capabilities ask for CKA_DERIVE (EC) and
+        CKA_WRAP/CKA_UNWRAP (RSA); an encrypt-only RSA pair asks for CKA_SIGN/CKA_VERIFY FALSE.
+        Either C_GenerateKeyPair refuses (CKR_TEMPLATE_INCONSISTENT or
+        CKR_ATTRIBUTE_VALUE_INVALID) or the objects show what was asked, and a key made with
+        CKA_SIGN=FALSE cannot sign."""
+        usage = {
+            "private": (Attribute.SIGN, Attribute.DECRYPT, Attribute.UNWRAP, Attribute.DERIVE),
+            "public": (Attribute.VERIFY, Attribute.ENCRYPT, Attribute.WRAP),
+        }
+        cases = (
+            ("ec", "python-pkcs11's default capabilities (CKA_DERIVE=TRUE)", None),
+            ("rsa", "python-pkcs11's default capabilities (CKA_WRAP/CKA_UNWRAP=TRUE)", None),
+            ("rsa", "encrypt-only (CKA_SIGN/CKA_VERIFY=FALSE)", F.ENCRYPT | F.DECRYPT),
+        )
+        with self.session() as s:
+            for i, (kind, what, caps) in enumerate(cases):
+                kt = KINDS[kind][0]
+                desc = f"{kind}: {what}"
+                label = f"{self.args.tag}tmpl-{kind}-{i}"
+                # the templates python-pkcs11 builds, to compare with what the objects show
+                mapper = AttributeMapper()  # the one each session uses by default
+                c = DEFAULT_KEY_CAPABILITIES[kt] if caps is None else caps
+                asked = {
+                    "private": mapper.private_key_template(capabilities=c, id_=None, label=None,
+                                                           store=True),
+                    "public": mapper.public_key_template(capabilities=c, id_=None, label=None,
+                                                         store=True),
+                }
+                try:
+                    pub, priv = self.keypair(s, kind, kt, caps, store=True, label=label,
+                                             id=os.urandom(8))
+                except (pkcs11.exceptions.TemplateInconsistent,
+                        pkcs11.exceptions.AttributeValueInvalid) as e:
+                    self.r.ok(f"{desc}: refused ({type(e).__name__})")
+                    continue
+                except PKCS11Error as e:
+                    self.r.fail(f"{desc}: refused with {type(e).__name__}, not "
+                                "CKR_TEMPLATE_INCONSISTENT or CKR_ATTRIBUTE_VALUE_INVALID")
+                    continue
+                for half, obj in (("private", priv), ("public", pub)):
+                    for attr in usage[half]:
+                        want = bool(asked[half].get(attr, False))
+                        try:
+                            shown = obj[attr]
+                        except PKCS11Error as e:
+                            shown = type(e).__name__
+                        self.r.check(shown == want, f"{desc}: made; the {half} key shows "
+                                     f"CKA_{attr.name} as asked ({want})",
+                                     f"asked {attr.name}={want}, the object shows {shown}")
+                if not asked["private"].get(Attribute.SIGN, False):
+                    try:
+                        priv.sign(DATA, mechanism=Mechanism.SHA256_RSA_PKCS)
+                        self.r.fail(f"{desc}: a key made with CKA_SIGN=FALSE signs")
+                    except PKCS11Error as e:
+                        self.r.ok(f"{desc}: a key made with CKA_SIGN=FALSE cannot sign "
+                                  f"({type(e).__name__})")
+                self.r.run(f"{desc}: destroy", priv.destroy)
+
     def main(self):
         step = {"generate": self.generate, "use": self.use, "destroy": self.destroy,
-                "session": self.session_keys}[self.args.step]
+                "session": self.session_keys, "templates": self.templates}[self.args.step]
         self.r.run(self.args.step, step)
         if self.r.failures:
             print(f"{NAME}: {self.args.step}: {len(self.r.failures)} failed:")
@@ -377,7 +442,7 @@ def main():
     ap.add_argument("--pin", default="1234")
     ap.add_argument("--state", required=True)
     ap.add_argument("--tag", required=True, help="label prefix of this run's keys")
-    ap.add_argument("step", choices=["generate", "use", "destroy", "session"])
+    ap.add_argument("step", choices=["generate", "use", "destroy", "session", "templates"])
     return Tester(ap.parse_args()).main()
 
 
