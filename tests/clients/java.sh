@@ -85,8 +85,8 @@ EOF
 
 # keystore tools over the provider configured by $CFG
 kt() {
-    vtp_foreign keytool -keystore NONE -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 \
-        -providerArg "$CFG" -storepass "$PIN" "$@"
+    vtp_foreign keytool -keystore NONE -storetype PKCS11 \
+        -providerClass sun.security.pkcs11.SunPKCS11 -providerArg "$CFG" -storepass "$PIN" "$@"
 }
 js() {
     vtp_foreign jarsigner -keystore NONE -storetype PKCS11 \
@@ -258,7 +258,8 @@ done
 # C_CreateObject of certificates).
 step "OpenSSL makes a test CA" vtp_ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
     -nodes -keyout ca.key -out ca.pem -subj "/CN=$TAG test CA" -days 2 &&
-    step "keytool -certreq -alias $EC (signed by the token)" kt -certreq -alias "$EC" -file ec.csr &&
+    step "keytool -certreq -alias $EC (signed by the token)" \
+        kt -certreq -alias "$EC" -file ec.csr &&
     step "OpenSSL verifies the request's signature" vtp_ossl req -in ec.csr -verify -noout &&
     step "the test CA signs the request" vtp_ossl x509 -req -in ec.csr -CA ca.pem -CAkey ca.key \
         -CAcreateserial -out ec-ca.pem -days 1 &&

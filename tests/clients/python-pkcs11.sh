@@ -25,7 +25,8 @@ vtp_require openssl
 [ -n "${VTP_TEST_PREFIX:-}" ] || vtp_fail "run me through tests/lib/run-test (no VTP_TEST_PREFIX)"
 TEST=$(dirname "$0")/python_pkcs11_test.py
 vtp_say "$("$PY" -c 'import sys, importlib.metadata as m
-print(sys.executable, "python", sys.version.split()[0], "python-pkcs11", m.version("python-pkcs11"))')"
+print(sys.executable, "python", sys.version.split()[0],
+      "python-pkcs11", m.version("python-pkcs11"))')"
 vtp_say "module $VTP_MODULE"
 
 rc=0

@@ -45,7 +45,8 @@ from pkcs11.attributes import AttributeMapper
 from pkcs11.defaults import DEFAULT_KEY_CAPABILITIES
 from pkcs11 import MechanismFlag as F
 from pkcs11.exceptions import MultipleObjectsReturned, NoSuchKey, PKCS11Error
-from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.ec import (encode_ec_public_key, encode_ecdsa_signature,
+                             encode_named_curve_parameters)
 
 NAME = "python-pkcs11"
 ED25519_PARAMS = bytes.fromhex("06032b6570")  # OID 1.3.101.112

@@ -101,7 +101,8 @@ vtp_venv_python() {
             printf '%s: python3 -m venv %s failed:\n%s\n' "${VTP_NAME:-vtp}" "$venv" "$out" >&2
             rc=1
         elif ! out=$("$venv/bin/pip" install --disable-pip-version-check -q "$pkg" 2>&1); then
-            printf '%s: %s/bin/pip install %s failed:\n%s\n' "${VTP_NAME:-vtp}" "$venv" "$pkg" "$out" >&2
+            printf '%s: %s/bin/pip install %s failed:\n%s\n' "${VTP_NAME:-vtp}" "$venv" "$pkg" \
+                "$out" >&2
             rc=1
         elif ! out=$("$venv/bin/python" -c "import $mod" 2>&1); then
             printf '%s: %s installed, but import %s fails:\n%s\n' "${VTP_NAME:-vtp}" "$pkg" "$mod" \

@@ -85,7 +85,8 @@ public final class VtpSign {
             }
             v.initVerify(pub);
             v.update(data);
-            check(v.verify(sig), what + ": " + verifier + " verifies it with the certificate's key");
+            check(v.verify(sig),
+                    what + ": " + verifier + " verifies it with the certificate's key");
         } catch (Exception e) {
             fail(what, e);
         }
