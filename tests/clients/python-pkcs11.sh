@@ -10,9 +10,10 @@
 #             encrypt-only RSA pair) are honoured or refused, never silently changed
 #   session   store=False / CKA_TOKEN absent must be refused with CKR_TEMPLATE_INCONSISTENT,
 #             and no Transit key may be made (checked here through Vault's API)
-# Two rounds: with run-test's slot (key_prefix and kv_mount), and with a slot that has no
-# key_prefix, where each label is the Transit key's name (a search by label then finds the key
-# by its name and through the KV index: it must still show one object).
+# Three rounds of generate/use/destroy: with run-test's slot (key_prefix and kv_mount); with a
+# slot that has no key_prefix, where each label is the Transit key's name (a search by label then
+# finds the key by its name and through the KV index: it must still show one object); and with
+# no config file at all (IDs and labels must persist through KV v2 at secret/).
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -38,8 +39,13 @@ keys_with() { # keys_with TEXT: the Transit keys whose name contains TEXT
 py() {
     local conf=$1 token=$2 tag=$3 step=$4 t0 src=0
     t0=$(date +%s%N)
-    VAULT_TRANSIT_PKCS11_CONFIG=$conf vtp_foreign "$PY" "$TEST" "$VTP_MODULE" --token "$token" \
-        --pin 1234 --state "$VTP_TMP/state-$tag.json" --tag "$tag" "$step" || src=$?
+    (
+        # CONF "none": the module sees no config file, only VAULT_ADDR/VAULT_TOKEN
+        if [ "$conf" = none ]; then unset VAULT_TRANSIT_PKCS11_CONFIG; else
+            export VAULT_TRANSIT_PKCS11_CONFIG=$conf; fi
+        vtp_foreign "$PY" "$TEST" "$VTP_MODULE" --token "$token" --pin 1234 \
+            --state "$VTP_TMP/state-$tag.json" --tag "$tag" "$step"
+    ) || src=$?
     vtp_say "step $step ($tag) took $((($(date +%s%N) - t0) / 1000000)) ms"
     if [ "$src" != 0 ]; then
         vtp_say "FAIL: step $step ($tag) exited $src"
@@ -79,7 +85,16 @@ EOF
 chmod 600 "$conf2"
 round "no key_prefix, label = Transit name" "$conf2" vtp-noprefix "${VTP_TEST_PREFIX}pyn-"
 
-# 3. Usage attributes: honoured or refused, never silently changed.
+# 3. No config file, only VAULT_ADDR/VAULT_TOKEN (the README's first setup): the slot is the
+# mount transit/ without a key prefix, and IDs and labels must persist through KV v2 at secret/.
+if [ "$VTP_TEST_MOUNT" = transit ] && [ "$VTP_TEST_KV" = secret ]; then
+    round "no config file" none "Vault Transit transit" "${VTP_TEST_PREFIX}pynf-"
+else
+    vtp_say "--- round no config file: not run (test mounts $VTP_TEST_MOUNT/ and $VTP_TEST_KV/;" \
+        "the no-file mode uses transit/ and secret/)"
+fi
+
+# 4. Usage attributes: honoured or refused, never silently changed.
 vtp_say "--- usage attributes in the template (CKA_SIGN, CKA_DERIVE, CKA_WRAP, ...)"
 py "$VAULT_TRANSIT_PKCS11_CONFIG" vtp-test pyt- templates
 left=$(keys_with "${VTP_TEST_PREFIX}pyt-")
@@ -88,7 +103,7 @@ if [ -n "$left" ]; then
     rc=1
 fi
 
-# 4. Session keys: refused, and Transit has no key more than before.
+# 5. Session keys: refused, and Transit has no key more than before.
 vtp_say "--- session keys (CKA_TOKEN FALSE or absent)"
 before=$(vtp_list "$VTP_TEST_MOUNT/keys" | sort)
 py "$VAULT_TRANSIT_PKCS11_CONFIG" vtp-test pys- session
