@@ -419,7 +419,8 @@ class Tester:
                     try:
                         priv.sign(DATA, mechanism=Mechanism.SHA256_RSA_PKCS)
                         self.r.fail(f"{desc}: a key made with CKA_SIGN=FALSE signs")
-                    except PKCS11Error as e:
+                    except (PKCS11Error, AttributeError) as e:
+                        # python-pkcs11 gives a key shown with CKA_SIGN=FALSE no sign() at all
                         self.r.ok(f"{desc}: a key made with CKA_SIGN=FALSE cannot sign "
                                   f"({type(e).__name__})")
                 self.r.run(f"{desc}: destroy", priv.destroy)
