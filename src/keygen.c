@@ -26,69 +26,55 @@ struct gen_req {
     unsigned usage; /* VTP_USE_*: the type's default changed by the templates */
 };
 
-/* Attributes whose value the module honours only when it is what a Transit key is anyway. */
-struct fixed_bool {
-    CK_ATTRIBUTE_TYPE type;
-    CK_BBOOL pub_value;  /* what the public object shows (0xff: not an attribute of it) */
-    CK_BBOOL priv_value; /* what the private object shows */
-    bool strict; /* another value is refused; else accepted with a log line (pkcs11-tool asks
-                    for CKA_DERIVE on every EC key, for instance) */
+/* What the slot makes of a new key, for the prototype the templates are checked against. */
+struct gen_slot {
+    bool destroyable;   /* allow_destroy */
+    bool modifiable;    /* a KV store keeps label and ID changes */
+    bool login_private; /* auth = pin: private keys need a login */
 };
 
-#define NA 0xff
-static const struct fixed_bool fixed[] = {
-    {CKA_SENSITIVE, NA, CK_TRUE, true},
-    {CKA_EXTRACTABLE, NA, CK_FALSE, true},
-    {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE, true},
-    {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE, true},
-    {CKA_TRUSTED, CK_FALSE, NA, true},
-    {CKA_COPYABLE, CK_FALSE, CK_FALSE, true},
-};
-
-/* Accepted and not stored: the object shows its own value. */
-static bool ignorable(CK_ATTRIBUTE_TYPE t)
+/* Usage attributes (CKA_SIGN, ...) and CKA_PRIVATE of the private key: what the pair will do,
+ * from the type's default and both templates. */
+static CK_RV collect_usage(const CK_ATTRIBUTE *t, CK_ULONG n, bool pub, const struct gen_slot *gs,
+                           unsigned *usage)
 {
-    switch (t) {
-    case CKA_PRIVATE:
-    case CKA_MODIFIABLE:
-    case CKA_DESTROYABLE:
-    case CKA_START_DATE:
-    case CKA_END_DATE:
-    case CKA_SUBJECT:
-    case CKA_ALLOWED_MECHANISMS:
-        return true;
-    default:
-        return false;
+    for (CK_ULONG i = 0; i < n; i++) {
+        const CK_ATTRIBUTE *a = &t[i];
+        unsigned bit = vtp_usage_bit(a->type, pub);
+        if (bit == 0 && !(a->type == CKA_PRIVATE && !pub))
+            continue;
+        if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL)) {
+            VTP_LOG_INFO("%s: value must be one CK_BBOOL", vtp_attr_name(a->type));
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+        if (a->type == CKA_PRIVATE) {
+            /* TRUE is accepted as it is: with auth = token the slot has no login, and hiding
+             * such keys until one would hide every key pkcs11-tool makes from a later
+             * --sign without --login (docs/internals.md) */
+            if (*(CK_BBOOL *)a->pValue == CK_FALSE && gs->login_private) {
+                VTP_LOG_INFO("CKA_PRIVATE = FALSE: with auth = pin every private key needs a "
+                             "login");
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            }
+        } else if (*(CK_BBOOL *)a->pValue != CK_FALSE) {
+            *usage |= bit;
+        } else {
+            *usage &= ~bit;
+        }
     }
+    return CKR_OK;
 }
 
-static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls,
-                            CK_KEY_TYPE ckk, enum vtp_key_kind kind, unsigned *usage)
+/* Every attribute of a template against the key as it will be (attr.c's one table). */
+static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, const struct vtp_obj *proto)
 {
-    bool pub = cls == CKO_PUBLIC_KEY;
+    bool pub = proto->cls == CKO_PUBLIC_KEY, kept;
 
     for (CK_ULONG i = 0; i < n; i++) {
         const CK_ATTRIBUTE *a = &t[i];
-        size_t j;
-        if (a->pValue == NULL && a->ulValueLen != 0) {
-            VTP_LOG_INFO("%s: NULL value", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        }
-        if (a->type == CKA_CLASS || a->type == CKA_KEY_TYPE) {
-            CK_ULONG v, want = a->type == CKA_CLASS ? cls : ckk;
-            if (a->ulValueLen != sizeof(CK_ULONG))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            memcpy(&v, a->pValue, sizeof(v));
-            if (v != want) {
-                VTP_LOG_INFO("%s 0x%lx does not fit the mechanism", vtp_attr_name(a->type), v);
-                return CKR_TEMPLATE_INCONSISTENT;
-            }
-            continue;
-        }
-        if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
-            continue;
+        CK_RV rv;
         if (a->type == CKA_TOKEN) {
-            if (a->ulValueLen != sizeof(CK_BBOOL))
+            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL))
                 return CKR_ATTRIBUTE_VALUE_INVALID;
             if (*(CK_BBOOL *)a->pValue == CK_FALSE) {
                 VTP_LOG_INFO("CKA_TOKEN = FALSE in the %s key template asks for a session key: "
@@ -98,62 +84,15 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS c
             }
             continue;
         }
-        if (vtp_usage_bit(a->type, pub) != 0) {
-            /* usage attributes: kept (kvstore.h), shown and enforced */
-            if (a->ulValueLen != sizeof(CK_BBOOL))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            if (*(CK_BBOOL *)a->pValue != CK_FALSE)
-                *usage |= vtp_usage_bit(a->type, pub);
-            else
-                *usage &= ~vtp_usage_bit(a->type, pub);
-            continue;
-        }
-        if (vtp_usage_bit(a->type, !pub) != 0) {
+        if (vtp_usage_bit(a->type, pub) == 0 && vtp_usage_bit(a->type, !pub) != 0) {
+            /* e.g. CKA_SIGN in the public template: not an attribute of it, and not shown */
             VTP_LOG_INFO("%s is not an attribute of a %s key: ignored", vtp_attr_name(a->type),
                          pub ? "public" : "private");
             continue;
         }
-        switch (a->type) {
-        case CKA_LOCAL:
-        case CKA_KEY_GEN_MECHANISM:
-        case CKA_ALWAYS_SENSITIVE:
-        case CKA_NEVER_EXTRACTABLE:
-        case CKA_EC_POINT:
-        case CKA_MODULUS:
-        case CKA_VALUE:
-        case CKA_PUBLIC_KEY_INFO:
-            /* set by the token, never by a template (PKCS#11 v2.40 4.1.2) */
-            VTP_LOG_INFO("%s is set by the token and cannot be given", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_READ_ONLY;
-        default:
-            break;
-        }
-        if ((a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
-            ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
-             kind == VTP_KIND_RSA))
-            continue;
-        for (j = 0; j < VTP_ARRAY_SIZE(fixed); j++)
-            if (fixed[j].type == a->type)
-                break;
-        if (j == VTP_ARRAY_SIZE(fixed) || (pub ? fixed[j].pub_value : fixed[j].priv_value) == NA) {
-            VTP_LOG_INFO("%s is not an attribute a generated %s key can be given",
-                         vtp_attr_name(a->type), pub ? "public" : "private");
-            return CKR_ATTRIBUTE_TYPE_INVALID;
-        }
-        if (a->ulValueLen != sizeof(CK_BBOOL))
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        if ((*(CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE) ==
-            (pub ? fixed[j].pub_value : fixed[j].priv_value))
-            continue;
-        if (fixed[j].strict) {
-            VTP_LOG_INFO("%s = %s cannot be honoured: Transit keys are token keys that never "
-                         "leave Vault",
-                         vtp_attr_name(a->type), *(CK_BBOOL *)a->pValue ? "TRUE" : "FALSE");
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        }
-        VTP_LOG_INFO("%s = TRUE asked for; a Transit %s key cannot do that, the object will "
-                     "show FALSE",
-                     vtp_attr_name(a->type), pub ? "public" : "private");
+        rv = vtp_attr_given(proto, a, &kept);
+        if (rv != CKR_OK)
+            return rv;
     }
     return CKR_OK;
 }
@@ -180,8 +119,11 @@ static CK_RV pick_same(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *
 }
 
 static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG pn,
-                           const CK_ATTRIBUTE *vt, CK_ULONG vn, struct gen_req *req)
+                           const CK_ATTRIBUTE *vt, CK_ULONG vn, const struct gen_slot *gs,
+                           struct gen_req *req)
 {
+    struct vtp_key proto_key = {0};
+    struct vtp_obj proto = {CKO_PUBLIC_KEY, &proto_key, NULL};
     const CK_ATTRIBUTE *a;
     CK_RV rv;
 
@@ -258,9 +200,20 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         return CKR_MECHANISM_INVALID;
     }
     req->usage = vtp_usage_default(req->kt);
-    rv = check_template(pt, pn, CKO_PUBLIC_KEY, req->kt->ckk, req->kt->kind, &req->usage);
+    rv = collect_usage(pt, pn, true, gs, &req->usage);
     if (rv == CKR_OK)
-        rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind, &req->usage);
+        rv = collect_usage(vt, vn, false, gs, &req->usage);
+    /* the key as it will be: what each template says must be what its object shows */
+    proto_key.kt = req->kt;
+    proto_key.usage = req->usage;
+    proto_key.destroyable = gs->destroyable;
+    proto_key.modifiable = gs->modifiable;
+    proto_key.private_is_private = gs->login_private;
+    if (rv == CKR_OK)
+        rv = check_template(pt, pn, &proto);
+    proto.cls = CKO_PRIVATE_KEY;
+    if (rv == CKR_OK)
+        rv = check_template(vt, vn, &proto);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
     if (rv == CKR_OK && req->label != NULL)
@@ -446,6 +399,7 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     struct vtp_transit_key *tk = NULL;
     struct vtp_key *k = NULL;
     struct gen_req req;
+    struct gen_slot gs;
     char *name = NULL;
     json_t *meta = NULL;
     CK_RV rv;
@@ -453,7 +407,13 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     VTP_RETURN_VAL_IF_FAIL(mech != NULL && pub != NULL && priv != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(pub_tmpl != NULL || pub_count == 0, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(priv_tmpl != NULL || priv_count == 0, CKR_ARGUMENTS_BAD);
-    rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &req);
+    if (vtp_attr_find(pub_tmpl, pub_count, CKA_MODIFIABLE) != NULL ||
+        vtp_attr_find(priv_tmpl, priv_count, CKA_MODIFIABLE) != NULL)
+        (void)vtp_kv_settle(t); /* CKA_MODIFIABLE is TRUE where a KV store keeps changes */
+    gs.destroyable = vtp_slot_conf(slot)->allow_destroy;
+    gs.modifiable = vtp_kv_mount(t) != NULL;
+    gs.login_private = vtp_slot_login_required(slot);
+    rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &gs, &req);
     if (rv != CKR_OK)
         return rv;
     if (!(vtp_session_flags(s) & CKF_RW_SESSION))
