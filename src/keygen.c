@@ -10,13 +10,13 @@
 #include "attr.h"
 #include "cache.h"
 #include "kvstore.h"
+#include "edit.h"
 #include "keygen.h"
 #include "util.h"
 
 #define MAX_LABEL 256
 #define MAX_ID 256
 
-static CK_RV check_label(const CK_ATTRIBUTE *a);
 
 /* What a template pair asks for, once checked. */
 struct gen_req {
@@ -217,7 +217,7 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
     if (rv == CKR_OK && req->label != NULL)
-        rv = check_label(req->label);
+        rv = vtp_label_check(req->label);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_ID, MAX_ID, &req->id);
     if (rv == CKR_OK && vtp_attr_find(vt, vn, CKA_TOKEN) == NULL) {
@@ -230,29 +230,6 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         rv = CKR_TEMPLATE_INCONSISTENT;
     }
     return rv;
-}
-
-/* CKA_LABEL: UTF-8 (RFC 2279) without NUL, since it is kept as a string in KV v2. */
-static CK_RV check_label(const CK_ATTRIBUTE *a)
-{
-    const unsigned char *p = a->pValue;
-    size_t i = 0, n = a->ulValueLen;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        size_t extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                                     : (c & 0xf8) == 0xf0 ? 3 : 9;
-        if (c == 0 || extra == 9 || (extra == 1 && c < 0xc2) || i + extra >= n + (extra ? 0 : 1))
-            goto bad;
-        for (size_t k = 1; k <= extra; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                goto bad;
-        i += extra + 1;
-    }
-    return CKR_OK;
-bad:
-    VTP_LOG_INFO("CKA_LABEL is not UTF-8 text without NUL characters");
-    return CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 static bool word_char(int c)
@@ -479,8 +456,6 @@ out:
     return rv;
 }
 
-static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert);
-
 CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
 {
     struct vtp_slot *slot = vtp_session_slot(s);
@@ -502,7 +477,7 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
     if (o.cert != NULL) {
         rv = vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)
                  ? CKR_USER_NOT_LOGGED_IN
-                 : destroy_cert(s, o.cert);
+                 : vtp_edit_destroy_cert(s, o.cert);
         vtp_obj_release(&o);
         return rv;
     }
@@ -546,297 +521,3 @@ out:
     return rv;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* certificates and attribute changes */
-
-static CK_RV need_kv(struct vtp_slot *slot, const char *what)
-{
-    CK_RV rv = vtp_kv_settle(vtp_slot_transit(slot));
-
-    if (rv != CKR_OK || vtp_kv_mount(vtp_slot_transit(slot)) != NULL)
-        return rv;
-    VTP_LOG_INFO("slot %s has no KV store: %s cannot be stored (set kv_mount to a KV v2 mount "
-                 "the token may write)",
-                 vtp_slot_conf(slot)->name, what);
-    return CKR_TOKEN_WRITE_PROTECTED;
-}
-
-static CK_RV check_cert_template(const CK_ATTRIBUTE *t, CK_ULONG n)
-{
-    for (CK_ULONG i = 0; i < n; i++) {
-        const CK_ATTRIBUTE *a = &t[i];
-        CK_ULONG ul;
-        switch (a->type) {
-        case CKA_CLASS:
-        case CKA_CERTIFICATE_TYPE:
-            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_ULONG))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            memcpy(&ul, a->pValue, sizeof(ul));
-            if (ul != (a->type == CKA_CLASS ? CKO_CERTIFICATE : CKC_X_509)) {
-                VTP_LOG_INFO("%s 0x%lx: only X.509 certificates can be created",
-                             vtp_attr_name(a->type), ul);
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            }
-            break;
-        case CKA_TOKEN:
-        case CKA_PRIVATE:
-        case CKA_TRUSTED:
-        case CKA_MODIFIABLE:
-        case CKA_COPYABLE:
-        case CKA_DESTROYABLE: {
-            bool strict_true = a->type == CKA_TOKEN || a->type == CKA_MODIFIABLE ||
-                               a->type == CKA_DESTROYABLE;
-            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            if ((*(CK_BBOOL *)a->pValue != CK_FALSE) != strict_true) {
-                VTP_LOG_INFO("%s = %s is not possible for a certificate kept in Vault",
-                             vtp_attr_name(a->type), strict_true ? "FALSE" : "TRUE");
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            }
-            break;
-        }
-        case CKA_LABEL:
-        case CKA_ID:
-        case CKA_SUBJECT:
-        case CKA_ISSUER:
-        case CKA_SERIAL_NUMBER:
-        case CKA_VALUE:
-        case CKA_CERTIFICATE_CATEGORY:
-        case CKA_START_DATE:
-        case CKA_END_DATE:
-        case CKA_CHECK_VALUE:
-        case CKA_URL:
-        case CKA_HASH_OF_SUBJECT_PUBLIC_KEY:
-        case CKA_HASH_OF_ISSUER_PUBLIC_KEY:
-        case CKA_JAVA_MIDP_SECURITY_DOMAIN:
-            if (a->pValue == NULL && a->ulValueLen != 0)
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            break;
-        default:
-            VTP_LOG_INFO("%s is not an attribute of a certificate", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_TYPE_INVALID;
-        }
-    }
-    return CKR_OK;
-}
-
-CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
-                        CK_OBJECT_HANDLE_PTR out)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    const CK_ATTRIBUTE *cls, *value, *id, *label;
-    const char *prefix = vtp_slot_conf(slot)->key_prefix ? vtp_slot_conf(slot)->key_prefix : "";
-    struct vtp_cert *cert = NULL;
-    char *name = NULL, *path = NULL;
-    json_t *data = NULL;
-    unsigned char rnd[6];
-    size_t n;
-    CK_RV rv;
-
-    VTP_RETURN_VAL_IF_FAIL(out != NULL && (tmpl != NULL || count == 0), CKR_ARGUMENTS_BAD);
-    cls = vtp_attr_find(tmpl, count, CKA_CLASS);
-    value = vtp_attr_find(tmpl, count, CKA_VALUE);
-    if (cls != NULL && cls->pValue != NULL && cls->ulValueLen == sizeof(CK_OBJECT_CLASS)) {
-        CK_OBJECT_CLASS c;
-        memcpy(&c, cls->pValue, sizeof(c));
-        if (c == CKO_PRIVATE_KEY || c == CKO_PUBLIC_KEY || c == CKO_SECRET_KEY) {
-            VTP_LOG_INFO("C_CreateObject of a %s key: key import is not supported; keys are "
-                         "made in Transit with C_GenerateKeyPair",
-                         c == CKO_PRIVATE_KEY ? "private" : c == CKO_PUBLIC_KEY ? "public"
-                                                                                 : "secret");
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        }
-    }
-    if (cls == NULL || value == NULL || value->ulValueLen == 0) {
-        VTP_LOG_INFO("C_CreateObject needs CKA_CLASS and CKA_VALUE");
-        return CKR_TEMPLATE_INCOMPLETE;
-    }
-    rv = check_cert_template(tmpl, count);
-    if (rv != CKR_OK)
-        return rv;
-    if (!(vtp_session_flags(s) & CKF_RW_SESSION))
-        return CKR_SESSION_READ_ONLY;
-    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
-        return CKR_USER_NOT_LOGGED_IN;
-    rv = need_kv(slot, "certificates");
-    if (rv != CKR_OK)
-        return rv;
-    id = vtp_attr_find(tmpl, count, CKA_ID);
-    label = vtp_attr_find(tmpl, count, CKA_LABEL);
-    if (label != NULL && (rv = check_label(label)) != CKR_OK)
-        return rv;
-    rv = vtp_cert_build(value->pValue, value->ulValueLen, id ? id->pValue : NULL,
-                        id ? id->ulValueLen : 0, label ? label->pValue : NULL,
-                        label ? label->ulValueLen : 0, tmpl, count, &cert);
-    if (rv != CKR_OK)
-        return rv;
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        rv = CKR_FUNCTION_FAILED;
-        goto out;
-    }
-    n = strlen(prefix) + 32;
-    name = malloc(n);
-    if (name == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    snprintf(name, n, "%scert-%02x%02x%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3],
-             rnd[4], rnd[5]);
-    cert->kv_name = strdup(name);
-    path = vtp_kv_cert_path(vtp_slot_transit(slot), name);
-    data = vtp_cert_to_json(cert);
-    if (cert->kv_name == NULL || path == NULL || data == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data, -1);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name,
-                    vtp_kv_mount(vtp_slot_transit(slot)), vtp_rv_name(rv));
-        goto out;
-    }
-    rv = vtp_cache_put_cert(vtp_slot_cache(slot), cert);
-    if (rv != CKR_OK)
-        goto out;
-    VTP_LOG_INFO("stored certificate %s, object %lu", name, cert->handle);
-    *out = cert->handle;
-out:
-    json_decref(data);
-    free(path);
-    free(name);
-    vtp_cert_unref(cert);
-    return rv;
-}
-
-static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    char *path;
-    CK_RV rv;
-
-    if (cert->read_only) {
-        VTP_LOG_INFO("certificate from %s is read-only", cert->kv_name);
-        return CKR_ACTION_PROHIBITED;
-    }
-    path = vtp_kv_cert_path(vtp_slot_transit(slot), cert->kv_name);
-    if (path == NULL)
-        return CKR_HOST_MEMORY;
-    rv = vtp_kv_delete(vtp_slot_transit(slot), path);
-    free(path);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("deleting certificate %s from KV failed: %s", cert->kv_name,
-                    vtp_rv_name(rv));
-        return rv;
-    }
-    return vtp_cache_remove_cert(vtp_slot_cache(slot), cert->handle);
-}
-
-CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR tmpl,
-                     CK_ULONG count)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    const CK_ATTRIBUTE *id = NULL, *label = NULL;
-    struct vtp_obj o = {0};
-    struct vtp_key *nk = NULL;
-    struct vtp_cert *nc = NULL;
-    json_t *data = NULL;
-    char *path = NULL, *hex = NULL;
-    CK_RV rv;
-
-    VTP_RETURN_VAL_IF_FAIL(tmpl != NULL || count == 0, CKR_ARGUMENTS_BAD);
-    rv = vtp_cache_lookup_obj(vtp_slot_cache(slot), h, &o);
-    if (rv != CKR_OK)
-        return rv;
-    for (CK_ULONG i = 0; i < count; i++) {
-        if (tmpl[i].type == CKA_LABEL) {
-            label = &tmpl[i];
-        } else if (tmpl[i].type == CKA_ID) {
-            id = &tmpl[i];
-        } else {
-            /* an attribute the object has is read-only; one it does not have is invalid */
-            CK_ATTRIBUTE probe = {tmpl[i].type, NULL, 0};
-            rv = vtp_obj_attr_get(&o, &probe, 1);
-            rv = rv == CKR_ATTRIBUTE_TYPE_INVALID ? rv : CKR_ATTRIBUTE_READ_ONLY;
-            VTP_LOG_INFO("%s cannot be changed", vtp_attr_name(tmpl[i].type));
-            goto out;
-        }
-        if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-            goto out;
-        }
-        if (tmpl[i].ulValueLen > (tmpl[i].type == CKA_LABEL ? MAX_LABEL : MAX_ID)) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-            goto out;
-        }
-    }
-    if (label != NULL && (rv = check_label(label)) != CKR_OK)
-        goto out;
-    if (!(vtp_session_flags(s) & CKF_RW_SESSION)) {
-        rv = CKR_SESSION_READ_ONLY;
-        goto out;
-    }
-    if (o.cert != NULL && o.cert->read_only) {
-        rv = CKR_ACTION_PROHIBITED;
-        goto out;
-    }
-    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)) {
-        rv = CKR_USER_NOT_LOGGED_IN;
-        goto out;
-    }
-    rv = need_kv(slot, "CKA_LABEL and CKA_ID");
-    if (rv != CKR_OK)
-        goto out;
-    if (o.key != NULL) {
-        rv = vtp_key_relabel(o.key, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                             label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nk);
-        if (rv != CKR_OK)
-            goto out;
-        CK_ATTRIBUTE nid = {CKA_ID, nk->id, nk->id_len};
-        CK_ATTRIBUTE nlabel = {CKA_LABEL, nk->label, strlen(nk->label)};
-        data = vtp_kv_meta_new(&nid, &nlabel,
-                               nk->usage == vtp_usage_default(nk->kt) ? -1 : (long)nk->usage);
-        path = vtp_kv_meta_path(vtp_slot_transit(slot), nk->name);
-        if (data == NULL || path == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-    } else {
-        rv = vtp_cert_relabel(o.cert, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                              label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nc);
-        if (rv != CKR_OK)
-            goto out;
-        data = vtp_cert_to_json(nc);
-        path = vtp_kv_cert_path(vtp_slot_transit(slot), nc->kv_name);
-        if (data == NULL || path == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-    }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data, -1);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing the new label/id in KV failed: %s", vtp_rv_name(rv));
-        goto out;
-    }
-    if (nk != NULL) {
-        const struct vtp_key *ok = o.key;
-        if (ok->id_stored) {
-            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name,
-                                  false);
-            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
-                                  ok->name, false);
-        }
-        (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
-        (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label),
-                              nk->name, true);
-    }
-    rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk)
-                    : vtp_cache_put_cert(vtp_slot_cache(slot), nc);
-out:
-    json_decref(data);
-    free(path);
-    free(hex);
-    vtp_key_unref(nk);
-    vtp_cert_unref(nc);
-    vtp_obj_release(&o);
-    return rv;
-}

@@ -208,6 +208,29 @@ json_t *vtp_cert_to_json(const struct vtp_cert *c)
     return o;
 }
 
+/* CKA_LABEL: UTF-8 (RFC 2279) without NUL, since it is kept as a string in KV v2. */
+CK_RV vtp_label_check(const CK_ATTRIBUTE *a)
+{
+    const unsigned char *p = a->pValue;
+    size_t i = 0, n = a->ulValueLen;
+
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                                     : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (c == 0 || extra == 9 || (extra == 1 && c < 0xc2) || i + extra >= n + (extra ? 0 : 1))
+            goto bad;
+        for (size_t k = 1; k <= extra; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                goto bad;
+        i += extra + 1;
+    }
+    return CKR_OK;
+bad:
+    VTP_LOG_INFO("CKA_LABEL is not UTF-8 text without NUL characters");
+    return CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Without KV: the name */
 

@@ -41,6 +41,10 @@ bool vtp_kv_meta_fields(const json_t *meta, const char **hex_id, const char **la
 CK_RV vtp_kv_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
                    size_t len, const char *name, bool add);
 
+/* CKA_LABEL: UTF-8 without NUL, since it is kept as a JSON string (CKR_ATTRIBUTE_VALUE_INVALID
+ * with a log line otherwise). */
+CK_RV vtp_label_check(const CK_ATTRIBUTE *a);
+
 /* Certificates as stored (and in the offline copy). */
 json_t *vtp_cert_to_json(const struct vtp_cert *c);
 CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);

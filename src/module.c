@@ -17,6 +17,7 @@
 #include "cfg.h"
 #include "crypt.h"
 #include "find.h"
+#include "edit.h"
 #include "keygen.h"
 #include "mech.h"
 #include "module.h"
