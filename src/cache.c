@@ -188,16 +188,6 @@ void vtp_cache_free(struct vtp_cache *c)
     free(c);
 }
 
-static char *join2(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
-    char *p = malloc(n);
-
-    if (p != NULL)
-        snprintf(p, n, "%s%s%s", a, b, c);
-    return p;
-}
-
 void vtp_cache_finish_key(struct vtp_cache *c, struct vtp_key *k)
 {
     k->private_is_private = c->conf.private_is_private;
@@ -421,7 +411,7 @@ static CK_RV load_cert_files(struct vtp_cache *c, struct vtp_cert ***out, size_t
             if (len <= 0 || rv != CKR_OK)
                 continue;
             cert->read_only = true;
-            cert->kv_name = join2(tok, "#", "");
+            cert->kv_name = vtp_join3(tok, "#", "");
             nv = realloc(v, (count + 1) * sizeof(*v));
             if (cert->kv_name == NULL || nv == NULL) {
                 vtp_cert_unref(cert);
@@ -554,7 +544,7 @@ static void disk_save(struct vtp_cache *c, const struct vtp_snapshot *s)
     if (c->disk_path == NULL)
         return;
     j = snapshot_to_json(s);
-    tmp = join2(c->disk_path, ".tmp", "");
+    tmp = vtp_join3(c->disk_path, ".tmp", "");
     if (j != NULL && tmp != NULL) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0 && json_dumpfd(j, fd, JSON_COMPACT) == 0 && fsync(fd) == 0 &&
@@ -1131,7 +1121,7 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
     CK_RV rv = CKR_OK;
 
     hex = vtp_hex_encode(value, len);
-    memo = hex ? join2(type == CKA_LABEL ? "l:" : "i:", hex, "") : NULL;
+    memo = hex ? vtp_join3(type == CKA_LABEL ? "l:" : "i:", hex, "") : NULL;
     if (memo == NULL) {
         free(hex);
         return CKR_HOST_MEMORY;

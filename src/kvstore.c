@@ -11,19 +11,9 @@
 #include "kvstore.h"
 #include "util.h"
 
-static char *join2(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *p = malloc(n);
-
-    if (p != NULL)
-        snprintf(p, n, "%s%s%s", a, b, c);
-    return p;
-}
-
 char *vtp_kv_meta_path(const struct vtp_transit *t, const char *name)
 {
-    return join2(t->mount, "/", name);
+    return vtp_join3(t->mount, "/", name);
 }
 
 char *vtp_kv_meta_dir(const struct vtp_transit *t)
@@ -33,8 +23,8 @@ char *vtp_kv_meta_dir(const struct vtp_transit *t)
 
 char *vtp_kv_cert_path(const struct vtp_transit *t, const char *name)
 {
-    char *dir = join2("certs/", t->mount, "/");
-    char *p = dir ? join2(dir, "", name) : NULL;
+    char *dir = vtp_join3("certs/", t->mount, "/");
+    char *p = dir ? vtp_join3(dir, "", name) : NULL;
 
     free(dir);
     return p;
@@ -42,7 +32,7 @@ char *vtp_kv_cert_path(const struct vtp_transit *t, const char *name)
 
 char *vtp_kv_cert_dir(const struct vtp_transit *t)
 {
-    return join2("certs/", t->mount, "");
+    return vtp_join3("certs/", t->mount, "");
 }
 
 json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label, long usage)
@@ -99,9 +89,9 @@ char *vtp_kv_index_path(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, con
 
     if (hex == NULL)
         return NULL;
-    dir = join2(t->mount, type == CKA_LABEL ? "/index/label/" : "/index/id/", "");
+    dir = vtp_join3(t->mount, type == CKA_LABEL ? "/index/label/" : "/index/id/", "");
     if (dir != NULL)
-        p = join2(dir, len > 0 ? hex : "-", "");
+        p = vtp_join3(dir, len > 0 ? hex : "-", "");
     free(dir);
     free(hex);
     return p;

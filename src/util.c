@@ -266,3 +266,13 @@ void vtp_pad_copy(unsigned char *dst, size_t dst_len, const char *src)
     }
     memset(dst + n, ' ', dst_len - n);
 }
+
+char *vtp_join3(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *p = malloc(n);
+
+    if (p != NULL)
+        snprintf(p, n, "%s%s%s", a, b, c);
+    return p;
+}
