@@ -69,12 +69,14 @@ static enum avail common_value(const struct vtp_key *k, CK_OBJECT_CLASS cls, CK_
     case CKA_CLASS:
         return set_ulong(v, cls);
     case CKA_TOKEN:
-    case CKA_MODIFIABLE:
-    case CKA_DESTROYABLE:
-    case CKA_LOCAL:
         return set_bool(v, CK_TRUE);
+    case CKA_MODIFIABLE:
+        return set_bool(v, k->modifiable ? CK_TRUE : CK_FALSE);
+    case CKA_DESTROYABLE:
+        return set_bool(v, k->destroyable ? CK_TRUE : CK_FALSE);
+    case CKA_LOCAL:
+        return set_bool(v, k->imported ? CK_FALSE : CK_TRUE);
     case CKA_COPYABLE:
-    case CKA_DERIVE:
         return set_bool(v, CK_FALSE);
     case CKA_LABEL:
         return set_bytes(v, k->label, strlen(k->label));
@@ -109,19 +111,20 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
 {
     bool rsa = k->kt->kind == VTP_KIND_RSA;
 
+    if (vtp_usage_bit(t, false) != 0)
+        return set_bool(v, (k->usage & vtp_usage_bit(t, false)) ? CK_TRUE : CK_FALSE);
     switch (t) {
     case CKA_PRIVATE:
         return set_bool(v, k->private_is_private ? CK_TRUE : CK_FALSE);
+    /* Transit's exportable: the private key can be read in plaintext (export/, backup/) */
     case CKA_SENSITIVE:
+        return set_bool(v, k->exportable ? CK_FALSE : CK_TRUE);
+    case CKA_EXTRACTABLE:
+        return set_bool(v, k->exportable ? CK_TRUE : CK_FALSE);
     case CKA_ALWAYS_SENSITIVE:
     case CKA_NEVER_EXTRACTABLE:
-    case CKA_SIGN:
-        return set_bool(v, CK_TRUE);
-    case CKA_DECRYPT:
-        return set_bool(v, rsa ? CK_TRUE : CK_FALSE); /* RSA-OAEP through Transit */
-    case CKA_EXTRACTABLE:
-    case CKA_SIGN_RECOVER:
-    case CKA_UNWRAP:
+        /* exportable never goes back to false; an imported key was outside before */
+        return set_bool(v, k->exportable || k->imported ? CK_FALSE : CK_TRUE);
     case CKA_WRAP_WITH_TRUSTED:
     case CKA_ALWAYS_AUTHENTICATE:
         return set_bool(v, CK_FALSE);
@@ -141,16 +144,12 @@ static enum avail private_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, st
 
 static enum avail public_value(const struct vtp_key *k, CK_ATTRIBUTE_TYPE t, struct aval *v)
 {
+    if (vtp_usage_bit(t, true) != 0)
+        return set_bool(v, (k->usage & vtp_usage_bit(t, true)) ? CK_TRUE : CK_FALSE);
     switch (t) {
-    case CKA_ENCRYPT:
-        return set_bool(v, k->kt->kind == VTP_KIND_RSA ? CK_TRUE : CK_FALSE);
     case CKA_PRIVATE:
-    case CKA_VERIFY_RECOVER:
-    case CKA_WRAP:
     case CKA_TRUSTED:
         return set_bool(v, CK_FALSE);
-    case CKA_VERIFY:
-        return set_bool(v, CK_TRUE);
     case CKA_MODULUS_BITS:
         return k->kt->kind == VTP_KIND_RSA ? set_ulong(v, k->kt->bits) : AV_INVALID;
     default:
@@ -345,4 +344,167 @@ CK_RV vtp_attr_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_ATTRIBUTE_TYPE
     *present = true;
     memcpy(value, a->pValue, sizeof(CK_ULONG));
     return CKR_OK;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Templates: what C_GenerateKeyPair and C_CreateObject may be given. One table, read with the
+ * value functions above: an attribute the object shows may be given only with the value it
+ * will show (SHOWN); some are the caller's to choose and are kept (KEPT: label, ID, usage,
+ * generation parameters, the certificate itself); some only the token sets (TOKEN); the rest
+ * are not attributes of that object (NONE). */
+
+enum given { G_NONE, G_TOKEN, G_SHOWN, G_KEPT };
+
+struct given_rule {
+    CK_ATTRIBUTE_TYPE type;
+    unsigned char priv, pub, cert;
+};
+
+static const struct given_rule given_rules[] = {
+    /* type                        private  public   certificate */
+    {CKA_CLASS,                    G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_TOKEN,                    G_SHOWN, G_SHOWN, G_SHOWN},
+    /* private key: TRUE accepted with auth = token although it shows FALSE (keygen.c) */
+    {CKA_PRIVATE,                  G_KEPT,  G_SHOWN, G_SHOWN},
+    {CKA_MODIFIABLE,               G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_DESTROYABLE,              G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_COPYABLE,                 G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_LABEL,                    G_KEPT,  G_KEPT,  G_KEPT},
+    {CKA_ID,                       G_KEPT,  G_KEPT,  G_KEPT},
+    {CKA_START_DATE,               G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_END_DATE,                 G_SHOWN, G_SHOWN, G_SHOWN},
+    {CKA_SUBJECT,                  G_SHOWN, G_SHOWN, G_KEPT},
+    {CKA_KEY_TYPE,                 G_SHOWN, G_SHOWN, G_NONE},
+    {CKA_ALLOWED_MECHANISMS,       G_SHOWN, G_SHOWN, G_NONE},
+    {CKA_KEY_GEN_MECHANISM,        G_TOKEN, G_TOKEN, G_NONE},
+    {CKA_LOCAL,                    G_TOKEN, G_TOKEN, G_NONE},
+    {CKA_PUBLIC_KEY_INFO,          G_TOKEN, G_TOKEN, G_TOKEN},
+    /* usage: the prototype carries what the templates asked (keygen.c), so these compare */
+    {CKA_SIGN,                     G_SHOWN, G_NONE,  G_NONE},
+    {CKA_DECRYPT,                  G_SHOWN, G_NONE,  G_NONE},
+    {CKA_UNWRAP,                   G_SHOWN, G_NONE,  G_NONE},
+    {CKA_SIGN_RECOVER,             G_SHOWN, G_NONE,  G_NONE},
+    {CKA_DERIVE,                   G_SHOWN, G_SHOWN, G_NONE},
+    {CKA_VERIFY,                   G_NONE,  G_SHOWN, G_NONE},
+    {CKA_ENCRYPT,                  G_NONE,  G_SHOWN, G_NONE},
+    {CKA_WRAP,                     G_NONE,  G_SHOWN, G_NONE},
+    {CKA_VERIFY_RECOVER,           G_NONE,  G_SHOWN, G_NONE},
+    /* private key protection */
+    {CKA_SENSITIVE,                G_SHOWN, G_NONE,  G_NONE},
+    {CKA_EXTRACTABLE,              G_SHOWN, G_NONE,  G_NONE},
+    {CKA_ALWAYS_SENSITIVE,         G_TOKEN, G_NONE,  G_NONE},
+    {CKA_NEVER_EXTRACTABLE,        G_TOKEN, G_NONE,  G_NONE},
+    {CKA_ALWAYS_AUTHENTICATE,      G_SHOWN, G_NONE,  G_NONE},
+    {CKA_WRAP_WITH_TRUSTED,        G_SHOWN, G_NONE,  G_NONE},
+    {CKA_TRUSTED,                  G_NONE,  G_SHOWN, G_SHOWN},
+    /* key material: generation parameters are the caller's (checked by keygen.c), the rest
+     * is the token's */
+    {CKA_EC_PARAMS,                G_TOKEN, G_KEPT,  G_NONE},
+    {CKA_EC_POINT,                 G_NONE,  G_TOKEN, G_NONE},
+    {CKA_MODULUS_BITS,             G_NONE,  G_SHOWN, G_NONE},
+    {CKA_PUBLIC_EXPONENT,          G_TOKEN, G_KEPT,  G_NONE},
+    {CKA_MODULUS,                  G_TOKEN, G_TOKEN, G_NONE},
+    {CKA_VALUE,                    G_TOKEN, G_TOKEN, G_KEPT},
+    {CKA_PRIVATE_EXPONENT,         G_TOKEN, G_NONE,  G_NONE},
+    {CKA_PRIME_1,                  G_TOKEN, G_NONE,  G_NONE},
+    {CKA_PRIME_2,                  G_TOKEN, G_NONE,  G_NONE},
+    {CKA_EXPONENT_1,               G_TOKEN, G_NONE,  G_NONE},
+    {CKA_EXPONENT_2,               G_TOKEN, G_NONE,  G_NONE},
+    {CKA_COEFFICIENT,              G_TOKEN, G_NONE,  G_NONE},
+    /* certificates */
+    {CKA_CERTIFICATE_TYPE,         G_NONE,  G_NONE,  G_SHOWN},
+    {CKA_CERTIFICATE_CATEGORY,     G_NONE,  G_NONE,  G_SHOWN},
+    {CKA_ISSUER,                   G_NONE,  G_NONE,  G_KEPT},
+    {CKA_SERIAL_NUMBER,            G_NONE,  G_NONE,  G_KEPT},
+    {CKA_CHECK_VALUE,              G_NONE,  G_NONE,  G_SHOWN},
+    {CKA_URL,                      G_NONE,  G_NONE,  G_SHOWN},
+    {CKA_HASH_OF_SUBJECT_PUBLIC_KEY, G_NONE, G_NONE, G_SHOWN},
+    {CKA_HASH_OF_ISSUER_PUBLIC_KEY, G_NONE, G_NONE,  G_SHOWN},
+    {CKA_JAVA_MIDP_SECURITY_DOMAIN, G_NONE, G_NONE,  G_SHOWN},
+};
+
+static enum given given_rule(const struct vtp_obj *o, CK_ATTRIBUTE_TYPE type)
+{
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(given_rules); i++) {
+        if (given_rules[i].type == type)
+            return (enum given)(o->cls == CKO_PRIVATE_KEY  ? given_rules[i].priv
+                                : o->cls == CKO_PUBLIC_KEY ? given_rules[i].pub
+                                                           : given_rules[i].cert);
+    }
+    return G_NONE;
+}
+
+static const char *class_word(CK_OBJECT_CLASS cls)
+{
+    return cls == CKO_PRIVATE_KEY ? "private key" : cls == CKO_PUBLIC_KEY ? "public key"
+                                                                          : "certificate";
+}
+
+static bool is_bool_attr(CK_ATTRIBUTE_TYPE t)
+{
+    switch (t) {
+    case CKA_TOKEN: case CKA_PRIVATE: case CKA_MODIFIABLE: case CKA_DESTROYABLE:
+    case CKA_COPYABLE: case CKA_SIGN: case CKA_DECRYPT: case CKA_UNWRAP: case CKA_SIGN_RECOVER:
+    case CKA_DERIVE: case CKA_VERIFY: case CKA_ENCRYPT: case CKA_WRAP: case CKA_VERIFY_RECOVER:
+    case CKA_SENSITIVE: case CKA_EXTRACTABLE: case CKA_ALWAYS_AUTHENTICATE:
+    case CKA_WRAP_WITH_TRUSTED: case CKA_TRUSTED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+CK_RV vtp_attr_given(const struct vtp_obj *proto, const CK_ATTRIBUTE *a, bool *kept)
+{
+    struct aval v;
+    bool same;
+
+    *kept = false;
+    if (a->pValue == NULL && a->ulValueLen != 0) {
+        VTP_LOG_INFO("%s: NULL value of %lu bytes", vtp_attr_name(a->type), a->ulValueLen);
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    switch (given_rule(proto, a->type)) {
+    case G_NONE:
+        VTP_LOG_INFO("%s is not an attribute of a %s", vtp_attr_name(a->type),
+                     class_word(proto->cls));
+        return CKR_ATTRIBUTE_TYPE_INVALID;
+    case G_TOKEN:
+        VTP_LOG_INFO("%s of a %s is set by the token and cannot be given",
+                     vtp_attr_name(a->type), class_word(proto->cls));
+        return CKR_ATTRIBUTE_READ_ONLY;
+    case G_KEPT:
+        *kept = true;
+        return CKR_OK;
+    case G_SHOWN:
+        break;
+    }
+    if (obj_value(proto, a->type, &v) != AV_OK) {
+        VTP_LOG_INFO("%s is not an attribute of this %s", vtp_attr_name(a->type),
+                     class_word(proto->cls));
+        return CKR_ATTRIBUTE_TYPE_INVALID;
+    }
+    if (is_bool_attr(a->type)) {
+        if (a->ulValueLen != sizeof(CK_BBOOL))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        same = (*(const CK_BBOOL *)a->pValue != CK_FALSE) == (*(const CK_BBOOL *)v.ptr != 0);
+    } else {
+        same = a->ulValueLen == v.len && (v.len == 0 || memcmp(a->pValue, v.ptr, v.len) == 0);
+    }
+    if (same)
+        return CKR_OK;
+    if (a->type == CKA_CLASS || a->type == CKA_KEY_TYPE || a->type == CKA_CERTIFICATE_TYPE) {
+        VTP_LOG_INFO("%s does not fit the %s being made", vtp_attr_name(a->type),
+                     class_word(proto->cls));
+        return a->ulValueLen == sizeof(CK_ULONG) ? CKR_TEMPLATE_INCONSISTENT
+                                                 : CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    if (is_bool_attr(a->type))
+        VTP_LOG_INFO("%s = %s cannot be honoured: this %s is %s", vtp_attr_name(a->type),
+                     *(const CK_BBOOL *)a->pValue ? "TRUE" : "FALSE", class_word(proto->cls),
+                     *(const CK_BBOOL *)v.ptr ? "TRUE" : "FALSE");
+    else
+        VTP_LOG_INFO("%s: only the value this %s has can be given", vtp_attr_name(a->type),
+                     class_word(proto->cls));
+    return CKR_ATTRIBUTE_VALUE_INVALID;
 }

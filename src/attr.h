@@ -22,6 +22,14 @@ bool vtp_attr_match(const struct vtp_key *k, CK_OBJECT_CLASS cls, const CK_ATTRI
 CK_RV vtp_obj_attr_get(const struct vtp_obj *o, CK_ATTRIBUTE *tmpl, CK_ULONG count);
 bool vtp_obj_match(const struct vtp_obj *o, const CK_ATTRIBUTE *tmpl, CK_ULONG count);
 
+/* May a template making proto's object (C_GenerateKeyPair: a prototype of the key as it will
+ * be, usage included; C_CreateObject: the certificate built from the template) give a? CKR_OK
+ * if it gives the value the object shows, or an attribute the caller chooses (*kept: label,
+ * ID, generation parameters, the certificate's fields; the caller uses those);
+ * CKR_ATTRIBUTE_TYPE_INVALID, _READ_ONLY, _VALUE_INVALID or CKR_TEMPLATE_INCONSISTENT
+ * otherwise, with a log line. One table (attr.c) says this and what objects show. */
+CK_RV vtp_attr_given(const struct vtp_obj *proto, const CK_ATTRIBUTE *a, bool *kept);
+
 /* Template helpers for keygen / create. */
 const CK_ATTRIBUTE *vtp_attr_find(const CK_ATTRIBUTE *tmpl, CK_ULONG count,
                                   CK_ATTRIBUTE_TYPE type);

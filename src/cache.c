@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "cache.h"
+#include "kvstore.h"
 #include "util.h"
 
 #define MAX_RETIRED 1024 /* older key versions kept resolvable after rotations */
@@ -187,28 +188,16 @@ void vtp_cache_free(struct vtp_cache *c)
     free(c);
 }
 
-static char *join2(const char *a, const char *b, const char *c)
+void vtp_cache_finish_key(struct vtp_cache *c, struct vtp_key *k)
 {
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
-    char *p = malloc(n);
-
-    if (p != NULL)
-        snprintf(p, n, "%s%s%s", a, b, c);
-    return p;
+    k->private_is_private = c->conf.private_is_private;
+    k->destroyable = c->conf.allow_destroy;
+    k->modifiable = vtp_kv_mount(c->conf.transit) != NULL;
 }
 
-char *vtp_cache_meta_path(const struct vtp_transit *t, const char *name)
+static void finish_key(struct vtp_cache *c, struct vtp_key *k)
 {
-    return join2(t->mount, "/", name);
-}
-
-char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name)
-{
-    char *dir = join2("certs/", t->mount, "/");
-    char *p = dir ? join2(dir, "", name) : NULL;
-
-    free(dir);
-    return p;
+    vtp_cache_finish_key(c, k);
 }
 
 /* Loads one key; its KV metadata is read unless no_meta says there is none. */
@@ -236,22 +225,22 @@ static CK_RV load_key(struct vtp_cache *c, const char *name, bool no_meta, struc
         rv = CKR_KEY_TYPE_INCONSISTENT;
         goto out;
     }
-    if (t->kv_mount != NULL && !no_meta) {
-        path = vtp_cache_meta_path(t, name);
+    if (vtp_kv_mount(t) != NULL && !no_meta) {
+        path = vtp_kv_meta_path(t, name);
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
         rv = vtp_kv_read(t, path, &meta);
         if (rv != CKR_OK) {
-            VTP_LOG_WARN("key %s: metadata in KV %s could not be read (%s)", name, t->kv_mount,
+            VTP_LOG_WARN("key %s: metadata in KV %s could not be read (%s)", name, vtp_kv_mount(t),
                          vtp_rv_name(rv));
             goto out;
         }
     }
     rv = vtp_key_build(tk, meta, c->prefix, out);
     if (rv == CKR_OK)
-        (*out)->private_is_private = c->conf.private_is_private;
+        finish_key(c, *out);
 out:
     json_decref(meta);
     free(path);
@@ -422,7 +411,7 @@ static CK_RV load_cert_files(struct vtp_cache *c, struct vtp_cert ***out, size_t
             if (len <= 0 || rv != CKR_OK)
                 continue;
             cert->read_only = true;
-            cert->kv_name = join2(tok, "#", "");
+            cert->kv_name = vtp_join3(tok, "#", "");
             nv = realloc(v, (count + 1) * sizeof(*v));
             if (cert->kv_name == NULL || nv == NULL) {
                 vtp_cert_unref(cert);
@@ -453,9 +442,9 @@ static CK_RV load_kv_certs(struct vtp_cache *c, struct vtp_cert ***out, size_t *
 
     *out = NULL;
     *n = 0;
-    if (t->kv_mount == NULL)
+    if (vtp_kv_mount(t) == NULL)
         return CKR_OK;
-    dir = join2("certs/", t->mount, "");
+    dir = vtp_kv_cert_dir(t);
     if (dir == NULL)
         return CKR_HOST_MEMORY;
     rv = vtp_kv_list(t, dir, &names, &count);
@@ -472,7 +461,7 @@ static CK_RV load_kv_certs(struct vtp_cache *c, struct vtp_cert ***out, size_t *
         size_t nl = strlen(names[i]);
         if (strncmp(names[i], c->prefix, plen) != 0 || (nl > 0 && names[i][nl - 1] == '/'))
             continue;
-        path = vtp_cache_cert_path(t, names[i]);
+        path = vtp_kv_cert_path(t, names[i]);
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
@@ -516,6 +505,9 @@ static json_t *snapshot_to_json(const struct vtp_snapshot *s)
              vtp_json_set_b64(o, "spki", k->spki, k->spki_len) == 0 &&
              json_object_set_new(o, "id", json_string(hex)) == 0 &&
              json_object_set_new(o, "label", json_string(k->label)) == 0 &&
+             json_object_set_new(o, "usage", json_integer(k->usage)) == 0 &&
+             json_object_set_new(o, "exportable", json_boolean(k->exportable)) == 0 &&
+             json_object_set_new(o, "imported", json_boolean(k->imported)) == 0 &&
              json_array_append_new(keys, o) == 0;
         if (!ok)
             json_decref(o);
@@ -552,7 +544,7 @@ static void disk_save(struct vtp_cache *c, const struct vtp_snapshot *s)
     if (c->disk_path == NULL)
         return;
     j = snapshot_to_json(s);
-    tmp = join2(c->disk_path, ".tmp", "");
+    tmp = vtp_join3(c->disk_path, ".tmp", "");
     if (j != NULL && tmp != NULL) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0 && json_dumpfd(j, fd, JSON_COMPACT) == 0 && fsync(fd) == 0 &&
@@ -599,17 +591,20 @@ static struct vtp_snapshot *disk_load(struct vtp_cache *c)
     {
         struct vtp_transit_key tk = {0};
         const char *spki = json_string_value(json_object_get(o, "spki"));
-        json_t *meta = json_pack("{s:O?,s:O?}", "id", json_object_get(o, "id"), "label",
-                                 json_object_get(o, "label"));
+        json_t *meta = json_pack("{s:O?,s:O?,s:O?}", "id", json_object_get(o, "id"), "label",
+                                 json_object_get(o, "label"), "usage",
+                                 json_object_get(o, "usage"));
         struct vtp_key *k = NULL;
         tk.name = (char *)json_string_value(json_object_get(o, "name"));
         tk.type = (char *)json_string_value(json_object_get(o, "type"));
         tk.latest_version = (unsigned long)json_integer_value(json_object_get(o, "version"));
+        tk.exportable = json_is_true(json_object_get(o, "exportable"));
+        tk.imported = json_is_true(json_object_get(o, "imported"));
         if (tk.name != NULL && spki != NULL &&
             vtp_b64_decode(spki, strlen(spki), &tk.spki, &tk.spki_len) &&
             strncmp(tk.name, c->prefix, strlen(c->prefix)) == 0 &&
             vtp_key_build(&tk, meta, c->prefix, &k) == CKR_OK) {
-            k->private_is_private = c->conf.private_is_private;
+            finish_key(c, k);
             s->keys[s->n++] = k;
         }
         free(tk.spki);
@@ -679,7 +674,9 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     CK_RV rv;
 
     load_begin(c);
-    rv = vtp_transit_list_keys(t, &names, &n);
+    rv = vtp_kv_settle(t); /* kv_mount = auto: is there KV to read? */
+    if (rv == CKR_OK)
+        rv = vtp_transit_list_keys(t, &names, &n);
     if (rv != CKR_OK)
         goto out;
     rv = load_kv_certs(c, &kv, &n_kv);
@@ -713,8 +710,10 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     s->complete = complete;
     /* Loading all: one LIST of the KV metadata says which keys have any, so keys without
      * cost one request, not two. */
-    if (complete && t->kv_mount != NULL) {
-        rv = vtp_kv_list(t, t->mount, &meta, &n_meta);
+    if (complete && vtp_kv_mount(t) != NULL) {
+        char *dir = vtp_kv_meta_dir(t);
+        rv = dir != NULL ? vtp_kv_list(t, dir, &meta, &n_meta) : CKR_HOST_MEMORY;
+        free(dir);
         if (rv != CKR_OK)
             goto out;
         if (n_meta > 0)
@@ -722,7 +721,7 @@ static CK_RV load_locked(struct vtp_cache *c, bool complete)
     }
     for (size_t i = 0; i < n_mine; i++) {
         struct vtp_key *k = NULL;
-        bool no_meta = complete && (t->kv_mount == NULL ||
+        bool no_meta = complete && (vtp_kv_mount(t) == NULL ||
                                     n_meta == 0 ||
                                     bsearch(&names[i], meta, n_meta, sizeof(*meta), cmp_str) ==
                                         NULL);
@@ -1101,57 +1100,6 @@ static CK_RV modify_simple(struct vtp_cache *c, const char *drop_key, struct vtp
 /* ---------------------------------------------------------------------------------------- */
 /* Searches by CKA_LABEL / CKA_ID without reading every key */
 
-static char *index_path(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                        size_t len)
-{
-    char *hex = vtp_hex_encode(value, len), *dir, *p = NULL;
-
-    if (hex == NULL)
-        return NULL;
-    dir = join2(t->mount, type == CKA_LABEL ? "/index/label/" : "/index/id/", "");
-    if (dir != NULL)
-        p = join2(dir, len > 0 ? hex : "-", "");
-    free(dir);
-    free(hex);
-    return p;
-}
-
-CK_RV vtp_cache_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                      size_t len, const char *name, bool add)
-{
-    char *path;
-    json_t *data = NULL;
-    CK_RV rv;
-
-    if (t->kv_mount == NULL)
-        return CKR_OK;
-    path = index_path(t, type, value, len);
-    if (path == NULL)
-        return CKR_HOST_MEMORY;
-    rv = vtp_kv_read(t, path, &data);
-    if (rv != CKR_OK)
-        goto out;
-    if (data == NULL && !add)
-        goto out;
-    if (data == NULL && (data = json_object()) == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    if (add ? json_object_set_new(data, name, json_string("key")) != 0
-            : json_object_del(data, name) != 0) {
-        rv = add ? CKR_HOST_MEMORY : CKR_OK; /* nothing to drop */
-        goto out;
-    }
-    rv = json_object_size(data) > 0 ? vtp_kv_write(t, path, data) : vtp_kv_delete(t, path);
-out:
-    if (rv != CKR_OK)
-        VTP_LOG_WARN("index of %s for key %s not updated: %s",
-                     type == CKA_LABEL ? "labels" : "IDs", name, vtp_rv_name(rv));
-    json_decref(data);
-    free(path);
-    return rv;
-}
-
 static bool memo_has(const struct vtp_snapshot *s, const char *m)
 {
     for (size_t i = 0; i < s->n_memo; i++)
@@ -1172,7 +1120,7 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
     CK_RV rv = CKR_OK;
 
     hex = vtp_hex_encode(value, len);
-    memo = hex ? join2(type == CKA_LABEL ? "l:" : "i:", hex, "") : NULL;
+    memo = hex ? vtp_join3(type == CKA_LABEL ? "l:" : "i:", hex, "") : NULL;
     if (memo == NULL) {
         free(hex);
         return CKR_HOST_MEMORY;
@@ -1198,9 +1146,24 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         else
             free(name);
     }
-    /* 2. The keys the KV index names for it. */
-    if (t->kv_mount != NULL) {
-        char *path = index_path(t, type, value, len);
+    /* 2. Keys made without KV whose names carry it (kvstore.h). */
+    for (size_t i = 0; i < s->n_names && n_cand < VTP_ARRAY_SIZE(cand); i++) {
+        const char *shortname = s->names[i] + strlen(c->prefix);
+        unsigned char *id = NULL;
+        size_t label_len = 0, id_len = 0;
+        long usage;
+        bool match;
+        if (!vtp_name_decode(shortname, &label_len, &id, &id_len, &usage))
+            continue;
+        match = type == CKA_LABEL ? label_len == len && memcmp(shortname, value, len) == 0
+                                  : id_len == len && (len == 0 || memcmp(id, value, len) == 0);
+        free(id);
+        if (match && (cand[n_cand] = strdup(s->names[i])) != NULL)
+            n_cand++;
+    }
+    /* 3. The keys the KV index names for it. */
+    if (vtp_kv_mount(t) != NULL) {
+        char *path = vtp_kv_index_path(t, type, value, len);
         const char *k;
         json_t *v;
         if (path == NULL) {

@@ -41,6 +41,7 @@ struct vtp_cache_conf {
     const char *key_prefix;
     long ttl_ms;
     bool private_is_private;
+    bool allow_destroy; /* the slot's allow_destroy: CKA_DESTROYABLE of its keys */
     const char *cert_files; /* comma-separated PEM files (read-only certificates), or NULL */
     const char *disk_path;  /* on-disk copy of the last good load, or NULL */
 };
@@ -59,9 +60,6 @@ CK_RV vtp_cache_get(struct vtp_cache *c, bool refresh_if_stale, bool complete,
  * the KV index names. Remembered until the next refresh. */
 CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void *value,
                         size_t len);
-/* KV index of labels and IDs (kv_mount only): add or drop key name under a value. */
-CK_RV vtp_cache_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                      size_t len, const char *name, bool add);
 /* Reloads now. */
 CK_RV vtp_cache_refresh(struct vtp_cache *c);
 void vtp_snapshot_unref(struct vtp_snapshot *s);
@@ -75,8 +73,6 @@ CK_RV vtp_cache_lookup_obj(struct vtp_cache *c, CK_OBJECT_HANDLE h, struct vtp_o
 /* Adds or replaces (same handle) a certificate; drops one. */
 CK_RV vtp_cache_put_cert(struct vtp_cache *c, struct vtp_cert *cert);
 CK_RV vtp_cache_remove_cert(struct vtp_cache *c, CK_OBJECT_HANDLE h);
-/* KV v2 path of a certificate, relative to kv_prefix: "certs/<mount>/<name>". */
-char *vtp_cache_cert_path(const struct vtp_transit *t, const char *name);
 
 /* Adds k (a new reference is taken), replacing a key of the same name. */
 CK_RV vtp_cache_put(struct vtp_cache *c, struct vtp_key *k);
@@ -89,10 +85,11 @@ bool vtp_cache_take_destroyed(struct vtp_cache *c, CK_OBJECT_HANDLE h);
 /* Is a key of that name known? */
 bool vtp_cache_has_name(struct vtp_cache *c, const char *name);
 
+/* Sets what a key shows of the slot (CKA_PRIVATE, CKA_DESTROYABLE, CKA_MODIFIABLE). */
+void vtp_cache_finish_key(struct vtp_cache *c, struct vtp_key *k);
+
 /* Loads one key (Transit read + KV metadata) as the cache would. */
 CK_RV vtp_cache_load_key(struct vtp_cache *c, const char *name, struct vtp_key **out);
 
-/* KV v2 metadata path of a key, relative to kv_prefix: "<mount>/<name>". */
-char *vtp_cache_meta_path(const struct vtp_transit *t, const char *name);
 
 #endif /* VTP_CACHE_H */

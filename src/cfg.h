@@ -55,6 +55,8 @@ struct vtp_slot_conf {
     char *mount;      /* Transit mount, default "transit" */
     char *key_prefix; /* only keys with this prefix; created keys get it; default "" */
     char *kv_mount;   /* KV v2 mount for IDs/labels/certificates; NULL = none */
+    bool kv_auto;     /* kv_mount = auto (the default slot's default): kv_mount ("secret") is
+                         used only if the token can (vtp_kv_settle) */
     char *kv_prefix;  /* path under kv_mount, default "vault-transit-pkcs11" */
     char *label;      /* token label; default "Vault Transit <mount>" */
     char *namespace_; /* overrides [vault] namespace */

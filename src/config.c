@@ -29,6 +29,7 @@
 #define CFG_DEFAULT_ADDRESS "https://127.0.0.1:8200"
 #define CFG_DEFAULT_MOUNT "transit"
 #define CFG_DEFAULT_KV_PREFIX "vault-transit-pkcs11"
+#define CFG_AUTO_KV_MOUNT "secret" /* kv_mount = auto: KV v2 of dev servers and most setups */
 #define CFG_DEFAULT_LABEL_PREFIX "Vault Transit "
 #define CFG_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
 #define CFG_DEFAULT_TIMEOUT_MS 30000L
@@ -1025,14 +1026,24 @@ static CK_RV config_finish(struct vtp_config *cfg, const char *file)
     }
 
     if (cfg->n_slots == 0) {
-        if (slot_init(&cfg->slots[0], "default", strlen("default")) != CKR_OK)
+        /* No [slot] section (no file at all, for instance): one slot over mount transit that
+         * keeps IDs, labels and certificates in KV v2 secret/ when the token can. */
+        if (slot_init(&cfg->slots[0], "default", strlen("default")) != CKR_OK ||
+            (cfg->slots[0].kv_mount = strdup(CFG_AUTO_KV_MOUNT)) == NULL)
             return CKR_HOST_MEMORY;
+        cfg->slots[0].kv_auto = true;
         cfg->n_slots = 1;
     }
     for (i = 0; i < cfg->n_slots; i++) {
         struct vtp_slot_conf *s = &cfg->slots[i];
         if (s->mount == NULL && (s->mount = strdup(CFG_DEFAULT_MOUNT)) == NULL)
             return CKR_HOST_MEMORY;
+        if (s->kv_mount != NULL && strcmp(s->kv_mount, "auto") == 0) {
+            free(s->kv_mount);
+            if ((s->kv_mount = strdup(CFG_AUTO_KV_MOUNT)) == NULL)
+                return CKR_HOST_MEMORY;
+            s->kv_auto = true;
+        }
         if (s->key_prefix == NULL && (s->key_prefix = strdup("")) == NULL)
             return CKR_HOST_MEMORY;
         if (s->kv_prefix == NULL && (s->kv_prefix = strdup(CFG_DEFAULT_KV_PREFIX)) == NULL)

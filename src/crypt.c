@@ -56,7 +56,9 @@ static CK_RV crypt_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_P
         return CKR_KEY_HANDLE_INVALID;
     if (key->kt->kind != VTP_KIND_RSA) {
         rv = CKR_KEY_TYPE_INCONSISTENT;
-    } else if (cls != (encrypt ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY)) {
+    } else if (cls != (encrypt ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY) ||
+               !(key->usage & (encrypt ? VTP_USE_ENCRYPT : VTP_USE_DECRYPT))) {
+        VTP_LOG_INFO("object %lu may not %s", h, encrypt ? "encrypt" : "decrypt");
         rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
     } else if (!encrypt && key->private_is_private && !vtp_slot_is_logged_in(vtp_session_slot(s))) {
         rv = CKR_USER_NOT_LOGGED_IN;

@@ -9,134 +9,90 @@
 
 #include "attr.h"
 #include "cache.h"
+#include "kvstore.h"
+#include "edit.h"
 #include "keygen.h"
 #include "util.h"
 
 #define MAX_LABEL 256
 #define MAX_ID 256
 
-static CK_RV check_label(const CK_ATTRIBUTE *a);
 
 /* What a template pair asks for, once checked. */
 struct gen_req {
     const struct vtp_keytype *kt;
     const CK_ATTRIBUTE *label;
     const CK_ATTRIBUTE *id;
+    unsigned usage; /* VTP_USE_*: the type's default changed by the templates */
 };
 
-/* Attributes whose value the module honours only when it is what a Transit key is anyway. */
-struct fixed_bool {
-    CK_ATTRIBUTE_TYPE type;
-    CK_BBOOL pub_value;  /* what the public object shows (0xff: not an attribute of it) */
-    CK_BBOOL priv_value; /* what the private object shows */
-    bool strict; /* another value is refused; else accepted with a log line (pkcs11-tool asks
-                    for CKA_DERIVE on every EC key, for instance) */
+/* What the slot makes of a new key, for the prototype the templates are checked against. */
+struct gen_slot {
+    bool destroyable;   /* allow_destroy */
+    bool modifiable;    /* a KV store keeps label and ID changes */
+    bool login_private; /* auth = pin: private keys need a login */
 };
 
-#define NA 0xff
-static const struct fixed_bool fixed[] = {
-    {CKA_TOKEN, CK_TRUE, CK_TRUE, true},
-    {CKA_SENSITIVE, NA, CK_TRUE, true},
-    {CKA_EXTRACTABLE, NA, CK_FALSE, true},
-    {CKA_DERIVE, CK_FALSE, CK_FALSE, false},
-    {CKA_SIGN_RECOVER, NA, CK_FALSE, false},
-    {CKA_VERIFY_RECOVER, CK_FALSE, NA, false},
-    {CKA_WRAP, CK_FALSE, NA, false},
-    {CKA_UNWRAP, NA, CK_FALSE, false},
-    {CKA_ENCRYPT, CK_FALSE, NA, false},
-    {CKA_DECRYPT, NA, CK_FALSE, false},
-    {CKA_ALWAYS_AUTHENTICATE, NA, CK_FALSE, true},
-    {CKA_WRAP_WITH_TRUSTED, NA, CK_FALSE, true},
-    {CKA_TRUSTED, CK_FALSE, NA, true},
-    {CKA_COPYABLE, CK_FALSE, CK_FALSE, true},
-};
-
-/* Accepted and not stored: the object shows its own value. */
-static bool ignorable(CK_ATTRIBUTE_TYPE t)
+/* Usage attributes (CKA_SIGN, ...) and CKA_PRIVATE of the private key: what the pair will do,
+ * from the type's default and both templates. */
+static CK_RV collect_usage(const CK_ATTRIBUTE *t, CK_ULONG n, bool pub, const struct gen_slot *gs,
+                           unsigned *usage)
 {
-    switch (t) {
-    case CKA_PRIVATE:
-    case CKA_MODIFIABLE:
-    case CKA_DESTROYABLE:
-    case CKA_START_DATE:
-    case CKA_END_DATE:
-    case CKA_SUBJECT:
-    case CKA_SIGN:
-    case CKA_VERIFY:
-    case CKA_ALLOWED_MECHANISMS:
-        return true;
-    default:
-        return false;
+    for (CK_ULONG i = 0; i < n; i++) {
+        const CK_ATTRIBUTE *a = &t[i];
+        unsigned bit = vtp_usage_bit(a->type, pub);
+        if (bit == 0 && !(a->type == CKA_PRIVATE && !pub))
+            continue;
+        if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL)) {
+            VTP_LOG_INFO("%s: value must be one CK_BBOOL", vtp_attr_name(a->type));
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        }
+        if (a->type == CKA_PRIVATE) {
+            /* TRUE is accepted as it is: with auth = token the slot has no login, and hiding
+             * such keys until one would hide every key pkcs11-tool makes from a later
+             * --sign without --login (docs/internals.md) */
+            if (*(CK_BBOOL *)a->pValue == CK_FALSE && gs->login_private) {
+                VTP_LOG_INFO("CKA_PRIVATE = FALSE: with auth = pin every private key needs a "
+                             "login");
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            }
+        } else if (*(CK_BBOOL *)a->pValue != CK_FALSE) {
+            *usage |= bit;
+        } else {
+            *usage &= ~bit;
+        }
     }
+    return CKR_OK;
 }
 
-static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls,
-                            CK_KEY_TYPE ckk, enum vtp_key_kind kind)
+/* Every attribute of a template against the key as it will be (attr.c's one table). */
+static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, const struct vtp_obj *proto)
 {
-    bool pub = cls == CKO_PUBLIC_KEY;
+    bool pub = proto->cls == CKO_PUBLIC_KEY, kept;
 
     for (CK_ULONG i = 0; i < n; i++) {
         const CK_ATTRIBUTE *a = &t[i];
-        size_t j;
-        if (a->pValue == NULL && a->ulValueLen != 0) {
-            VTP_LOG_INFO("%s: NULL value", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        }
-        if (a->type == CKA_CLASS || a->type == CKA_KEY_TYPE) {
-            CK_ULONG v, want = a->type == CKA_CLASS ? cls : ckk;
-            if (a->ulValueLen != sizeof(CK_ULONG))
+        CK_RV rv;
+        if (a->type == CKA_TOKEN) {
+            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL))
                 return CKR_ATTRIBUTE_VALUE_INVALID;
-            memcpy(&v, a->pValue, sizeof(v));
-            if (v != want) {
-                VTP_LOG_INFO("%s 0x%lx does not fit the mechanism", vtp_attr_name(a->type), v);
+            if (*(CK_BBOOL *)a->pValue == CK_FALSE) {
+                VTP_LOG_INFO("CKA_TOKEN = FALSE in the %s key template asks for a session key: "
+                             "session keys are not supported, Transit keys are token objects",
+                             pub ? "public" : "private");
                 return CKR_TEMPLATE_INCONSISTENT;
             }
             continue;
         }
-        if (a->type == CKA_LABEL || a->type == CKA_ID || ignorable(a->type))
+        if (vtp_usage_bit(a->type, pub) == 0 && vtp_usage_bit(a->type, !pub) != 0) {
+            /* e.g. CKA_SIGN in the public template: not an attribute of it, and not shown */
+            VTP_LOG_INFO("%s is not an attribute of a %s key: ignored", vtp_attr_name(a->type),
+                         pub ? "public" : "private");
             continue;
-        switch (a->type) {
-        case CKA_LOCAL:
-        case CKA_KEY_GEN_MECHANISM:
-        case CKA_ALWAYS_SENSITIVE:
-        case CKA_NEVER_EXTRACTABLE:
-        case CKA_EC_POINT:
-        case CKA_MODULUS:
-        case CKA_VALUE:
-        case CKA_PUBLIC_KEY_INFO:
-            /* set by the token, never by a template (PKCS#11 v2.40 4.1.2) */
-            VTP_LOG_INFO("%s is set by the token and cannot be given", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_READ_ONLY;
-        default:
-            break;
         }
-        if ((kind == VTP_KIND_RSA && (a->type == CKA_ENCRYPT || a->type == CKA_DECRYPT)) ||
-            (a->type == CKA_EC_PARAMS && pub && kind != VTP_KIND_RSA) ||
-            ((a->type == CKA_MODULUS_BITS || a->type == CKA_PUBLIC_EXPONENT) && pub &&
-             kind == VTP_KIND_RSA))
-            continue;
-        for (j = 0; j < VTP_ARRAY_SIZE(fixed); j++)
-            if (fixed[j].type == a->type)
-                break;
-        if (j == VTP_ARRAY_SIZE(fixed) || (pub ? fixed[j].pub_value : fixed[j].priv_value) == NA) {
-            VTP_LOG_INFO("%s is not an attribute a generated %s key can be given",
-                         vtp_attr_name(a->type), pub ? "public" : "private");
-            return CKR_ATTRIBUTE_TYPE_INVALID;
-        }
-        if (a->ulValueLen != sizeof(CK_BBOOL))
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        if ((*(CK_BBOOL *)a->pValue ? CK_TRUE : CK_FALSE) ==
-            (pub ? fixed[j].pub_value : fixed[j].priv_value))
-            continue;
-        if (fixed[j].strict) {
-            VTP_LOG_INFO("%s = %s cannot be honoured: Transit keys are token keys that never "
-                         "leave Vault",
-                         vtp_attr_name(a->type), *(CK_BBOOL *)a->pValue ? "TRUE" : "FALSE");
-            return CKR_ATTRIBUTE_VALUE_INVALID;
-        }
-        VTP_LOG_INFO("%s = TRUE asked for; a Transit %s key cannot do that, the object will "
-                     "show FALSE",
-                     vtp_attr_name(a->type), pub ? "public" : "private");
+        rv = vtp_attr_given(proto, a, &kept);
+        if (rv != CKR_OK)
+            return rv;
     }
     return CKR_OK;
 }
@@ -163,8 +119,11 @@ static CK_RV pick_same(const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *
 }
 
 static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG pn,
-                           const CK_ATTRIBUTE *vt, CK_ULONG vn, struct gen_req *req)
+                           const CK_ATTRIBUTE *vt, CK_ULONG vn, const struct gen_slot *gs,
+                           struct gen_req *req)
 {
+    struct vtp_key proto_key = {0};
+    struct vtp_obj proto = {CKO_PUBLIC_KEY, &proto_key, NULL};
     const CK_ATTRIBUTE *a;
     CK_RV rv;
 
@@ -240,39 +199,37 @@ static CK_RV parse_request(CK_MECHANISM_PTR m, const CK_ATTRIBUTE *pt, CK_ULONG 
         VTP_LOG_INFO("%s is not a key pair generation mechanism", vtp_mech_name(m->mechanism));
         return CKR_MECHANISM_INVALID;
     }
-    rv = check_template(pt, pn, CKO_PUBLIC_KEY, req->kt->ckk, req->kt->kind);
+    req->usage = vtp_usage_default(req->kt);
+    rv = collect_usage(pt, pn, true, gs, &req->usage);
     if (rv == CKR_OK)
-        rv = check_template(vt, vn, CKO_PRIVATE_KEY, req->kt->ckk, req->kt->kind);
+        rv = collect_usage(vt, vn, false, gs, &req->usage);
+    /* the key as it will be: what each template says must be what its object shows */
+    proto_key.kt = req->kt;
+    proto_key.usage = req->usage;
+    proto_key.destroyable = gs->destroyable;
+    proto_key.modifiable = gs->modifiable;
+    proto_key.private_is_private = gs->login_private;
+    if (rv == CKR_OK)
+        rv = check_template(pt, pn, &proto);
+    proto.cls = CKO_PRIVATE_KEY;
+    if (rv == CKR_OK)
+        rv = check_template(vt, vn, &proto);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_LABEL, MAX_LABEL, &req->label);
     if (rv == CKR_OK && req->label != NULL)
-        rv = check_label(req->label);
+        rv = vtp_label_check(req->label);
     if (rv == CKR_OK)
         rv = pick_same(pt, pn, vt, vn, CKA_ID, MAX_ID, &req->id);
-    return rv;
-}
-
-/* CKA_LABEL: UTF-8 (RFC 2279) without NUL, since it is kept as a string in KV v2. */
-static CK_RV check_label(const CK_ATTRIBUTE *a)
-{
-    const unsigned char *p = a->pValue;
-    size_t i = 0, n = a->ulValueLen;
-
-    while (i < n) {
-        unsigned char c = p[i];
-        size_t extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                                     : (c & 0xf8) == 0xf0 ? 3 : 9;
-        if (c == 0 || extra == 9 || (extra == 1 && c < 0xc2) || i + extra >= n + (extra ? 0 : 1))
-            goto bad;
-        for (size_t k = 1; k <= extra; k++)
-            if ((p[i + k] & 0xc0) != 0x80)
-                goto bad;
-        i += extra + 1;
+    if (rv == CKR_OK && vtp_attr_find(vt, vn, CKA_TOKEN) == NULL) {
+        /* A session key (CKA_TOKEN defaults to FALSE) would have to vanish with its session;
+         * a Transit key outlives the process, so session keys are refused, not made. */
+        VTP_LOG_INFO("the private key template has no CKA_TOKEN, which asks for a session key: "
+                     "session keys are not supported, Transit keys are token objects; give "
+                     "CKA_TOKEN = TRUE (Java SunPKCS11: attributes(generate, *, *) = "
+                     "{ CKA_TOKEN = true })");
+        rv = CKR_TEMPLATE_INCONSISTENT;
     }
-    return CKR_OK;
-bad:
-    VTP_LOG_INFO("CKA_LABEL is not UTF-8 text without NUL characters");
-    return CKR_ATTRIBUTE_VALUE_INVALID;
+    return rv;
 }
 
 static bool word_char(int c)
@@ -308,87 +265,108 @@ char *vtp_keygen_name_from_label(const char *prefix, const unsigned char *label,
     return name;
 }
 
-/* A name no key of the slot has: from the label if possible, else "key-<random hex>". */
-static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out)
+/* Is a Transit key of that name absent? CKR_OK if so, CKR_ATTRIBUTE_VALUE_INVALID if taken. */
+static CK_RV transit_name_free(const struct vtp_transit *t, const char *name)
 {
+    struct vtp_transit_key *tk = NULL;
+    CK_RV rv = vtp_transit_read_key(t, name, &tk);
+
+    vtp_transit_key_free(tk);
+    if (rv == VTP_ERR_KEY_MISSING)
+        return CKR_OK;
+    return rv == CKR_OK ? CKR_ATTRIBUTE_VALUE_INVALID : rv;
+}
+
+/* The name of a new key, claimed so that no other generation gets it. With KV: from the label
+ * if possible (else "key-<random hex>"), claimed by writing its KV entry (*meta) with
+ * check-and-set 0, which fails when another generation claimed it first. Without KV: a name
+ * that carries the label and ID and ends in random hex (vtp_name_encode). Either way nothing
+ * is in Transit yet, so what cannot be stored fails before a key is made. */
+static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char **out,
+                         json_t **meta)
+{
+    const struct vtp_transit *t = vtp_slot_transit(vtp_session_slot(s));
     const char *prefix = vtp_slot_conf(vtp_session_slot(s))->key_prefix
                              ? vtp_slot_conf(vtp_session_slot(s))->key_prefix
                              : "";
-    char *base = NULL, *name = NULL;
-    struct vtp_transit_key *tk = NULL;
+    bool kv = vtp_kv_mount(t) != NULL;
+    long usage = req->usage == vtp_usage_default(req->kt) ? -1 : (long)req->usage;
+    char *base = NULL, *name = NULL, *path = NULL;
+    CK_RV rv = CKR_FUNCTION_FAILED;
 
-    if (req->label != NULL && req->label->ulValueLen > 0)
+    *out = NULL;
+    *meta = NULL;
+    if (kv && (req->id != NULL || req->label != NULL || usage >= 0) &&
+        (*meta = vtp_kv_meta_new(req->id, req->label, usage)) == NULL)
+        return CKR_HOST_MEMORY;
+    if (kv && req->label != NULL && req->label->ulValueLen > 0)
         base = vtp_keygen_name_from_label(prefix, req->label->pValue, req->label->ulValueLen);
     for (int attempt = 0; attempt < 8; attempt++) {
         unsigned char rnd[4];
         size_t n;
-        CK_RV rv;
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-            return CKR_FUNCTION_FAILED;
-        n = (base ? strlen(base) : strlen(prefix)) + 16;
-        name = malloc(n);
-        if (name == NULL) {
-            free(base);
-            return CKR_HOST_MEMORY;
+        if (!kv) {
+            rv = vtp_name_encode(prefix, req->label, req->id, usage, &name);
+            if (rv != CKR_OK)
+                break;
+        } else {
+            if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+                break;
+            n = (base ? strlen(base) : strlen(prefix)) + 16;
+            name = malloc(n);
+            if (name == NULL) {
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            if (base != NULL && attempt == 0)
+                snprintf(name, n, "%s", base);
+            else if (base != NULL)
+                snprintf(name, n, "%s-%02x%02x%02x%02x", base, rnd[0], rnd[1], rnd[2], rnd[3]);
+            else
+                snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2],
+                         rnd[3]);
         }
-        if (base != NULL && attempt == 0)
-            snprintf(name, n, "%s", base);
-        else if (base != NULL)
-            snprintf(name, n, "%s-%02x%02x%02x%02x", base, rnd[0], rnd[1], rnd[2], rnd[3]);
-        else
-            snprintf(name, n, "%skey-%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3]);
-        /* Transit's create returns an existing key unchanged: make sure there is none. */
-        rv = vtp_transit_read_key(vtp_slot_transit(vtp_session_slot(s)), name, &tk);
-        vtp_transit_key_free(tk);
-        tk = NULL;
-        if (rv == VTP_ERR_KEY_MISSING) {
-            free(base);
+        /* Transit's create returns an existing key unchanged: the name must be free there */
+        rv = transit_name_free(t, name);
+        if (rv == CKR_OK && *meta != NULL) {
+            path = vtp_kv_meta_path(t, name);
+            rv = path != NULL ? vtp_kv_write(t, path, *meta, 0) : CKR_HOST_MEMORY;
+            free(path);
+            path = NULL;
+            if (rv == VTP_ERR_CAS_MISMATCH)
+                rv = CKR_ATTRIBUTE_VALUE_INVALID; /* another generation claimed it first */
+            if (rv != CKR_OK && rv != CKR_ATTRIBUTE_VALUE_INVALID)
+                VTP_LOG_ERR("the KV entry of new key %s (its CKA_ID and CKA_LABEL) could not be "
+                            "written to %s: %s; no key was made. The token needs create and "
+                            "update on %s/data/%s/%s/*, or set kv_mount to another KV v2 mount",
+                            name, vtp_kv_mount(t), vtp_rv_name(rv), vtp_kv_mount(t),
+                            t->kv_prefix, t->mount);
+        }
+        if (rv == CKR_OK) {
             *out = name;
+            free(base);
             return CKR_OK;
         }
         free(name);
         name = NULL;
-        if (rv != CKR_OK) {
-            free(base);
-            return rv;
-        }
-        VTP_LOG_DEBUG("Transit key name taken, trying another");
+        if (rv != CKR_ATTRIBUTE_VALUE_INVALID)
+            break;
+        VTP_LOG_DEBUG("key name taken, trying another");
+        rv = CKR_FUNCTION_FAILED;
     }
     free(base);
-    return CKR_FUNCTION_FAILED;
+    json_decref(*meta);
+    *meta = NULL;
+    return rv;
 }
 
-static CK_RV store_meta(struct vtp_session *s, const char *name, const struct gen_req *req)
+/* Drops the KV entry choose_name wrote when no key came of it. */
+static void unclaim(const struct vtp_transit *t, const char *name)
 {
-    const struct vtp_transit *t = vtp_slot_transit(vtp_session_slot(s));
-    json_t *data = json_object();
-    char *hex = NULL, *path = NULL, *label = NULL;
-    CK_RV rv = CKR_HOST_MEMORY;
+    char *path = vtp_kv_meta_path(t, name);
 
-    if (data == NULL)
-        goto out;
-    if (req->id != NULL) {
-        hex = vtp_hex_encode(req->id->pValue, req->id->ulValueLen);
-        if (hex == NULL || json_object_set_new(data, "id", json_string(hex)) != 0)
-            goto out;
-    }
-    if (req->label != NULL) {
-        label = req->label->ulValueLen > 0 ? strndup(req->label->pValue, req->label->ulValueLen)
-                                           : strdup("");
-        if (label == NULL || json_object_set_new(data, "label", json_stringn(label,
-                                                 req->label->ulValueLen)) != 0)
-            goto out;
-    }
-    path = vtp_cache_meta_path(t, name);
-    if (path == NULL)
-        goto out;
-    rv = vtp_kv_write(t, path, data);
-out:
-    free(hex);
-    free(label);
+    if (path == NULL || vtp_kv_delete(t, path) != CKR_OK)
+        VTP_LOG_WARN("the KV entry of %s could not be removed", name);
     free(path);
-    json_decref(data);
-    return rv;
 }
 
 CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub_tmpl,
@@ -396,9 +374,11 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
                       CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv)
 {
     struct vtp_slot *slot = vtp_session_slot(s);
+    const struct vtp_transit *t = vtp_slot_transit(slot);
     struct vtp_transit_key *tk = NULL;
     struct vtp_key *k = NULL;
     struct gen_req req;
+    struct gen_slot gs;
     char *name = NULL;
     json_t *meta = NULL;
     CK_RV rv;
@@ -406,94 +386,63 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     VTP_RETURN_VAL_IF_FAIL(mech != NULL && pub != NULL && priv != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(pub_tmpl != NULL || pub_count == 0, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(priv_tmpl != NULL || priv_count == 0, CKR_ARGUMENTS_BAD);
-    rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &req);
+    if (vtp_attr_find(pub_tmpl, pub_count, CKA_MODIFIABLE) != NULL ||
+        vtp_attr_find(priv_tmpl, priv_count, CKA_MODIFIABLE) != NULL)
+        (void)vtp_kv_settle(t); /* CKA_MODIFIABLE is TRUE where a KV store keeps changes */
+    gs.destroyable = vtp_slot_conf(slot)->allow_destroy;
+    gs.modifiable = vtp_kv_mount(t) != NULL;
+    gs.login_private = vtp_slot_login_required(slot);
+    rv = parse_request(mech, pub_tmpl, pub_count, priv_tmpl, priv_count, &gs, &req);
     if (rv != CKR_OK)
         return rv;
     if (!(vtp_session_flags(s) & CKF_RW_SESSION))
         return CKR_SESSION_READ_ONLY;
     if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
         return CKR_USER_NOT_LOGGED_IN;
-    rv = choose_name(s, &req, &name);
+    rv = vtp_kv_settle(t);
+    if (rv != CKR_OK)
+        return rv;
+    rv = choose_name(s, &req, &name, &meta);
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_create_key(vtp_slot_transit(slot), name, req.kt->transit_type, &tk);
+    rv = vtp_transit_create_key(t, name, req.kt->transit_type, &tk);
     if (rv != CKR_OK) {
         VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
                     vtp_rv_name(rv));
+        if (meta != NULL)
+            unclaim(t, name);
         goto out;
     }
     if (tk->type == NULL || strcmp(tk->type, req.kt->transit_type) != 0) {
+        /* made by someone else between our read and our create: not ours to delete */
         VTP_LOG_ERR("Transit key %s exists with type %s", name, tk->type ? tk->type : "?");
+        if (meta != NULL)
+            unclaim(t, name);
         rv = CKR_FUNCTION_FAILED;
         goto out;
     }
-    if (vtp_slot_transit(slot)->kv_mount != NULL && (req.id != NULL || req.label != NULL)) {
-        rv = store_meta(s, name, &req);
-        if (rv != CKR_OK) {
-            VTP_LOG_ERR("key %s created, but its CKA_ID/CKA_LABEL could not be stored in KV "
-                        "%s (%s); removing the key again",
-                        name, vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
-            (void)vtp_transit_delete_key(vtp_slot_transit(slot), name);
-            goto out;
-        }
+    if (meta != NULL) {
         /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
         if (req.id != NULL)
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, req.id->pValue,
-                                  req.id->ulValueLen, name, true);
+            (void)vtp_kv_index(t, CKA_ID, req.id->pValue, req.id->ulValueLen, name, true);
         if (req.label != NULL)
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, req.label->pValue,
-                                  req.label->ulValueLen, name, true);
-        meta = json_object();
-        if (meta == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-        if (req.id != NULL) {
-            char *hex = vtp_hex_encode(req.id->pValue, req.id->ulValueLen);
-            if (hex == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            json_object_set_new(meta, "id", json_string(hex));
-            free(hex);
-        }
-        if (req.label != NULL)
-            json_object_set_new(meta, "label",
-                                json_stringn(req.label->pValue, req.label->ulValueLen));
-    } else if (req.id != NULL || req.label != NULL) {
-        VTP_LOG_INFO("no kv_mount for slot %s: key %s shows an id and label derived from its "
-                     "name after a restart",
-                     vtp_slot_conf(slot)->name, name);
+            (void)vtp_kv_index(t, CKA_LABEL, req.label->pValue, req.label->ulValueLen, name,
+                               true);
     }
     rv = vtp_key_build(tk, meta, vtp_slot_conf(slot)->key_prefix, &k);
     if (rv != CKR_OK)
         goto out;
-    if (meta == NULL) {
-        /* Without KV the template's values still hold for this process. */
-        if (req.label != NULL) {
-            char *l = req.label->ulValueLen > 0
-                          ? strndup(req.label->pValue, req.label->ulValueLen)
-                          : strdup("");
-            if (l == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            free(k->label);
-            k->label = l;
+    if (meta == NULL && req.label != NULL && req.label->ulValueLen == 0) {
+        /* an empty label, which a name cannot carry, holds for this process */
+        char *l = strdup("");
+        if (l == NULL) {
+            rv = CKR_HOST_MEMORY;
+            goto out;
         }
-        if (req.id != NULL && req.id->ulValueLen > 0) {
-            unsigned char *id = malloc(req.id->ulValueLen);
-            if (id == NULL) {
-                rv = CKR_HOST_MEMORY;
-                goto out;
-            }
-            memcpy(id, req.id->pValue, req.id->ulValueLen);
-            free(k->id);
-            k->id = id;
-            k->id_len = req.id->ulValueLen;
-        }
+        free(k->label);
+        k->label = l;
     }
-    k->private_is_private = vtp_slot_login_required(slot);
+    vtp_cache_finish_key(vtp_slot_cache(slot), k);
     rv = vtp_cache_put(vtp_slot_cache(slot), k);
     if (rv != CKR_OK)
         goto out;
@@ -508,8 +457,6 @@ out:
     free(name);
     return rv;
 }
-
-static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert);
 
 CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
 {
@@ -532,7 +479,7 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
     if (o.cert != NULL) {
         rv = vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)
                  ? CKR_USER_NOT_LOGGED_IN
-                 : destroy_cert(s, o.cert);
+                 : vtp_edit_destroy_cert(s, o.cert);
         vtp_obj_release(&o);
         return rv;
     }
@@ -555,13 +502,13 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         VTP_LOG_ERR("deleting Transit key %s failed: %s", k->name, vtp_rv_name(rv));
         goto out;
     }
-    if (vtp_slot_transit(slot)->kv_mount != NULL) {
-        path = vtp_cache_meta_path(vtp_slot_transit(slot), k->name);
+    if (vtp_kv_mount(vtp_slot_transit(slot)) != NULL) {
+        path = vtp_kv_meta_path(vtp_slot_transit(slot), k->name);
         if (path == NULL || vtp_kv_delete(vtp_slot_transit(slot), path) != CKR_OK)
             VTP_LOG_WARN("key %s deleted; its KV metadata could not be removed", k->name);
         if (k->id_stored) {
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, k->id, k->id_len, k->name, false);
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, k->label, strlen(k->label),
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_ID, k->id, k->id_len, k->name, false);
+            (void)vtp_kv_index(vtp_slot_transit(slot), CKA_LABEL, k->label, strlen(k->label),
                                   k->name, false);
         }
     }
@@ -576,282 +523,3 @@ out:
     return rv;
 }
 
-/* ---------------------------------------------------------------------------------------- */
-/* certificates and attribute changes */
-
-static CK_RV need_kv(struct vtp_slot *slot, const char *what)
-{
-    if (vtp_slot_transit(slot)->kv_mount != NULL)
-        return CKR_OK;
-    VTP_LOG_INFO("slot %s has no kv_mount: %s cannot be stored", vtp_slot_conf(slot)->name, what);
-    return CKR_TOKEN_WRITE_PROTECTED;
-}
-
-static CK_RV check_cert_template(const CK_ATTRIBUTE *t, CK_ULONG n)
-{
-    for (CK_ULONG i = 0; i < n; i++) {
-        const CK_ATTRIBUTE *a = &t[i];
-        CK_ULONG ul;
-        switch (a->type) {
-        case CKA_CLASS:
-        case CKA_CERTIFICATE_TYPE:
-            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_ULONG))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            memcpy(&ul, a->pValue, sizeof(ul));
-            if (ul != (a->type == CKA_CLASS ? CKO_CERTIFICATE : CKC_X_509)) {
-                VTP_LOG_INFO("%s 0x%lx: only X.509 certificates can be created",
-                             vtp_attr_name(a->type), ul);
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            }
-            break;
-        case CKA_TOKEN:
-        case CKA_PRIVATE:
-        case CKA_TRUSTED:
-        case CKA_MODIFIABLE:
-        case CKA_COPYABLE:
-        case CKA_DESTROYABLE: {
-            bool strict_true = a->type == CKA_TOKEN || a->type == CKA_MODIFIABLE ||
-                               a->type == CKA_DESTROYABLE;
-            if (a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL))
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            if ((*(CK_BBOOL *)a->pValue != CK_FALSE) != strict_true) {
-                VTP_LOG_INFO("%s = %s is not possible for a certificate kept in Vault",
-                             vtp_attr_name(a->type), strict_true ? "FALSE" : "TRUE");
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            }
-            break;
-        }
-        case CKA_LABEL:
-        case CKA_ID:
-        case CKA_SUBJECT:
-        case CKA_ISSUER:
-        case CKA_SERIAL_NUMBER:
-        case CKA_VALUE:
-        case CKA_CERTIFICATE_CATEGORY:
-        case CKA_START_DATE:
-        case CKA_END_DATE:
-        case CKA_CHECK_VALUE:
-        case CKA_URL:
-        case CKA_HASH_OF_SUBJECT_PUBLIC_KEY:
-        case CKA_HASH_OF_ISSUER_PUBLIC_KEY:
-        case CKA_JAVA_MIDP_SECURITY_DOMAIN:
-            if (a->pValue == NULL && a->ulValueLen != 0)
-                return CKR_ATTRIBUTE_VALUE_INVALID;
-            break;
-        default:
-            VTP_LOG_INFO("%s is not an attribute of a certificate", vtp_attr_name(a->type));
-            return CKR_ATTRIBUTE_TYPE_INVALID;
-        }
-    }
-    return CKR_OK;
-}
-
-CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
-                        CK_OBJECT_HANDLE_PTR out)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    const CK_ATTRIBUTE *cls, *value, *id, *label;
-    const char *prefix = vtp_slot_conf(slot)->key_prefix ? vtp_slot_conf(slot)->key_prefix : "";
-    struct vtp_cert *cert = NULL;
-    char *name = NULL, *path = NULL;
-    json_t *data = NULL;
-    unsigned char rnd[6];
-    size_t n;
-    CK_RV rv;
-
-    VTP_RETURN_VAL_IF_FAIL(out != NULL && (tmpl != NULL || count == 0), CKR_ARGUMENTS_BAD);
-    cls = vtp_attr_find(tmpl, count, CKA_CLASS);
-    value = vtp_attr_find(tmpl, count, CKA_VALUE);
-    if (cls == NULL || value == NULL || value->ulValueLen == 0) {
-        VTP_LOG_INFO("C_CreateObject needs CKA_CLASS and CKA_VALUE");
-        return CKR_TEMPLATE_INCOMPLETE;
-    }
-    rv = check_cert_template(tmpl, count);
-    if (rv != CKR_OK)
-        return rv;
-    if (!(vtp_session_flags(s) & CKF_RW_SESSION))
-        return CKR_SESSION_READ_ONLY;
-    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot))
-        return CKR_USER_NOT_LOGGED_IN;
-    rv = need_kv(slot, "certificates");
-    if (rv != CKR_OK)
-        return rv;
-    id = vtp_attr_find(tmpl, count, CKA_ID);
-    label = vtp_attr_find(tmpl, count, CKA_LABEL);
-    if (label != NULL && (rv = check_label(label)) != CKR_OK)
-        return rv;
-    rv = vtp_cert_build(value->pValue, value->ulValueLen, id ? id->pValue : NULL,
-                        id ? id->ulValueLen : 0, label ? label->pValue : NULL,
-                        label ? label->ulValueLen : 0, tmpl, count, &cert);
-    if (rv != CKR_OK)
-        return rv;
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        rv = CKR_FUNCTION_FAILED;
-        goto out;
-    }
-    n = strlen(prefix) + 32;
-    name = malloc(n);
-    if (name == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    snprintf(name, n, "%scert-%02x%02x%02x%02x%02x%02x", prefix, rnd[0], rnd[1], rnd[2], rnd[3],
-             rnd[4], rnd[5]);
-    cert->kv_name = strdup(name);
-    path = vtp_cache_cert_path(vtp_slot_transit(slot), name);
-    data = vtp_cert_to_json(cert);
-    if (cert->kv_name == NULL || path == NULL || data == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing certificate %s in KV %s failed: %s", name,
-                    vtp_slot_transit(slot)->kv_mount, vtp_rv_name(rv));
-        goto out;
-    }
-    rv = vtp_cache_put_cert(vtp_slot_cache(slot), cert);
-    if (rv != CKR_OK)
-        goto out;
-    VTP_LOG_INFO("stored certificate %s, object %lu", name, cert->handle);
-    *out = cert->handle;
-out:
-    json_decref(data);
-    free(path);
-    free(name);
-    vtp_cert_unref(cert);
-    return rv;
-}
-
-static CK_RV destroy_cert(struct vtp_session *s, struct vtp_cert *cert)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    char *path;
-    CK_RV rv;
-
-    if (cert->read_only) {
-        VTP_LOG_INFO("certificate from %s is read-only", cert->kv_name);
-        return CKR_ACTION_PROHIBITED;
-    }
-    path = vtp_cache_cert_path(vtp_slot_transit(slot), cert->kv_name);
-    if (path == NULL)
-        return CKR_HOST_MEMORY;
-    rv = vtp_kv_delete(vtp_slot_transit(slot), path);
-    free(path);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("deleting certificate %s from KV failed: %s", cert->kv_name,
-                    vtp_rv_name(rv));
-        return rv;
-    }
-    return vtp_cache_remove_cert(vtp_slot_cache(slot), cert->handle);
-}
-
-CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR tmpl,
-                     CK_ULONG count)
-{
-    struct vtp_slot *slot = vtp_session_slot(s);
-    const CK_ATTRIBUTE *id = NULL, *label = NULL;
-    struct vtp_obj o = {0};
-    struct vtp_key *nk = NULL;
-    struct vtp_cert *nc = NULL;
-    json_t *data = NULL;
-    char *path = NULL, *hex = NULL;
-    CK_RV rv;
-
-    VTP_RETURN_VAL_IF_FAIL(tmpl != NULL || count == 0, CKR_ARGUMENTS_BAD);
-    rv = vtp_cache_lookup_obj(vtp_slot_cache(slot), h, &o);
-    if (rv != CKR_OK)
-        return rv;
-    for (CK_ULONG i = 0; i < count; i++) {
-        if (tmpl[i].type == CKA_LABEL) {
-            label = &tmpl[i];
-        } else if (tmpl[i].type == CKA_ID) {
-            id = &tmpl[i];
-        } else {
-            /* an attribute the object has is read-only; one it does not have is invalid */
-            CK_ATTRIBUTE probe = {tmpl[i].type, NULL, 0};
-            rv = vtp_obj_attr_get(&o, &probe, 1);
-            rv = rv == CKR_ATTRIBUTE_TYPE_INVALID ? rv : CKR_ATTRIBUTE_READ_ONLY;
-            VTP_LOG_INFO("%s cannot be changed", vtp_attr_name(tmpl[i].type));
-            goto out;
-        }
-        if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-            goto out;
-        }
-        if (tmpl[i].ulValueLen > (tmpl[i].type == CKA_LABEL ? MAX_LABEL : MAX_ID)) {
-            rv = CKR_ATTRIBUTE_VALUE_INVALID;
-            goto out;
-        }
-    }
-    if (label != NULL && (rv = check_label(label)) != CKR_OK)
-        goto out;
-    if (!(vtp_session_flags(s) & CKF_RW_SESSION)) {
-        rv = CKR_SESSION_READ_ONLY;
-        goto out;
-    }
-    if (o.cert != NULL && o.cert->read_only) {
-        rv = CKR_ACTION_PROHIBITED;
-        goto out;
-    }
-    if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)) {
-        rv = CKR_USER_NOT_LOGGED_IN;
-        goto out;
-    }
-    rv = need_kv(slot, "CKA_LABEL and CKA_ID");
-    if (rv != CKR_OK)
-        goto out;
-    if (o.key != NULL) {
-        rv = vtp_key_relabel(o.key, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                             label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nk);
-        if (rv != CKR_OK)
-            goto out;
-        hex = vtp_hex_encode(nk->id, nk->id_len);
-        data = json_object();
-        path = vtp_cache_meta_path(vtp_slot_transit(slot), nk->name);
-        if (hex == NULL || data == NULL || path == NULL ||
-            json_object_set_new(data, "id", json_string(hex)) != 0 ||
-            json_object_set_new(data, "label", json_string(nk->label)) != 0) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-    } else {
-        rv = vtp_cert_relabel(o.cert, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                              label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nc);
-        if (rv != CKR_OK)
-            goto out;
-        data = vtp_cert_to_json(nc);
-        path = vtp_cache_cert_path(vtp_slot_transit(slot), nc->kv_name);
-        if (data == NULL || path == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-    }
-    rv = vtp_kv_write(vtp_slot_transit(slot), path, data);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("storing the new label/id in KV failed: %s", vtp_rv_name(rv));
-        goto out;
-    }
-    if (nk != NULL) {
-        const struct vtp_key *ok = o.key;
-        if (ok->id_stored) {
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, ok->id, ok->id_len, ok->name,
-                                  false);
-            (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, ok->label, strlen(ok->label),
-                                  ok->name, false);
-        }
-        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_ID, nk->id, nk->id_len, nk->name, true);
-        (void)vtp_cache_index(vtp_slot_transit(slot), CKA_LABEL, nk->label, strlen(nk->label),
-                              nk->name, true);
-    }
-    rv = nk != NULL ? vtp_cache_put(vtp_slot_cache(slot), nk)
-                    : vtp_cache_put_cert(vtp_slot_cache(slot), nc);
-out:
-    json_decref(data);
-    free(path);
-    free(hex);
-    vtp_key_unref(nk);
-    vtp_cert_unref(nc);
-    vtp_obj_release(&o);
-    return rv;
-}

@@ -9,12 +9,6 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
                       CK_ULONG pub_count, CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_count,
                       CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv);
 CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h);
-/* C_CreateObject: X.509 certificates, stored in KV v2. */
-CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG count,
-                        CK_OBJECT_HANDLE_PTR out);
-/* C_SetAttributeValue: CKA_LABEL and CKA_ID of keys and certificates, persisted in KV v2. */
-CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR tmpl,
-                     CK_ULONG count);
 
 /* Turns a label into a Transit key name ([A-Za-z0-9_.-], starting and ending with a word
  * character), or NULL if nothing usable is left. Exposed for unit tests. */

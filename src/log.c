@@ -247,10 +247,6 @@ out:
  * <p11-kit/pkcs11.h> of p11-kit 0.24 (every CKR_, CKM_ and CKA_ macro; where two names share a
  * value the later, current one is kept: CKA_EC_PARAMS, CKM_EC_KEY_PAIR_GEN, CKM_CAST128_*),
  * plus the PKCS#11 3.0 return values that header lacks. */
-struct vtp_name {
-    CK_ULONG value;
-    const char *name;
-};
 
 /* clang-format off */
 #define VTP_NAME(n) {(n), #n}
@@ -842,4 +838,22 @@ const char *vtp_attr_name(CK_ATTRIBUTE_TYPE a)
     const char *name = lookup(attr_names, VTP_ARRAY_SIZE(attr_names), a);
 
     return name != NULL ? name : "unknown";
+}
+
+const struct vtp_name *vtp_name_table(char kind, size_t *n)
+{
+    switch (kind) {
+    case 'r':
+        *n = VTP_ARRAY_SIZE(rv_names);
+        return rv_names;
+    case 'm':
+        *n = VTP_ARRAY_SIZE(mech_names);
+        return mech_names;
+    case 'a':
+        *n = VTP_ARRAY_SIZE(attr_names);
+        return attr_names;
+    default:
+        *n = 0;
+        return NULL;
+    }
 }

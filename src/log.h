@@ -6,6 +6,8 @@
 #ifndef VTP_LOG_H
 #define VTP_LOG_H
 
+#include <stddef.h>
+
 #include "vtp-pkcs11.h"
 
 enum vtp_log_level {
@@ -30,6 +32,15 @@ const char *vtp_rv_name(CK_RV rv);
 /* The name of a CKM_* / CKA_* value, "unknown" if not known. */
 const char *vtp_mech_name(CK_MECHANISM_TYPE m);
 const char *vtp_attr_name(CK_ATTRIBUTE_TYPE a);
+
+/* The name tables behind them, sorted by value (tests/unit/test-names checks that they are,
+ * and that they name every CKR_, CKM_ and CKA_ value of p11-kit's pkcs11.h). kind: 'r', 'm',
+ * 'a'. */
+struct vtp_name {
+    CK_ULONG value;
+    const char *name;
+};
+const struct vtp_name *vtp_name_table(char kind, size_t *n);
 
 #define VTP_LOG(level, ...)                                                                        \
     do {                                                                                           \

@@ -18,6 +18,7 @@
 #include "crypt.h"
 #include "errmap.h"
 #include "find.h"
+#include "edit.h"
 #include "keygen.h"
 #include "mech.h"
 #include "module.h"

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 
 #include "object.h"
+#include "kvstore.h"
 #include "util.h"
 
 static CK_OBJECT_HANDLE next_handle = 1;
@@ -159,14 +160,15 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
 {
     const char *hex = NULL, *label = NULL;
     const char *shortname = k->name;
-    size_t plen = name_prefix ? strlen(name_prefix) : 0;
+    size_t plen = name_prefix ? strlen(name_prefix) : 0, label_len = 0;
+    unsigned char *id = NULL;
+    size_t id_len = 0;
+    long usage = -1, name_usage = -1;
+    bool in_name;
 
     if (plen > 0 && strncmp(k->name, name_prefix, plen) == 0 && k->name[plen] != '\0')
         shortname = k->name + plen;
-    if (json_is_object(meta)) {
-        hex = json_string_value(json_object_get(meta, "id"));
-        label = json_string_value(json_object_get(meta, "label"));
-    }
+    (void)vtp_kv_meta_fields(meta, &hex, &label, &usage);
     if (hex != NULL && hex[0] != '\0') {
         if (!vtp_hex_decode(hex, &k->id, &k->id_len)) {
             VTP_LOG_WARN("key %s: stored id is not hex, using the default id", k->name);
@@ -175,15 +177,75 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
             k->id_stored = true;
         }
     }
-    if (k->id == NULL) {
-        CK_RV rv = vtp_key_default_id(shortname, &k->id, &k->id_len);
-        if (rv != CKR_OK)
-            return rv;
-    }
-    k->label = strdup(label != NULL ? label : shortname);
-    if (label != NULL)
+    if (label != NULL) {
         k->id_stored = true;
-    return k->label ? CKR_OK : CKR_HOST_MEMORY;
+        k->label = strdup(label);
+        if (k->label == NULL)
+            return CKR_HOST_MEMORY;
+    }
+    in_name = vtp_name_decode(shortname, &label_len, &id, &id_len, &name_usage);
+    if (usage < 0)
+        usage = name_usage;
+    if (usage >= 0)
+        k->usage = (unsigned)usage;
+    if (k->id == NULL || k->label == NULL) {
+        /* no KV entry: what the name carries (kvstore.h), else the name itself */
+        if (!in_name)
+            label_len = strlen(shortname);
+        if (k->label == NULL && (k->label = strndup(shortname, label_len)) == NULL) {
+            free(id);
+            return CKR_HOST_MEMORY;
+        }
+        if (k->id == NULL && id != NULL) {
+            k->id = id;
+            k->id_len = id_len;
+            id = NULL;
+        }
+        if (k->id == NULL) {
+            CK_RV rv = vtp_key_default_id(shortname, &k->id, &k->id_len);
+            if (rv != CKR_OK) {
+                free(id);
+                return rv;
+            }
+        }
+    }
+    free(id);
+    return CKR_OK;
+}
+
+unsigned vtp_usage_bit(CK_ATTRIBUTE_TYPE type, bool pub)
+{
+    switch (type) {
+    case CKA_SIGN:
+        return pub ? 0 : VTP_USE_SIGN;
+    case CKA_DECRYPT:
+        return pub ? 0 : VTP_USE_DECRYPT;
+    case CKA_UNWRAP:
+        return pub ? 0 : VTP_USE_UNWRAP;
+    case CKA_SIGN_RECOVER:
+        return pub ? 0 : VTP_USE_SIGN_RECOVER;
+    case CKA_DERIVE:
+        return pub ? VTP_USE_PUB_DERIVE : VTP_USE_DERIVE;
+    case CKA_VERIFY:
+        return pub ? VTP_USE_VERIFY : 0;
+    case CKA_ENCRYPT:
+        return pub ? VTP_USE_ENCRYPT : 0;
+    case CKA_WRAP:
+        return pub ? VTP_USE_WRAP : 0;
+    case CKA_VERIFY_RECOVER:
+        return pub ? VTP_USE_VERIFY_RECOVER : 0;
+    default:
+        return 0;
+    }
+}
+
+unsigned vtp_usage_default(const struct vtp_keytype *kt)
+{
+    unsigned u = VTP_USE_SIGN | VTP_USE_VERIFY;
+
+    if (kt->kind == VTP_KIND_RSA)
+        u |= VTP_USE_DECRYPT | VTP_USE_ENCRYPT; /* RSA-OAEP through Transit */
+    return u;
 }
 
 CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const char *name_prefix,
@@ -206,6 +268,10 @@ CK_RV vtp_key_build(const struct vtp_transit_key *tk, const json_t *meta, const 
     k->refs = 1;
     k->kt = kt;
     k->version = tk->latest_version;
+    k->usage = vtp_usage_default(kt);
+    k->exportable = tk->exportable;
+    k->imported = tk->imported;
+    k->destroyable = true;
     k->name = strdup(tk->name);
     k->spki = malloc(tk->spki_len);
     if (k->name == NULL || k->spki == NULL) {
@@ -358,77 +424,12 @@ fail:
     return CKR_HOST_MEMORY;
 }
 
-static bool json_b64(const json_t *data, const char *key, unsigned char **out, size_t *len)
-{
-    const char *s = json_string_value(json_object_get(data, key));
-    return s != NULL && vtp_b64_decode(s, strlen(s), out, len);
-}
-
-CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out)
-{
-    unsigned char *der = NULL, *id = NULL;
-    size_t der_len = 0, id_len = 0;
-    const char *hex = json_string_value(json_object_get(data, "id"));
-    const char *label = json_string_value(json_object_get(data, "label"));
-    CK_ATTRIBUTE tmpl[3];
-    unsigned char *parts[3] = {NULL, NULL, NULL};
-    size_t lens[3] = {0, 0, 0};
-    static const char *const names[3] = {"subject", "issuer", "serial"};
-    static const CK_ATTRIBUTE_TYPE types[3] = {CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER};
-    CK_ULONG n = 0;
-    CK_RV rv = CKR_DEVICE_ERROR;
-
-    if (!json_b64(data, "value", &der, &der_len)) {
-        VTP_LOG_WARN("certificate %s in KV has no base64 value", kv_name);
-        goto out;
-    }
-    if (hex != NULL && !vtp_hex_decode(hex, &id, &id_len)) {
-        VTP_LOG_WARN("certificate %s in KV: id is not hex", kv_name);
-        goto out;
-    }
-    for (int i = 0; i < 3; i++)
-        if (json_b64(data, names[i], &parts[i], &lens[i]))
-            tmpl[n++] = (CK_ATTRIBUTE){types[i], parts[i], (CK_ULONG)lens[i]};
-    rv = vtp_cert_build(der, der_len, id, id_len, label, label ? strlen(label) : 0, tmpl, n, out);
-    if (rv == CKR_OK) {
-        (*out)->kv_name = strdup(kv_name);
-        if ((*out)->kv_name == NULL) {
-            vtp_cert_unref(*out);
-            rv = CKR_HOST_MEMORY;
-        }
-    }
-out:
-    for (int i = 0; i < 3; i++)
-        free(parts[i]);
-    free(der);
-    free(id);
-    return rv;
-}
-
 int vtp_json_set_b64(json_t *o, const char *key, const unsigned char *p, size_t len)
 {
     char *b = vtp_b64_encode(p, len);
     int r = b ? json_object_set_new(o, key, json_string(b)) : -1;
     free(b);
     return r;
-}
-
-json_t *vtp_cert_to_json(const struct vtp_cert *c)
-{
-    json_t *o = json_object();
-    char *hex = vtp_hex_encode(c->id, c->id_len);
-
-    if (o == NULL || hex == NULL || vtp_json_set_b64(o, "value", c->value, c->value_len) != 0 ||
-        json_object_set_new(o, "id", json_string(hex)) != 0 ||
-        json_object_set_new(o, "label", json_string(c->label)) != 0 ||
-        vtp_json_set_b64(o, "subject", c->subject, c->subject_len) != 0 ||
-        vtp_json_set_b64(o, "issuer", c->issuer, c->issuer_len) != 0 ||
-        vtp_json_set_b64(o, "serial", c->serial, c->serial_len) != 0) {
-        json_decref(o);
-        o = NULL;
-    }
-    free(hex);
-    return o;
 }
 
 CK_RV vtp_cert_relabel(const struct vtp_cert *c, const unsigned char *id, size_t id_len,

@@ -17,6 +17,26 @@
 #include "mech.h"
 #include "vault/transit.h"
 
+/* Usage attributes (CKA_SIGN, ...) of a key pair, as a mask: private key, then public key. The
+ * default is what a Transit key of the type does; a template may ask for others, which are kept
+ * (kvstore.h) and shown, and enforced for the operations the module has. */
+enum {
+    VTP_USE_SIGN = 1 << 0,
+    VTP_USE_DECRYPT = 1 << 1,
+    VTP_USE_UNWRAP = 1 << 2,
+    VTP_USE_SIGN_RECOVER = 1 << 3,
+    VTP_USE_DERIVE = 1 << 4, /* private key */
+    VTP_USE_VERIFY = 1 << 5,
+    VTP_USE_ENCRYPT = 1 << 6,
+    VTP_USE_WRAP = 1 << 7,
+    VTP_USE_VERIFY_RECOVER = 1 << 8,
+    VTP_USE_PUB_DERIVE = 1 << 9, /* public key */
+    VTP_USE_ALL = (1 << 10) - 1,
+};
+/* The bit of attribute type on a public or private key, 0 if it is not a usage attribute. */
+unsigned vtp_usage_bit(CK_ATTRIBUTE_TYPE type, bool pub);
+unsigned vtp_usage_default(const struct vtp_keytype *kt);
+
 struct vtp_key {
     int refs; /* atomic */
     char *name; /* Transit key name, prefix included */
@@ -30,6 +50,11 @@ struct vtp_key {
     size_t id_len;
     char *label;
     bool id_stored;      /* id/label came from KV metadata */
+    unsigned usage;      /* VTP_USE_* the objects show and allow */
+    bool exportable;     /* from Transit: CKA_EXTRACTABLE, not CKA_SENSITIVE */
+    bool imported;       /* from Transit: not CKA_LOCAL, never CKA_ALWAYS_SENSITIVE */
+    bool destroyable;    /* the slot's allow_destroy */
+    bool modifiable;     /* CKA_LABEL/CKA_ID can be changed (there is KV) */
     bool private_is_private; /* CKA_PRIVATE of the private key: true when login is required */
     CK_OBJECT_HANDLE priv_handle;
     CK_OBJECT_HANDLE pub_handle;
@@ -65,10 +90,6 @@ struct vtp_cert {
 CK_RV vtp_cert_build(const unsigned char *der, size_t der_len, const unsigned char *id,
                      size_t id_len, const char *label, size_t label_len,
                      const CK_ATTRIBUTE *tmpl, CK_ULONG count, struct vtp_cert **out);
-/* From KV data {"value": b64 DER, "id": hex, "label": str, "subject"/"issuer"/"serial": b64}. */
-CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);
-/* The KV data of a certificate (new reference). */
-json_t *vtp_cert_to_json(const struct vtp_cert *c);
 /* o[key] = standard base64 of p; 0 on success (jansson's convention). */
 int vtp_json_set_b64(json_t *o, const char *key, const unsigned char *p, size_t len);
 struct vtp_cert *vtp_cert_ref(struct vtp_cert *c);

@@ -100,6 +100,12 @@ static CK_RV op_init(struct vtp_session *s, struct vtp_op *op, CK_MECHANISM_PTR 
         rv = CKR_KEY_TYPE_INCONSISTENT;
         goto fail;
     }
+    if (!(key->usage & (sign ? VTP_USE_SIGN : VTP_USE_VERIFY))) {
+        VTP_LOG_INFO("key %s was made with %s = FALSE", key->name,
+                     sign ? "CKA_SIGN" : "CKA_VERIFY");
+        rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+        goto fail;
+    }
     if (sign && key->private_is_private && !vtp_slot_is_logged_in(vtp_session_slot(s))) {
         rv = CKR_USER_NOT_LOGGED_IN;
         goto fail;

@@ -17,6 +17,7 @@ struct vtp_slot {
     const struct vtp_slot_conf *conf;
     const struct vtp_vault_conf *vault;
     struct vtp_transit transit;
+    struct vtp_kv_auto kv_auto; /* kv_mount = auto (transit.kv_auto points here) */
     struct vtp_cache *cache;
     char serial[17];
     char label[33];
@@ -83,6 +84,7 @@ static void slot_release(struct vtp_slot *s)
     }
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->login_lock);
+    pthread_mutex_destroy(&s->kv_auto.lock);
 }
 
 /* auth = pin: a client of the slot's own, so that its token is its own. */
@@ -135,8 +137,12 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
         s->transit.http = http;
         s->transit.namespace_ = ns;
         s->transit.mount = sc->mount;
-        s->transit.kv_mount = sc->kv_mount;
+        s->transit.kv_mount = sc->kv_auto ? NULL : sc->kv_mount;
         s->transit.kv_prefix = sc->kv_prefix;
+        pthread_mutex_init(&s->kv_auto.lock, NULL);
+        atomic_init(&s->kv_auto.state, VTP_KV_UNSETTLED);
+        s->kv_auto.mount = sc->kv_mount;
+        s->transit.kv_auto = sc->kv_auto ? &s->kv_auto : NULL;
         vtp_slot_serial(cfg->vault.n_addresses ? cfg->vault.addresses[0] : "", ns, sc->mount,
                         sc->key_prefix, s->serial);
         snprintf(s->label, sizeof(s->label), "%s", sc->label ? sc->label : sc->mount);
@@ -147,6 +153,7 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
             if (rv != CKR_OK) {
                 pthread_mutex_destroy(&s->lock);
                 pthread_mutex_destroy(&s->login_lock);
+                pthread_mutex_destroy(&s->kv_auto.lock);
                 break;
             }
         }
@@ -154,13 +161,15 @@ CK_RV vtp_slots_create(const struct vtp_config *cfg, struct vtp_http *http, bool
         cc.key_prefix = sc->key_prefix;
         cc.ttl_ms = sc->cache_ttl_ms > 0 ? sc->cache_ttl_ms : 60000;
         cc.private_is_private = cfg->vault.auth == VTP_AUTH_PIN;
+        cc.allow_destroy = sc->allow_destroy;
         cc.cert_files = sc->certificates;
         cc.disk_path = NULL;
         if (cfg->cache_dir != NULL) {
             /* Named by what the slot is in Vault, not by address: the copy still matches
              * when the module fails over to, or is pointed at, another server. */
             char id[17];
-            vtp_slot_serial(sc->kv_mount ? sc->kv_mount : "", ns, sc->mount, sc->key_prefix, id);
+            vtp_slot_serial(sc->kv_mount && !sc->kv_auto ? sc->kv_mount : "", ns, sc->mount,
+                            sc->key_prefix, id);
             snprintf(disk, sizeof(disk), "%s/slot-%s.json", cfg->cache_dir, id);
             cc.disk_path = disk;
         }

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -265,4 +266,14 @@ void vtp_pad_copy(unsigned char *dst, size_t dst_len, const char *src)
         memcpy(dst, src, n);
     }
     memset(dst + n, ' ', dst_len - n);
+}
+
+char *vtp_join3(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *p = malloc(n);
+
+    if (p != NULL)
+        snprintf(p, n, "%s%s%s", a, b, c);
+    return p;
 }

@@ -23,6 +23,8 @@ int64_t vtp_now_ms(void);
 /* Wipe and free (secrets). NULL is fine. */
 void vtp_free_secret(char *s);
 char *vtp_strdup_or_null(const char *s);
+/* a, b and c in one malloc'ed string, or NULL. */
+char *vtp_join3(const char *a, const char *b, const char *c);
 /* Copies a space-padded PKCS#11 string field. */
 void vtp_pad_copy(unsigned char *dst, size_t dst_len, const char *src);
 

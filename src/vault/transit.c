@@ -120,9 +120,10 @@ static char *transit_path(const struct vtp_transit *t, const char *what, const c
 }
 
 /* "<kv_mount>/<kind>/<kv_prefix>/<path>" */
-static char *kv_path(const struct vtp_transit *t, const char *kind, const char *path)
+static char *kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
+                        const char *path)
 {
-    char *mount = escape_segments(t->kv_mount);
+    char *mount = escape_segments(kv_mount);
     char *prefix = escape_segments(t->kv_prefix);
     char *rel = escape_segments(path);
     char *out = NULL;
@@ -133,6 +134,13 @@ static char *kv_path(const struct vtp_transit *t, const char *kind, const char *
     free(prefix);
     free(rel);
     return out;
+}
+
+static char *kv_path(const struct vtp_transit *t, const char *kind, const char *path)
+{
+    const char *kv_mount = vtp_kv_mount(t);
+
+    return kv_mount != NULL ? kv_path_in(t, kv_mount, kind, path) : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -461,6 +469,8 @@ CK_RV vtp_transit_parse_key(const json_t *data, struct vtp_transit_key **out)
         k->min_encryption_version = 0;
     k->deletion_allowed = get_bool(data, "deletion_allowed");
     k->supports_signing = get_bool(data, "supports_signing");
+    k->exportable = get_bool(data, "exportable");
+    k->imported = get_bool(data, "imported_key");
 
     /* keys: version -> {public_key, ...} for asymmetric types, version -> int otherwise */
     keys = json_object_get(data, "keys");
@@ -920,7 +930,7 @@ static CK_RV real_kv_read(const struct vtp_transit *t, const char *path, json_t 
     char *p = NULL;
     CK_RV rv, vrv = CKR_OK;
 
-    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && vtp_kv_mount(t) != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(path != NULL && data != NULL, CKR_ARGUMENTS_BAD);
 
     p = kv_path(t, "data", path);
@@ -956,25 +966,31 @@ out:
     return rv;
 }
 
-static CK_RV real_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+static CK_RV real_kv_write(const struct vtp_transit *t, const char *path, json_t *data,
+                           long cas)
 {
     struct vtp_http_resp resp = {0};
-    json_t *body = NULL;
+    json_t *body = NULL, *options = NULL;
     char *p = NULL;
     CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
 
-    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && vtp_kv_mount(t) != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(path != NULL && json_is_object(data), CKR_ARGUMENTS_BAD);
 
     p = kv_path(t, "data", path);
     body = json_object();
     if (p == NULL || body == NULL || json_object_set(body, "data", data) != 0)
         goto out;
+    if (cas >= 0 && ((options = json_object()) == NULL ||
+                     json_object_set_new(options, "cas", json_integer(cas)) != 0 ||
+                     json_object_set(body, "options", options) != 0))
+        goto out;
     rv = call(t, "POST", p, body, false, &resp, &vrv);
     if (rv == CKR_OK)
-        rv = vrv;
+        rv = vrv; /* VTP_ERR_CAS_MISMATCH when cas does not match (both products) */
 out:
     vtp_http_resp_clear(&resp);
+    json_decref(options);
     json_decref(body);
     free(p);
     return rv;
@@ -986,7 +1002,7 @@ static CK_RV real_kv_delete(const struct vtp_transit *t, const char *path)
     char *p = NULL;
     CK_RV rv, vrv = CKR_OK;
 
-    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && vtp_kv_mount(t) != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(path != NULL, CKR_ARGUMENTS_BAD);
 
     p = kv_path(t, "metadata", path);
@@ -1005,7 +1021,7 @@ static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char **
     char *p;
     CK_RV rv;
 
-    VTP_RETURN_VAL_IF_FAIL(t != NULL && t->kv_mount != NULL, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(t != NULL && vtp_kv_mount(t) != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
     p = kv_path(t, "metadata", path != NULL ? path : "");
     if (p == NULL)
@@ -1013,6 +1029,77 @@ static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char **
     rv = list_names(t, p, names, n);
     free(p);
     return rv;
+}
+
+/* sys/internal/ui/mounts/<mount> says what a mount is to any token that may use a path in it
+ * (the Vault CLI asks it to tell KV v1 from v2); a LIST of our directory says whether we may
+ * read there. */
+static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool *usable)
+{
+    struct vtp_http_resp resp = {0};
+    const json_t *d;
+    const char *type = NULL, *version = NULL;
+    char *m = escape_segments(mount), *p = NULL;
+    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+    *usable = false;
+    p = m != NULL ? join_path("sys/internal/ui/mounts", m, (const char *)NULL) : NULL;
+    if (p == NULL)
+        goto out;
+    rv = call(t, "GET", p, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == VTP_ERR_UNAVAILABLE || vrv == VTP_ERR_MISCONFIGURED) {
+        rv = vrv; /* no answer to go by: ask again later */
+        goto out;
+    }
+    d = resp_data(&resp);
+    if (vrv == CKR_OK && d != NULL) {
+        type = json_string_value(json_object_get(d, "type"));
+        version = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
+    }
+    if (type == NULL || strcmp(type, "kv") != 0 || version == NULL || strcmp(version, "2") != 0) {
+        VTP_LOG_INFO("KV: %s/ is %s%s%s", mount,
+                     vrv != CKR_OK ? "not a mount this token may use"
+                     : type == NULL ? "not a mount"
+                     : strcmp(type, "kv") != 0 ? "a mount of type " : "KV version ",
+                     vrv != CKR_OK || type == NULL ? "" : strcmp(type, "kv") != 0 ? type : "",
+                     vrv != CKR_OK || type == NULL || strcmp(type, "kv") != 0
+                         ? ""
+                         : (version != NULL ? version : "1"));
+        goto out;
+    }
+    vtp_http_resp_clear(&resp);
+    free(p);
+    p = kv_path_in(t, mount, "metadata", "");
+    if (p == NULL) {
+        rv = CKR_HOST_MEMORY;
+        goto out;
+    }
+    rv = call(t, "LIST", p, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_OK || vrv == VTP_ERR_KEY_MISSING) {
+        *usable = true;
+    } else if (vrv == VTP_ERR_UNAVAILABLE || vrv == VTP_ERR_MISCONFIGURED) {
+        rv = vrv;
+    } else {
+        VTP_LOG_INFO("KV: this token may not list %s", p);
+    }
+out:
+    vtp_http_resp_clear(&resp);
+    free(m);
+    free(p);
+    return rv;
+}
+
+const char *vtp_kv_mount(const struct vtp_transit *t)
+{
+    if (t->kv_mount != NULL)
+        return t->kv_mount;
+    if (t->kv_auto != NULL && atomic_load(&t->kv_auto->state) == VTP_KV_USED)
+        return t->kv_auto->mount;
+    return NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1127,6 +1214,7 @@ static const struct vtp_transit_ops real_ops = {
     .kv_write = real_kv_write,
     .kv_delete = real_kv_delete,
     .kv_list = real_kv_list,
+    .kv_probe = real_kv_probe,
 };
 static const struct vtp_transit_ops *_Atomic ops_in_use = &real_ops;
 
@@ -1187,9 +1275,9 @@ CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
     return OPS()->kv_read(t, path, data);
 }
 
-CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data, long cas)
 {
-    return OPS()->kv_write(t, path, data);
+    return OPS()->kv_write(t, path, data, cas);
 }
 
 CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
@@ -1200,4 +1288,36 @@ CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path)
 CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
 {
     return OPS()->kv_list(t, path, names, n);
+}
+
+CK_RV vtp_kv_settle(const struct vtp_transit *t)
+{
+    struct vtp_kv_auto *a = t->kv_auto;
+    const struct vtp_transit_ops *ops = OPS();
+    bool usable = false;
+    CK_RV rv = CKR_OK;
+
+    if (a == NULL || atomic_load(&a->state) != VTP_KV_UNSETTLED)
+        return CKR_OK;
+    pthread_mutex_lock(&a->lock);
+    if (atomic_load(&a->state) == VTP_KV_UNSETTLED) {
+        if (ops->kv_probe != NULL)
+            rv = ops->kv_probe(t, a->mount, &usable);
+        if (rv == CKR_OK) {
+            if (usable)
+                VTP_LOG_INFO("kv_mount = auto: IDs, labels and certificates are kept in KV v2 "
+                             "%s/%s", a->mount, t->kv_prefix);
+            else
+                VTP_LOG_INFO("kv_mount = auto: %s/ is not a KV v2 mount this token may use; "
+                             "IDs and labels are kept in key names, certificates cannot be "
+                             "stored (set kv_mount to a KV v2 mount to keep them)",
+                             a->mount);
+            atomic_store(&a->state, usable ? VTP_KV_USED : VTP_KV_UNUSED);
+        } else {
+            VTP_LOG_WARN("kv_mount = auto: could not ask Vault about %s/ (%s)", a->mount,
+                         vtp_rv_name(rv));
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    return rv;
 }

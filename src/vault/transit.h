@@ -6,6 +6,8 @@
 #ifndef VTP_TRANSIT_H
 #define VTP_TRANSIT_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <jansson.h>
 
@@ -13,14 +15,32 @@
 #include "vault/errkind.h"
 #include "vault/http.h"
 
+/* kv_mount = auto: the KV v2 mount is used when the token can, decided at its first use
+ * (vtp_kv_settle). Owned by the slot. */
+struct vtp_kv_auto {
+    pthread_mutex_t lock; /* held across the probe's requests: only settling waits on it */
+    atomic_int state;     /* VTP_KV_UNSETTLED, VTP_KV_USED, VTP_KV_UNUSED */
+    const char *mount;    /* the candidate, e.g. "secret" */
+};
+enum { VTP_KV_UNSETTLED, VTP_KV_USED, VTP_KV_UNUSED };
+
 /* Where a slot's keys live. All strings are borrowed. */
 struct vtp_transit {
     struct vtp_http *http;
-    const char *namespace_; /* or NULL */
-    const char *mount;      /* Transit mount */
-    const char *kv_mount;   /* KV v2 mount, or NULL */
-    const char *kv_prefix;  /* path under kv_mount */
+    const char *namespace_;      /* or NULL */
+    const char *mount;           /* Transit mount */
+    const char *kv_mount;        /* KV v2 mount as configured, or NULL: read it with vtp_kv_mount */
+    const char *kv_prefix;       /* path under the KV mount */
+    struct vtp_kv_auto *kv_auto; /* kv_mount = auto, or NULL */
 };
+
+/* The KV v2 mount in use: the configured one, or the automatic one once settled and usable;
+ * NULL when there is none (yet). */
+const char *vtp_kv_mount(const struct vtp_transit *t);
+/* Decides kv_mount = auto once (later calls return at once): the candidate is used when it is a
+ * KV v2 mount whose vault-transit-pkcs11 directory the token may list. CKR_OK once decided
+ * either way; an error when Vault could not be asked (then it is asked again next time). */
+CK_RV vtp_kv_settle(const struct vtp_transit *t);
 
 struct vtp_transit_key {
     char *name;
@@ -29,6 +49,8 @@ struct vtp_transit_key {
     unsigned long min_encryption_version;
     bool deletion_allowed;
     bool supports_signing;
+    bool exportable;   /* its private key can be exported in plaintext (export/, backup/) */
+    bool imported;     /* imported_key: made outside Transit */
     unsigned char *spki; /* DER SubjectPublicKeyInfo of latest_version; NULL if none */
     size_t spki_len;
     char *birth; /* creation_time of the oldest version shown: a key deleted and made again under
@@ -95,7 +117,9 @@ CK_RV vtp_transit_random(const struct vtp_transit *t, unsigned char *out, size_t
 /* KV v2 under kv_mount/kv_prefix. path is relative to kv_prefix. */
 /* Read: *data = the secret's data object (new reference) or NULL if absent. */
 CK_RV vtp_kv_read(const struct vtp_transit *t, const char *path, json_t **data);
-CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data);
+/* cas < 0: unconditional; cas = 0: only if the path holds no live version (else
+ * VTP_ERR_CAS_MISMATCH, meaning "taken"); cas = N: only if N is its current version. */
+CK_RV vtp_kv_write(const struct vtp_transit *t, const char *path, json_t *data, long cas);
 /* Deletes all versions and metadata; absent is success. */
 CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path);
 /* Lists names under path; absent is success with *n = 0. */
@@ -126,9 +150,12 @@ struct vtp_transit_ops {
                      const unsigned char *ct, size_t ct_len, unsigned char **pt, size_t *pt_len);
     CK_RV (*random)(const struct vtp_transit *t, unsigned char *out, size_t len);
     CK_RV (*kv_read)(const struct vtp_transit *t, const char *path, json_t **data);
-    CK_RV (*kv_write)(const struct vtp_transit *t, const char *path, json_t *data);
+    CK_RV (*kv_write)(const struct vtp_transit *t, const char *path, json_t *data, long cas);
     CK_RV (*kv_delete)(const struct vtp_transit *t, const char *path);
     CK_RV (*kv_list)(const struct vtp_transit *t, const char *path, char ***names, size_t *n);
+    /* Is mount a KV v2 mount the token may use under kv_prefix? *usable says; an error only
+     * when Vault could not be asked. NULL in a fake: no KV. */
+    CK_RV (*kv_probe)(const struct vtp_transit *t, const char *mount, bool *usable);
 };
 const struct vtp_transit_ops *vtp_transit_real_ops(void);
 void vtp_transit_set_ops(const struct vtp_transit_ops *ops); /* NULL: the real operations */

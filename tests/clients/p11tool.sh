@@ -111,7 +111,10 @@ for n in "${NAMES[@]}"; do
 done
 case $ALL in
 *"Private key (EC/ECDSA-SECP256R1)"*) vtp_say "ok: listing names the P-256 curve" ;;
-*) vtp_fail "listing does not say EC/ECDSA-SECP256R1" ;;
+*)
+    printf '%s\n' "$ALL" | sed 's/^/  | /'
+    vtp_fail "listing does not say EC/ECDSA-SECP256R1"
+    ;;
 esac
 case $ALL in
 *"Private key (EC/ECDSA-SECP384R1)"*) vtp_say "ok: listing names the P-384 curve" ;;

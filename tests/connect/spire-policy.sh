@@ -78,10 +78,12 @@ write_conf "auth = token_file" "token_file = $VTP_TMP/vault-token"
 kid=$(cat /proc/sys/kernel/random/uuid)
 label="$kid.x509-CA-A.0123456789abcdef"
 idhex=$(printf '%s' "$label" | od -An -v -tx1 | tr -d ' \n')
-name="$PREFIX$label"
 vtp_conn_log_reset
 vtp_check "C_GenerateKeyPair EC P-256 with CKA_ID = CKA_LABEL = $label" "${P11[@]}" \
     --token-label "SPIRE CA" --keypairgen --key-type EC:prime256v1 --label "$label" --id "$idhex"
+# no KV store: the name is the label, .k<8 random hex>, and .u<usage> since pkcs11-tool asks
+# for CKA_DERIVE (src/kvstore.h)
+name=$(vtp_list "$M/keys" | grep -E "^$PREFIX${label//./\\.}\.k[0-9a-f]{8}(\.u[0-9a-f]{3})?$" || true)
 ktype=$(vtp_api GET "$M/keys/$name" | jq -r .data.type) ||
     vtp_fail "no Transit key $name: $(vtp_list "$M/keys" | grep "^$PREFIX" | tr '\n' ' ')"
 [ "$ktype" = ecdsa-p256 ] || vtp_fail "Transit key $name has type $ktype"

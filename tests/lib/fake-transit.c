@@ -260,9 +260,9 @@ static CK_RV f_kv_read(const struct vtp_transit *t, const char *path, json_t **d
     return CKR_OK;
 }
 
-static CK_RV f_kv_write(const struct vtp_transit *t, const char *path, json_t *data)
+static CK_RV f_kv_write(const struct vtp_transit *t, const char *path, json_t *data, long cas)
 {
-    (void)t, (void)path, (void)data;
+    (void)t, (void)path, (void)data, (void)cas;
     return VTP_ERR_DENIED;
 }
 

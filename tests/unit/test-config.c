@@ -79,7 +79,9 @@ static void test_defaults(void **state)
     assert_string_equal(s->name, "default");
     assert_string_equal(s->mount, "transit");
     assert_string_equal(s->key_prefix, "");
-    assert_null(s->kv_mount);
+    /* no [slot]: KV v2 secret/ when the token can use it (kv_mount = auto) */
+    assert_string_equal(s->kv_mount, "secret");
+    assert_true(s->kv_auto);
     assert_string_equal(s->kv_prefix, "vault-transit-pkcs11");
     assert_string_equal(s->label, "Vault Transit transit");
     assert_null(s->namespace_);
@@ -500,7 +502,14 @@ static void test_values_validated(void **state)
     cfg = parse_ok("[slot a]\nkey_prefix = team@a.b-\nkv_mount =\nkv_prefix =\n", false);
     assert_string_equal(cfg->slots[0].key_prefix, "team@a.b-");
     assert_null(cfg->slots[0].kv_mount);
+    assert_false(cfg->slots[0].kv_auto);
     assert_string_equal(cfg->slots[0].kv_prefix, "");
+    vtp_config_free(cfg);
+    cfg = parse_ok("[slot a]\nkv_mount = auto\n[slot b]\nkv_mount = kv\n", false);
+    assert_string_equal(cfg->slots[0].kv_mount, "secret");
+    assert_true(cfg->slots[0].kv_auto);
+    assert_string_equal(cfg->slots[1].kv_mount, "kv");
+    assert_false(cfg->slots[1].kv_auto);
     vtp_config_free(cfg);
 
     /* Addresses: URLs only, at most VTP_MAX_ADDRESSES. */

@@ -60,7 +60,7 @@ static void sleep_ms(long ms)
 
 /* --- vtp_batch_sign directly --- */
 
-static const struct vtp_transit transit = {NULL, NULL, "transit", NULL, NULL};
+static const struct vtp_transit transit = {NULL, NULL, "transit", NULL, NULL, NULL};
 static const struct vtp_sign_params ecdsa = {"sha2-256", true, NULL, -1};
 
 struct caller {
