@@ -1158,6 +1158,8 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         match = type == CKA_LABEL ? label_len == len && memcmp(shortname, value, len) == 0
                                   : id_len == len && (len == 0 || memcmp(id, value, len) == 0);
         free(id);
+        for (size_t j = 0; match && j < n_cand; j++)
+            match = strcmp(cand[j], s->names[i]) != 0; /* found by step 1 already */
         if (match && (cand[n_cand] = strdup(s->names[i])) != NULL)
             n_cand++;
     }

@@ -99,6 +99,17 @@ CK_RV vtp_object_create(struct vtp_session *s, CK_ATTRIBUTE_PTR tmpl, CK_ULONG c
     rv = check_cert_kind(tmpl, count);
     if (rv != CKR_OK)
         return rv;
+    {
+        const CK_ATTRIBUTE *tok = vtp_attr_find(tmpl, count, CKA_TOKEN);
+        if (tok == NULL || (tok->pValue != NULL && tok->ulValueLen == sizeof(CK_BBOOL) &&
+                            *(CK_BBOOL *)tok->pValue == CK_FALSE)) {
+            /* CKA_TOKEN defaults to FALSE: a session object, which would have to vanish with
+             * its session; certificates are kept in Vault, so they are token objects */
+            VTP_LOG_INFO("C_CreateObject without CKA_TOKEN = TRUE asks for a session object: "
+                         "not supported, certificates are token objects");
+            return CKR_TEMPLATE_INCONSISTENT;
+        }
+    }
     for (CK_ULONG i = 0; i < count; i++) {
         if (tmpl[i].pValue == NULL && tmpl[i].ulValueLen != 0) {
             VTP_LOG_INFO("%s: NULL value of %lu bytes", vtp_attr_name(tmpl[i].type),
@@ -190,6 +201,7 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
 {
     struct vtp_slot *slot = vtp_session_slot(s);
     const CK_ATTRIBUTE *id = NULL, *label = NULL;
+    const void *id_v, *label_v;
     struct vtp_obj o = {0};
     struct vtp_key *nk = NULL;
     struct vtp_cert *nc = NULL;
@@ -240,9 +252,12 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
     rv = need_kv(slot, "CKA_LABEL and CKA_ID");
     if (rv != CKR_OK)
         goto out;
+    /* given but empty ({NULL, 0}) is an empty value, not "unchanged" */
+    id_v = id == NULL ? NULL : id->pValue != NULL ? id->pValue : (const void *)"";
+    label_v = label == NULL ? NULL : label->pValue != NULL ? label->pValue : (const void *)"";
     if (o.key != NULL) {
-        rv = vtp_key_relabel(o.key, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                             label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nk);
+        rv = vtp_key_relabel(o.key, id_v, id ? id->ulValueLen : 0, label_v,
+                             label ? label->ulValueLen : 0, &nk);
         if (rv != CKR_OK)
             goto out;
         CK_ATTRIBUTE nid = {CKA_ID, nk->id, nk->id_len};
@@ -255,8 +270,8 @@ CK_RV vtp_object_set(struct vtp_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_PTR
             goto out;
         }
     } else {
-        rv = vtp_cert_relabel(o.cert, id ? id->pValue : NULL, id ? id->ulValueLen : 0,
-                              label ? label->pValue : NULL, label ? label->ulValueLen : 0, &nc);
+        rv = vtp_cert_relabel(o.cert, id_v, id ? id->ulValueLen : 0, label_v,
+                              label ? label->ulValueLen : 0, &nc);
         if (rv != CKR_OK)
             goto out;
         data = vtp_cert_to_json(nc);

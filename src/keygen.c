@@ -84,12 +84,6 @@ static CK_RV check_template(const CK_ATTRIBUTE *t, CK_ULONG n, const struct vtp_
             }
             continue;
         }
-        if (vtp_usage_bit(a->type, pub) == 0 && vtp_usage_bit(a->type, !pub) != 0) {
-            /* e.g. CKA_SIGN in the public template: not an attribute of it, and not shown */
-            VTP_LOG_INFO("%s is not an attribute of a %s key: ignored", vtp_attr_name(a->type),
-                         pub ? "public" : "private");
-            continue;
-        }
         rv = vtp_attr_given(proto, a, &kept);
         if (rv != CKR_OK)
             return rv;
@@ -432,16 +426,6 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     rv = vtp_key_build(tk, meta, vtp_slot_conf(slot)->key_prefix, &k);
     if (rv != CKR_OK)
         goto out;
-    if (meta == NULL && req.label != NULL && req.label->ulValueLen == 0) {
-        /* an empty label, which a name cannot carry, holds for this process */
-        char *l = strdup("");
-        if (l == NULL) {
-            rv = CKR_HOST_MEMORY;
-            goto out;
-        }
-        free(k->label);
-        k->label = l;
-    }
     vtp_cache_finish_key(vtp_slot_cache(slot), k);
     rv = vtp_cache_put(vtp_slot_cache(slot), k);
     if (rv != CKR_OK)

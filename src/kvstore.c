@@ -224,6 +224,8 @@ bad:
 /* ---------------------------------------------------------------------------------------- */
 /* Without KV: the name */
 
+#define NAME_MARK "p11-" /* before the random hex: names others made rarely have it */
+
 static bool word_char(int c)
 {
     return isalnum(c) || c == '_';
@@ -253,6 +255,11 @@ CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_AT
     size_t n;
 
     *out = NULL;
+    if (label != NULL && label->ulValueLen == 0) {
+        VTP_LOG_INFO("without a KV store an empty CKA_LABEL cannot be kept (the Transit key "
+                     "name carries the label); set kv_mount to keep it, or give none");
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
     if (has_label && !label_fits_name(label->pValue, llen)) {
         VTP_LOG_INFO("without a KV store, CKA_LABEL \"%.*s\" cannot be kept: it is kept in "
                      "the Transit key name, which allows letters, digits, '_', '-' and '.' "
@@ -260,8 +267,8 @@ CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_AT
                      (int)(llen > 64 ? 64 : llen), (const char *)label->pValue);
         return CKR_ATTRIBUTE_VALUE_INVALID;
     }
-    if (id_in_name && id->ulValueLen > 0 && (hex = vtp_hex_encode(id->pValue, id->ulValueLen)) ==
-                                                NULL)
+    if (id_in_name && id->ulValueLen > 0 &&
+        (hex = vtp_hex_encode(id->pValue, id->ulValueLen)) == NULL)
         return CKR_HOST_MEMORY;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         free(hex);
@@ -275,9 +282,9 @@ CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_AT
         free(hex);
         return CKR_HOST_MEMORY;
     }
-    snprintf(name, n, "%s%.*s%s%02x%02x%02x%02x%s%s%s", prefix, (int)llen,
-             has_label ? (const char *)label->pValue : "", has_label ? ".k" : "key-", rnd[0],
-             rnd[1], rnd[2], rnd[3], utag, id_in_name ? ".i" : "", hex ? hex : "");
+    snprintf(name, n, "%s%.*s%s" NAME_MARK "%02x%02x%02x%02x%s%s%s", prefix, (int)llen,
+             has_label ? (const char *)label->pValue : "", has_label ? "." : "", rnd[0], rnd[1],
+             rnd[2], rnd[3], utag, id_in_name ? ".i" : "", hex ? hex : "");
     free(hex);
     *out = name;
     return CKR_OK;
@@ -294,17 +301,19 @@ static bool is_hex(const char *p, size_t n)
 bool vtp_name_decode(const char *shortname, size_t *label_len, unsigned char **id,
                      size_t *id_len, long *usage)
 {
-    size_t n = strlen(shortname), end = n;
-    const char *dot_i = NULL;
+    const size_t mark = strlen(NAME_MARK) + 8; /* "p11-" and 8 hex */
+    size_t n = strlen(shortname), end = n, llen;
+    const char *hex_id = NULL;
+    long u = -1;
 
     *id = NULL;
     *id_len = 0;
     *usage = -1;
-    /* optional ".i<hex>" at the end */
+    /* from the end: an optional ".i<hex>", then an optional ".u<3 hex>" */
     for (size_t i = n; i >= 2; i--) {
         if (shortname[i - 2] == '.' && shortname[i - 1] == 'i') {
-            if (is_hex(shortname + i, n - i) && (n - i) % 2 == 0) {
-                dot_i = shortname + i - 2;
+            if ((n - i) % 2 == 0 && is_hex(shortname + i, n - i)) {
+                hex_id = shortname + i;
                 end = i - 2;
             }
             break;
@@ -312,33 +321,37 @@ bool vtp_name_decode(const char *shortname, size_t *label_len, unsigned char **i
         if (!isxdigit((unsigned char)shortname[i - 1]))
             break;
     }
-    /* then an optional ".u<3 hex>" */
-    if (end >= 15 && shortname[end - 5] == '.' && shortname[end - 4] == 'u' &&
+    if (end >= 5 && shortname[end - 5] == '.' && shortname[end - 4] == 'u' &&
         is_hex(shortname + end - 3, 3)) {
-        *usage = strtol(shortname + end - 3, NULL, 16) & VTP_USE_ALL;
+        u = strtol(shortname + end - 3, NULL, 16);
+        if (u > VTP_USE_ALL)
+            return false;
         end -= 5;
     }
-    /* then ".k<8 hex>" (a label) or "key-<8 hex>" (none) */
-    if (end >= 10 && shortname[end - 10] == '.' && shortname[end - 9] == 'k' &&
-        is_hex(shortname + end - 8, 8) && end > 10) {
-        *label_len = end - 10;
-    } else if (end == 12 && strncmp(shortname, "key-", 4) == 0 && is_hex(shortname + 4, 8)) {
-        *label_len = end;
-    } else {
+    /* then "<label>.p11-<8 hex>", or "p11-<8 hex>" alone (no label given: it is the label) */
+    if (end < mark || strncmp(shortname + end - mark, NAME_MARK, strlen(NAME_MARK)) != 0 ||
+        !is_hex(shortname + end - 8, 8))
         return false;
-    }
-    if (dot_i != NULL && dot_i[2] == '\0') {
-        *id = malloc(1); /* an empty ID */
-        return *id != NULL;
-    }
-    if (dot_i != NULL && !vtp_hex_decode(dot_i + 2, id, id_len))
+    if (end == mark)
+        llen = end;
+    else if (end > mark + 1 && shortname[end - mark - 1] == '.')
+        llen = end - mark - 1;
+    else
         return false;
-    if (dot_i == NULL) {
-        /* the ID is the label */
-        if (*label_len == 0 || (*id = malloc(*label_len)) == NULL)
+    if (hex_id != NULL && *hex_id == '\0') {
+        if ((*id = malloc(1)) == NULL) /* an empty ID */
             return false;
-        memcpy(*id, shortname, *label_len);
-        *id_len = *label_len;
+    } else if (hex_id != NULL) {
+        if (!vtp_hex_decode(hex_id, id, id_len))
+            return false;
+    } else {
+        /* the ID is the label */
+        if ((*id = malloc(llen)) == NULL)
+            return false;
+        memcpy(*id, shortname, llen);
+        *id_len = llen;
     }
+    *label_len = llen;
+    *usage = u;
     return true;
 }

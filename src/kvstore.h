@@ -50,13 +50,12 @@ json_t *vtp_cert_to_json(const struct vtp_cert *c);
 CK_RV vtp_cert_from_json(const json_t *data, const char *kv_name, struct vtp_cert **out);
 
 /* Without KV, a key the module makes carries what it was given in its name:
- *   <key_prefix><label>.k<8 hex>[.u<3 hex>][.i<hex ID>]
- *   <key_prefix>key-<8 hex>[.u<3 hex>][.i<hex ID>]          (no label given)
+ *   <key_prefix><label>.p11-<8 hex>[.u<3 hex>][.i<hex ID>]
+ *   <key_prefix>p11-<8 hex>[.u<3 hex>][.i<hex ID>]          (no label given: this is its label)
  * ".u": the usage mask when it is not the type's default; ".i": the ID when it is not the
- * label.
- * The 8 random hex digits make every name new, so two generations never share a key. A label
- * is kept only if it is a valid Transit name part (letters, digits, '_', '-', '.', starting and
- * ending with a letter, digit or '_'). */
+ * label. The 8 random hex digits make every name new, so two generations never share a key.
+ * A label is kept only if it is a valid Transit name part (letters, digits, '_', '-', '.',
+ * starting and ending with a letter, digit or '_'); an empty one cannot be kept. */
 /* The name for a new key; *out NULL (CKR_ATTRIBUTE_VALUE_INVALID) when the label cannot be
  * kept so. */
 CK_RV vtp_name_encode(const char *prefix, const CK_ATTRIBUTE *label, const CK_ATTRIBUTE *id,

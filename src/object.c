@@ -169,7 +169,13 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
     if (plen > 0 && strncmp(k->name, name_prefix, plen) == 0 && k->name[plen] != '\0')
         shortname = k->name + plen;
     (void)vtp_kv_meta_fields(meta, &hex, &label, &usage);
-    if (hex != NULL && hex[0] != '\0') {
+    if (hex != NULL && hex[0] == '\0') {
+        k->id = malloc(1); /* an empty ID, as given */
+        if (k->id == NULL)
+            return CKR_HOST_MEMORY;
+        k->id_len = 0;
+        k->id_stored = true;
+    } else if (hex != NULL) {
         if (!vtp_hex_decode(hex, &k->id, &k->id_len)) {
             VTP_LOG_WARN("key %s: stored id is not hex, using the default id", k->name);
             k->id = NULL;

@@ -22,6 +22,7 @@
 
 #include <openssl/evp.h>
 
+#include "kvstore.h"
 #include "util.h"
 #include "vault/errkind.h"
 #include "vault/transit.h"
@@ -1031,9 +1032,98 @@ static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char **
     return rv;
 }
 
+/* Does caps (a capabilities list) hold one of want (NULL-terminated), or "root"? */
+static bool has_cap(const json_t *caps, const char *const *want)
+{
+    size_t i;
+    const json_t *c;
+
+    json_array_foreach(caps, i, c)
+    {
+        const char *v = json_string_value(c);
+        if (v == NULL)
+            continue;
+        if (strcmp(v, "root") == 0)
+            return true;
+        for (const char *const *w = want; *w != NULL; w++)
+            if (strcmp(v, *w) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* An answer that says nothing about what the token may do in KV: no usable server, a mount
+ * or namespace missing, or a token the server did not take. */
+static bool kv_ask_again(CK_RV kind)
+{
+    return kind == VTP_ERR_UNAVAILABLE || kind == VTP_ERR_MISCONFIGURED ||
+           kind == VTP_ERR_TOKEN_INVALID;
+}
+
+/* May the token write entries under <kv_prefix>/<transit mount>/ and list them? From
+ * sys/capabilities-self (in the default policy); if the token may not ask that, a LIST of the
+ * directory decides (read access only). CKR_OK with *ok set, or an error to ask again later. */
+static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
+{
+    static const char *const write[] = {"create", "update", NULL};
+    static const char *const read[] = {"read", NULL};
+    static const char *const list[] = {"list", NULL};
+    struct vtp_http_resp resp = {0};
+    char *rel = vtp_kv_meta_dir(t), *entry = NULL, *dir = NULL, *entry_rel = NULL;
+    json_t *body = NULL;
+    const json_t *d;
+    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+
+    *ok = false;
+    entry_rel = rel != NULL ? vtp_join3(rel, "/", "vtp-probe") : NULL;
+    entry = entry_rel != NULL ? kv_path_in(t, mount, "data", entry_rel) : NULL;
+    dir = rel != NULL ? kv_path_in(t, mount, "metadata", rel) : NULL;
+    body = json_pack("{s:[s,s]}", "paths", entry ? entry : "", dir ? dir : "");
+    if (entry == NULL || dir == NULL || body == NULL)
+        goto out;
+    rv = call(t, "POST", "sys/capabilities-self", body, false, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_OK) {
+        d = resp_data(&resp) != NULL ? resp_data(&resp) : resp.json;
+        *ok = has_cap(json_object_get(d, entry), write) &&
+              has_cap(json_object_get(d, entry), read) &&
+              has_cap(json_object_get(d, dir), list);
+        if (!*ok)
+            VTP_LOG_INFO("KV: this token may not write and list %s/%s/%s/", mount, t->kv_prefix,
+                         rel);
+        goto out;
+    }
+    if (kv_ask_again(vrv)) {
+        rv = vrv;
+        goto out;
+    }
+    /* no capabilities-self for this token: can it list the directory? */
+    vtp_http_resp_clear(&resp);
+    rv = call(t, "LIST", dir, NULL, true, &resp, &vrv);
+    if (rv != CKR_OK)
+        goto out;
+    if (vrv == CKR_OK || vrv == VTP_ERR_KEY_MISSING)
+        *ok = true;
+    else if (kv_ask_again(vrv))
+        rv = vrv;
+    else
+        VTP_LOG_INFO("KV: this token may not list %s", dir);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(body);
+    free(rel);
+    free(entry_rel);
+    free(entry);
+    free(dir);
+    return rv;
+}
+
 /* sys/internal/ui/mounts/<mount> says what a mount is to any token that may use a path in it
- * (the Vault CLI asks it to tell KV v1 from v2); a LIST of our directory says whether we may
- * read there. */
+ * (the Vault CLI asks it to tell KV v1 from v2); then kv_access says whether this token may
+ * keep entries there. "Not usable" is settled only on an answer that says so (a 403 for the
+ * mount, not a mount, not KV v2, no access); a server that could not answer, or a token it
+ * did not take, leaves it to be asked again. */
 static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool *usable)
 {
     struct vtp_http_resp resp = {0};
@@ -1049,7 +1139,7 @@ static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool 
     rv = call(t, "GET", p, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
-    if (vrv == VTP_ERR_UNAVAILABLE || vrv == VTP_ERR_MISCONFIGURED) {
+    if (kv_ask_again(vrv) || vrv == VTP_ERR_FAILED) {
         rv = vrv; /* no answer to go by: ask again later */
         goto out;
     }
@@ -1058,33 +1148,14 @@ static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool 
         type = json_string_value(json_object_get(d, "type"));
         version = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
     }
-    if (type == NULL || strcmp(type, "kv") != 0 || version == NULL || strcmp(version, "2") != 0) {
-        VTP_LOG_INFO("KV: %s/ is %s%s%s", mount,
-                     vrv != CKR_OK ? "not a mount this token may use"
-                     : type == NULL ? "not a mount"
-                     : strcmp(type, "kv") != 0 ? "a mount of type " : "KV version ",
-                     vrv != CKR_OK || type == NULL ? "" : strcmp(type, "kv") != 0 ? type : "",
-                     vrv != CKR_OK || type == NULL || strcmp(type, "kv") != 0
-                         ? ""
-                         : (version != NULL ? version : "1"));
-        goto out;
-    }
-    vtp_http_resp_clear(&resp);
-    free(p);
-    p = kv_path_in(t, mount, "metadata", "");
-    if (p == NULL) {
-        rv = CKR_HOST_MEMORY;
-        goto out;
-    }
-    rv = call(t, "LIST", p, NULL, true, &resp, &vrv);
-    if (rv != CKR_OK)
-        goto out;
-    if (vrv == CKR_OK || vrv == VTP_ERR_KEY_MISSING) {
-        *usable = true;
-    } else if (vrv == VTP_ERR_UNAVAILABLE || vrv == VTP_ERR_MISCONFIGURED) {
-        rv = vrv;
+    if (vrv != CKR_OK) {
+        VTP_LOG_INFO("KV: %s/ is not a mount this token may use", mount);
+    } else if (type == NULL || strcmp(type, "kv") != 0) {
+        VTP_LOG_INFO("KV: %s/ is a mount of type %s", mount, type ? type : "?");
+    } else if (version == NULL || strcmp(version, "2") != 0) {
+        VTP_LOG_INFO("KV: %s/ is KV version %s", mount, version ? version : "1");
     } else {
-        VTP_LOG_INFO("KV: this token may not list %s", p);
+        rv = kv_access(t, mount, usable);
     }
 out:
     vtp_http_resp_clear(&resp);

@@ -126,6 +126,25 @@ grep -q "certificates cannot be stored (set kv_mount" "$log" ||
     vtp_fail "no log line saying why the certificate was refused"
 vtp_say "ok: the certificate is refused with a log line that says what to configure"
 
+# --- 2b. a token with the project's KV policy (conf/policies/kv-certs.hcl) uses KV ---
+vtp_say "2b. a token limited to transit/ and conf/policies/kv-certs.hcl"
+vtp_check "policy kv-certs.hcl" vtp_api PUT "sys/policies/acl/${VTP_TEST_PREFIX}kvcerts" \
+    "$(jq -n --rawfile p "$VTP_SRCDIR/conf/policies/kv-certs.hcl" '{policy:$p}')"
+vtp_check "a token with both policies" vtp_api POST auth/token/create \
+    "$(jq -n --arg a "${VTP_TEST_PREFIX}nokv" --arg b "${VTP_TEST_PREFIX}kvcerts" \
+        '{policies:[$a, $b], ttl:"1h"}')"
+kv_token=$(jq -r .auth.client_token <<<"$VTP_LAST_OUT")
+: >"$log"
+label4="${VTP_TEST_PREFIX}kvpol-$(vtp_random_hex 3)"
+VAULT_TOKEN=$kv_token vtp_check "generate with --id 0f0f and a label" \
+    "${P11L[@]}" --keypairgen --key-type EC:prime256v1 --label "$label4" --id 0f0f
+grep -q "kv_mount = auto: IDs, labels and certificates are kept in KV v2 secret" "$log" ||
+    vtp_fail "with kv-certs.hcl the module did not use secret/: $(grep -i kv "$log" | tail -n 5)"
+vtp_check "its KV v2 entry exists" vtp_api GET "secret/data/vault-transit-pkcs11/transit/$label4"
+[ "$(jq -r .data.data.id <<<"$VTP_LAST_OUT")" = 0f0f ] || vtp_fail "KV entry: $VTP_LAST_OUT"
+vtp_say "ok: a token with kv-certs.hcl keeps IDs in secret/ with no config file"
+vtp_api DELETE "sys/policies/acl/${VTP_TEST_PREFIX}kvcerts" >/dev/null || true
+
 # --- 3. generations with the same label at the same time ---
 for mode in kv nokv; do
     tok=$VAULT_TOKEN m=1

@@ -81,9 +81,9 @@ idhex=$(printf '%s' "$label" | od -An -v -tx1 | tr -d ' \n')
 vtp_conn_log_reset
 vtp_check "C_GenerateKeyPair EC P-256 with CKA_ID = CKA_LABEL = $label" "${P11[@]}" \
     --token-label "SPIRE CA" --keypairgen --key-type EC:prime256v1 --label "$label" --id "$idhex"
-# no KV store: the name is the label, .k<8 random hex>, and .u<usage> since pkcs11-tool asks
+# no KV store: the name is the label, .p11-<8 random hex>, and .u<usage> since pkcs11-tool asks
 # for CKA_DERIVE (src/kvstore.h)
-name=$(vtp_list "$M/keys" | grep -E "^$PREFIX${label//./\\.}\.k[0-9a-f]{8}(\.u[0-9a-f]{3})?$" || true)
+name=$(vtp_list "$M/keys" | grep -E "^$PREFIX${label//./\\.}\.p11-[0-9a-f]{8}(\.u[0-9a-f]{3})?$" || true)
 ktype=$(vtp_api GET "$M/keys/$name" | jq -r .data.type) ||
     vtp_fail "no Transit key $name: $(vtp_list "$M/keys" | grep "^$PREFIX" | tr '\n' ' ')"
 [ "$ktype" = ecdsa-p256 ] || vtp_fail "Transit key $name has type $ktype"

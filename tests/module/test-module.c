@@ -791,7 +791,9 @@ static void lifecycle_checks(const unsigned char *id, const char *label, EVP_PKE
         CK_ATTRIBUTE newl[] = {{CKA_LABEL, "renamed cert", 12}};
         CK_ATTRIBUTE bylabel[] = {{CKA_LABEL, "renamed cert", 12}};
         CK_ATTRIBUTE get[] = {{CKA_VALUE, value, sizeof(value)}, {CKA_SUBJECT, subj, sizeof(subj)}};
-        CK_ATTRIBUTE junk[] = {{CKA_CLASS, &cc, sizeof(cc)}, {CKA_VALUE, "not a cert", 10}};
+        CK_ATTRIBUTE junk[] = {{CKA_CLASS, &cc, sizeof(cc)},
+                               {CKA_VALUE, "not a cert", 10},
+                               {CKA_TOKEN, &t, sizeof(t)}};
 
         X509_set_version(x, 2);
         ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
@@ -805,7 +807,12 @@ static void lifecycle_checks(const unsigned char *id, const char *label, EVP_PKE
         der_len = i2d_X509(x, &der);
         ctmpl[5].pValue = der;
         ctmpl[5].ulValueLen = (CK_ULONG)der_len;
-        CHECK_RV(f->C_CreateObject(s, junk, 2, &cert), CKR_ATTRIBUTE_VALUE_INVALID);
+        CHECK_RV(f->C_CreateObject(s, junk, 3, &cert), CKR_ATTRIBUTE_VALUE_INVALID);
+        {
+            /* without CKA_TOKEN: a session object, which is refused (it was kept for good) */
+            CK_ATTRIBUTE notok[] = {ctmpl[0], ctmpl[1], ctmpl[5]};
+            CHECK_RV(f->C_CreateObject(s, notok, 3, &cert), CKR_TEMPLATE_INCONSISTENT);
+        }
         CHECK_RV(f->C_CreateObject(s, ctmpl, 6, &cert), CKR_OK);
         CHECK(find(s, byid, 2, found, 8) == 1 && found[0] == cert, "certificate found by id");
         CHECK_RV(f->C_GetAttributeValue(s, cert, get, 2), CKR_OK);

@@ -654,13 +654,13 @@ jwt_signed_by() {
 }
 
 # expect_keys NAMESPACE IDS...: Transit has exactly one key <prefix><NAMESPACE><id>.<16 hex>
-# (then .k<8 hex>: without a KV store the module makes every name new, src/kvstore.h) for each id, and no other key in NAMESPACE; prints the names (prefix: $KPFX, or the servers')
+# (then .p11-<8 hex>: without a KV store the module makes every name new, src/kvstore.h) for each id, and no other key in NAMESPACE; prints the names (prefix: $KPFX, or the servers')
 expect_keys() {
     local ns=$1 id keys k found pfx=${KPFX:-$MODPREFIX}
     shift
     keys=$(transit_keys "$ns")
     for id in "$@"; do
-        found=$(grep -Ec "^$pfx${ns//./\\.}$id\.[0-9a-f]{16}(\.k[0-9a-f]{8})?$" <<<"$keys" || true)
+        found=$(grep -Ec "^$pfx${ns//./\\.}$id\.[0-9a-f]{16}(\.p11-[0-9a-f]{8})?$" <<<"$keys" || true)
         [ "$found" = 1 ] || { echo "want one key $pfx$ns$id.<16 hex>, found $found in:"; echo "$keys"; return 1; }
     done
     [ "$(grep -c . <<<"$keys")" = $# ] || { echo "want $# keys in $pfx$ns, found:"; echo "$keys"; return 1; }
@@ -668,7 +668,7 @@ expect_keys() {
 }
 
 key_named() { # key_named NAMESPACE ID: the current Transit key of ID (prefix as for expect_keys)
-    transit_keys "$1" | grep -E "^${KPFX:-$MODPREFIX}${1//./\\.}$2\.[0-9a-f]{16}(\.k[0-9a-f]{8})?$" | tail -n 1
+    transit_keys "$1" | grep -E "^${KPFX:-$MODPREFIX}${1//./\\.}$2\.[0-9a-f]{16}(\.p11-[0-9a-f]{8})?$" | tail -n 1
 }
 
 check_types() { # check_types TYPE KEYS...: Transit's type of each key is TYPE
@@ -820,14 +820,14 @@ p11_objects() {
         { echo "$listing"; return 1; }
     for k in $(transit_keys); do
         label=${k#"$MODPREFIX"}
-        label=${label%.k[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]} # no KV
+        label=${label%.p11-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]} # no KV
         id=$(printf %s "$label" | od -An -tx1 | tr -d ' \n')
         vtp_listing_has "$listing" "Public Key" "$label" "$id" ||
             { echo "no public key object with CKA_LABEL and CKA_ID $label in:"; echo "$listing"; return 1; }
     done
 }
 if [ "$KM" = pkcs11 ]; then
-    vtp_check "pkcs11-tool: each key is a public key object with CKA_LABEL = CKA_ID = its name (less .k<8 hex>)" \
+    vtp_check "pkcs11-tool: each key is a public key object with CKA_LABEL = CKA_ID = its name (less .p11-<8 hex>)" \
         p11_objects
 fi
 
