@@ -1108,6 +1108,17 @@ static bool memo_has(const struct vtp_snapshot *s, const char *m)
     return false;
 }
 
+/* Adds key name to the candidates of a search unless it is there already or not listed. */
+static void add_candidate(const struct vtp_snapshot *s, char **cand, size_t *n, size_t max,
+                          const char *name)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(cand[i], name) == 0)
+            return; /* the key named after the value may be in the index too */
+    if (*n < max && has_name(s, name) && (cand[*n] = strdup(name)) != NULL)
+        (*n)++;
+}
+
 CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void *value,
                         size_t len)
 {
@@ -1158,33 +1169,31 @@ CK_RV vtp_cache_resolve(struct vtp_cache *c, CK_ATTRIBUTE_TYPE type, const void 
         match = type == CKA_LABEL ? label_len == len && memcmp(shortname, value, len) == 0
                                   : id_len == len && (len == 0 || memcmp(id, value, len) == 0);
         free(id);
-        for (size_t j = 0; match && j < n_cand; j++)
-            match = strcmp(cand[j], s->names[i]) != 0; /* found by step 1 already */
-        if (match && (cand[n_cand] = strdup(s->names[i])) != NULL)
-            n_cand++;
+        if (match)
+            add_candidate(s, cand, &n_cand, VTP_ARRAY_SIZE(cand), s->names[i]);
     }
-    /* 3. The keys the KV index names for it. */
+    /* 3. The keys the KV index names for it: its entries, and the older one document. */
     if (vtp_kv_mount(t) != NULL) {
-        char *path = vtp_kv_index_path(t, type, value, len);
+        char *path = vtp_kv_index_path(t, type, value, len), **entries = NULL;
+        size_t n_entries = 0;
         const char *k;
         json_t *v;
         if (path == NULL) {
             rv = CKR_HOST_MEMORY;
             goto out;
         }
-        rv = vtp_kv_read(t, path, &index);
+        rv = vtp_kv_list(t, path, &entries, &n_entries);
+        if (rv == CKR_OK)
+            rv = vtp_kv_read(t, path, &index);
         free(path);
+        for (size_t i = 0; rv == CKR_OK && i < n_entries; i++)
+            add_candidate(s, cand, &n_cand, VTP_ARRAY_SIZE(cand), entries[i]);
+        vtp_strv_free(entries, n_entries);
         if (rv != CKR_OK)
             goto out;
         json_object_foreach(index, k, v)
         {
-            bool seen = false;
-            /* the key named after the value may be in the index too: load each key once */
-            for (size_t i = 0; i < n_cand && !seen; i++)
-                seen = strcmp(cand[i], k) == 0;
-            if (!seen && n_cand < VTP_ARRAY_SIZE(cand) && has_name(s, k) &&
-                (cand[n_cand] = strdup(k)) != NULL)
-                n_cand++;
+            add_candidate(s, cand, &n_cand, VTP_ARRAY_SIZE(cand), k);
         }
     }
     for (size_t i = 0; i < n_cand; i++) {

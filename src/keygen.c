@@ -353,6 +353,19 @@ static CK_RV choose_name(struct vtp_session *s, const struct gen_req *req, char 
     return rv;
 }
 
+/* Adds (or drops) the index entries of a new key's CKA_ID and CKA_LABEL. */
+static CK_RV index_key(const struct vtp_transit *t, const struct gen_req *req, const char *name,
+                       bool add)
+{
+    CK_RV rv = CKR_OK, rv2 = CKR_OK;
+
+    if (req->id != NULL)
+        rv = vtp_kv_index(t, CKA_ID, req->id->pValue, req->id->ulValueLen, name, add);
+    if (req->label != NULL)
+        rv2 = vtp_kv_index(t, CKA_LABEL, req->label->pValue, req->label->ulValueLen, name, add);
+    return rv != CKR_OK ? rv : rv2;
+}
+
 /* Drops the KV entry choose_name wrote when no key came of it. */
 static void unclaim(const struct vtp_transit *t, const char *name)
 {
@@ -399,29 +412,28 @@ CK_RV vtp_keygen_pair(struct vtp_session *s, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     rv = choose_name(s, &req, &name, &meta);
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_create_key(t, name, req.kt->transit_type, &tk);
-    if (rv != CKR_OK) {
-        VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
-                    vtp_rv_name(rv));
-        if (meta != NULL)
-            unclaim(t, name);
+    /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all; it is
+     * written before the key is made, like the claim */
+    if (meta != NULL && (rv = index_key(t, &req, name, true)) != CKR_OK) {
+        (void)index_key(t, &req, name, false);
+        unclaim(t, name);
         goto out;
     }
-    if (tk->type == NULL || strcmp(tk->type, req.kt->transit_type) != 0) {
+    rv = vtp_transit_create_key(t, name, req.kt->transit_type, &tk);
+    if (rv == CKR_OK && (tk->type == NULL || strcmp(tk->type, req.kt->transit_type) != 0)) {
         /* made by someone else between our read and our create: not ours to delete */
         VTP_LOG_ERR("Transit key %s exists with type %s", name, tk->type ? tk->type : "?");
-        if (meta != NULL)
-            unclaim(t, name);
         rv = CKR_FUNCTION_FAILED;
-        goto out;
+    } else if (rv != CKR_OK) {
+        VTP_LOG_ERR("creating Transit key %s (%s) failed: %s", name, req.kt->transit_type,
+                    vtp_rv_name(rv));
     }
-    if (meta != NULL) {
-        /* the index lets a search by CKA_ID or CKA_LABEL find this key without reading all */
-        if (req.id != NULL)
-            (void)vtp_kv_index(t, CKA_ID, req.id->pValue, req.id->ulValueLen, name, true);
-        if (req.label != NULL)
-            (void)vtp_kv_index(t, CKA_LABEL, req.label->pValue, req.label->ulValueLen, name,
-                               true);
+    if (rv != CKR_OK) {
+        if (meta != NULL) {
+            (void)index_key(t, &req, name, false);
+            unclaim(t, name);
+        }
+        goto out;
     }
     rv = vtp_key_build(tk, meta, vtp_slot_conf(slot)->key_prefix, &k);
     if (rv != CKR_OK)

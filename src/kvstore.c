@@ -98,37 +98,36 @@ char *vtp_kv_index_path(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, con
 }
 
 CK_RV vtp_kv_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
-                      size_t len, const char *name, bool add)
+                   size_t len, const char *name, bool add)
 {
-    char *path;
+    char *dir, *path = NULL;
     json_t *data = NULL;
-    CK_RV rv;
+    CK_RV rv = CKR_HOST_MEMORY;
 
     if (vtp_kv_mount(t) == NULL)
         return CKR_OK;
-    path = vtp_kv_index_path(t, type, value, len);
+    dir = vtp_kv_index_path(t, type, value, len);
+    path = dir != NULL ? vtp_join3(dir, "/", name) : NULL;
     if (path == NULL)
-        return CKR_HOST_MEMORY;
-    rv = vtp_kv_read(t, path, &data);
-    if (rv != CKR_OK)
         goto out;
-    if (data == NULL && !add)
-        goto out;
-    if (data == NULL && (data = json_object()) == NULL) {
-        rv = CKR_HOST_MEMORY;
+    if (!add) {
+        rv = vtp_kv_delete(t, path);
         goto out;
     }
-    if (add ? json_object_set_new(data, name, json_string("key")) != 0
-            : json_object_del(data, name) != 0) {
-        rv = add ? CKR_HOST_MEMORY : CKR_OK; /* nothing to drop */
+    /* one entry per key, made with check-and-set 0: concurrent generations never lose each
+     * other's entries (one document for all would need a read-modify-write) */
+    data = json_pack("{s:i,s:s}", "format", VTP_KV_FORMAT, "key", name);
+    if (data == NULL)
         goto out;
-    }
-    rv = json_object_size(data) > 0 ? vtp_kv_write(t, path, data, -1) : vtp_kv_delete(t, path);
+    rv = vtp_kv_write(t, path, data, 0);
+    if (rv == VTP_ERR_CAS_MISMATCH)
+        rv = CKR_OK; /* there already */
 out:
     if (rv != CKR_OK)
         VTP_LOG_WARN("index of %s for key %s not updated: %s",
                      type == CKA_LABEL ? "labels" : "IDs", name, vtp_rv_name(rv));
     json_decref(data);
+    free(dir);
     free(path);
     return rv;
 }

@@ -14,8 +14,12 @@
 /* Layout under <kv_mount>/{data,metadata}/<kv_prefix>/, format VTP_KV_FORMAT:
  *   <mount>/<key name>          {"format":1, "id":"<hex>", "label":"<UTF-8>", "usage":<mask>}
  *                               (each optional; usage: VTP_USE_* when not the type's default)
- *   <mount>/index/label/<hex>   {"<key name>":"key", ...}  keys with that CKA_LABEL ("-": empty)
- *   <mount>/index/id/<hex>      the same for CKA_ID
+ *   <mount>/index/label/<hex>/<key name>   {"format":1, "key":"<key name>"}: one entry per
+ *                               key with that CKA_LABEL (<hex> "-": empty), made with
+ *                               check-and-set 0 and found with a LIST
+ *   <mount>/index/id/<hex>/<key name>      the same for CKA_ID
+ *   (<mount>/index/{label,id}/<hex> as one document {"<key name>":"key", ...} is the older
+ *   index, still read)
  *   certs/<mount>/<name>        {"value":"<b64 DER>", "id", "label", "subject", "issuer",
  *                                "serial" (b64)}
  * where <mount> is the Transit mount. A key's entry is written with check-and-set 0 before its
@@ -37,7 +41,8 @@ json_t *vtp_kv_meta_new(const CK_ATTRIBUTE *id, const CK_ATTRIBUTE *label, long 
 bool vtp_kv_meta_fields(const json_t *meta, const char **hex_id, const char **label,
                         long *usage);
 
-/* KV index of labels and IDs (no-op without KV): add or drop key name under a value. */
+/* KV index of labels and IDs (no-op without KV): add or drop the entry of key name under a
+ * value. vtp_kv_index_path is the directory of a value's entries (and the older document). */
 CK_RV vtp_kv_index(const struct vtp_transit *t, CK_ATTRIBUTE_TYPE type, const void *value,
                    size_t len, const char *name, bool add);
 

@@ -640,6 +640,66 @@ static void usage_and_transit_flags(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
+struct gen_arg {
+    const char *label;
+    int n;
+    CK_RV rv;
+};
+
+static void *gen_thread(void *p)
+{
+    struct gen_arg *g = p;
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE pub, priv;
+    unsigned char id[2] = {0xc0, (unsigned char)g->n};
+
+    g->rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (g->rv == CKR_OK)
+        g->rv = generate(s, &specs[0], g->label, id, sizeof(id), &pub, &priv);
+    return NULL;
+}
+
+/* Eight generations with one label at once: each makes its own Transit key, and a fresh start
+ * finds all eight by that label (through the KV index). Before 2026-12-01 the index was one
+ * document rewritten by each generation, and a new process found 6 of 8. */
+static void concurrent_generations_indexed(void)
+{
+    enum { N = 8 };
+    char label[64];
+    pthread_t th[N];
+    struct gen_arg ga[N];
+    CK_OBJECT_CLASS pc = CKO_PRIVATE_KEY;
+    CK_OBJECT_HANDLE found[2 * N];
+    CK_SESSION_HANDLE s;
+
+    snprintf(label, sizeof(label), "mtconc-%d", (int)getpid());
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    for (int i = 0; i < N; i++) {
+        ga[i] = (struct gen_arg){label, i, CKR_GENERAL_ERROR};
+        pthread_create(&th[i], NULL, gen_thread, &ga[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(ga[i].rv == CKR_OK, "generation %d: %s", i, vtp_rv_name(ga[i].rv));
+    }
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
+        CK_ULONG n = find(s, t, 2, found, 2 * N);
+        CHECK(n == N, "a fresh start finds %lu of %d keys labelled %s", n, N, label);
+        for (CK_ULONG i = 0; i < n; i++)
+            CHECK_RV(f->C_DestroyObject(s, found[i]), CKR_OK);
+    }
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 /* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
 /* A label that is also the key's Transit name (behind the slot's prefix) is found both by name
  * and through the KV index: a fresh process's search by it, and by the ID, must still show the
@@ -1193,6 +1253,7 @@ int main(void)
     search_shows_key_once();
     recreated_key_invalidates_handles();
     usage_and_transit_flags();
+    concurrent_generations_indexed();
     lifecycle_checks(ids[0], labels[0], pks[0]);
     REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
