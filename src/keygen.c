@@ -473,8 +473,9 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         return CKR_SESSION_READ_ONLY;
     }
     if (o.cert != NULL) {
+        /* C_DestroyObject's list has no CKR_USER_NOT_LOGGED_IN */
         rv = vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)
-                 ? CKR_USER_NOT_LOGGED_IN
+                 ? CKR_ACTION_PROHIBITED
                  : vtp_edit_destroy_cert(s, o.cert);
         vtp_obj_release(&o);
         return rv;
@@ -487,7 +488,8 @@ CK_RV vtp_keygen_destroy(struct vtp_session *s, CK_OBJECT_HANDLE h)
         goto out;
     }
     if (vtp_slot_login_required(slot) && !vtp_slot_is_logged_in(slot)) {
-        rv = CKR_USER_NOT_LOGGED_IN;
+        VTP_LOG_INFO("slot %s: destroying a key needs a login", vtp_slot_conf(slot)->name);
+        rv = CKR_ACTION_PROHIBITED; /* C_DestroyObject's list has no CKR_USER_NOT_LOGGED_IN */
         goto out;
     }
     /* Destroying either half deletes the Transit key, and so both objects. */
