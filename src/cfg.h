@@ -58,7 +58,7 @@ struct vtp_slot_conf {
     bool kv_auto;     /* kv_mount = auto (the default slot's default): kv_mount ("secret") is
                          used only if the token can (vtp_kv_settle) */
     char *kv_prefix;  /* path under kv_mount, default "vault-transit-pkcs11" */
-    char *label;      /* token label; default "Vault Transit <mount>" */
+    char *label;      /* token label; default "Vault Transit <slot name>" */
     char *namespace_; /* overrides [vault] namespace */
     bool allow_destroy;   /* C_DestroyObject may delete Transit keys; default true */
     long cache_ttl_ms;    /* key-list refresh interval; default 60000 */

@@ -959,6 +959,30 @@ out:
     return rv;
 }
 
+/* A [slot NAME]'s default token label: "Vault Transit NAME", or NAME alone when that does not
+ * fit the label's 32 bytes. Slot names are unique and have no spaces, so no two defaults are
+ * the same (the mount is not used: slots on one mount would share their label). */
+static char *default_label(const char *name)
+{
+    char label[CFG_MAX_LABEL + 1];
+
+    if (strlen(CFG_DEFAULT_LABEL_PREFIX) + strlen(name) > CFG_MAX_LABEL)
+        return strdup(name);
+    snprintf(label, sizeof(label), "%s%s", CFG_DEFAULT_LABEL_PREFIX, name);
+    return strdup(label);
+}
+
+/* Two tokens with one label: pkcs11:token=LABEL matches both, and clients take the first. */
+static void warn_same_labels(const struct vtp_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_slots; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->slots[i].label, cfg->slots[j].label) == 0)
+                VTP_LOG_WARN("slots %s and %s have the same token label \"%s\": a "
+                             "pkcs11:token= URI or --token-label matches both",
+                             cfg->slots[j].name, cfg->slots[i].name, cfg->slots[i].label);
+}
+
 /* Defaults that depend on other settings, and checks across options. */
 static CK_RV config_finish(struct vtp_config *cfg, const char *file)
 {
@@ -1029,7 +1053,8 @@ static CK_RV config_finish(struct vtp_config *cfg, const char *file)
         /* No [slot] section (no file at all, for instance): one slot over mount transit that
          * keeps IDs, labels and certificates in KV v2 secret/ when the token can. */
         if (slot_init(&cfg->slots[0], "default", strlen("default")) != CKR_OK ||
-            (cfg->slots[0].kv_mount = strdup(CFG_AUTO_KV_MOUNT)) == NULL)
+            (cfg->slots[0].kv_mount = strdup(CFG_AUTO_KV_MOUNT)) == NULL ||
+            (cfg->slots[0].label = strdup(CFG_DEFAULT_LABEL_PREFIX CFG_DEFAULT_MOUNT)) == NULL)
             return CKR_HOST_MEMORY;
         cfg->slots[0].kv_auto = true;
         cfg->n_slots = 1;
@@ -1048,14 +1073,10 @@ static CK_RV config_finish(struct vtp_config *cfg, const char *file)
             return CKR_HOST_MEMORY;
         if (s->kv_prefix == NULL && (s->kv_prefix = strdup(CFG_DEFAULT_KV_PREFIX)) == NULL)
             return CKR_HOST_MEMORY;
-        if (s->label == NULL) {
-            char label[CFG_MAX_LABEL + 1];
-            snprintf(label, sizeof(label), "%s%s", CFG_DEFAULT_LABEL_PREFIX, s->mount);
-            s->label = strdup(label);
-            if (s->label == NULL)
-                return CKR_HOST_MEMORY;
-        }
+        if (s->label == NULL && (s->label = default_label(s->name)) == NULL)
+            return CKR_HOST_MEMORY;
     }
+    warn_same_labels(cfg);
     return CKR_OK;
 }
 

@@ -174,7 +174,8 @@ static void test_full_file(void **state)
     s = &cfg->slots[1];
     assert_string_equal(s->name, "other");
     assert_string_equal(s->mount, "pki/transit");
-    assert_string_equal(s->label, "Vault Transit pki/transit");
+    /* the default label comes from the slot name, not the mount */
+    assert_string_equal(s->label, "Vault Transit other");
     assert_true(s->allow_destroy);
     vtp_config_free(cfg);
 }
@@ -475,9 +476,22 @@ static void test_values_validated(void **state)
     vtp_config_free(cfg);
     parse_fails("[slot a]\nlabel = 012345678901234567890123456789012\n", CKR_ARGUMENTS_BAD);
     parse_fails("[slot a]\nlabel =\n", CKR_ARGUMENTS_BAD);
-    /* The default label is cut to 32. */
-    cfg = parse_ok("[slot a]\nmount = a-rather-long-transit-mount\n", false);
-    assert_string_equal(cfg->slots[0].label, "Vault Transit a-rather-long-tran");
+    /* Default labels: one per slot, even on one mount (pkcs11:token= must tell them apart);
+     * a slot name too long for "Vault Transit NAME" is the label alone, never cut. */
+    cfg = parse_ok("[slot a]\nmount = a-rather-long-transit-mount\n"
+                   "[slot b]\nmount = a-rather-long-transit-mount\n"
+                   "[slot transit]\n"
+                   "[slot name-of-eighteen-c]\n"
+                   "[slot name-of-nineteen-ch]\n"
+                   "[slot slot-name-of-exactly-thirty-two-]\n",
+                   false);
+    assert_int_equal(cfg->n_slots, 6);
+    assert_string_equal(cfg->slots[0].label, "Vault Transit a");
+    assert_string_equal(cfg->slots[1].label, "Vault Transit b");
+    assert_string_equal(cfg->slots[2].label, "Vault Transit transit");
+    assert_string_equal(cfg->slots[3].label, "Vault Transit name-of-eighteen-c");
+    assert_string_equal(cfg->slots[4].label, "name-of-nineteen-ch");
+    assert_string_equal(cfg->slots[5].label, "slot-name-of-exactly-thirty-two-");
     vtp_config_free(cfg);
 
     /* A batch must fit OpenBao's default JSON limit of 1000 strings: 240 items at most. */
