@@ -423,8 +423,9 @@ static CK_RV fn_GetInfo(CK_INFO_PTR info)
     info->cryptokiVersion.major = 2;
     info->cryptokiVersion.minor = 40;
     vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
+    /* 32 bytes, space-padded: p11-kit list-modules shows it whole */
     vtp_pad_copy(info->libraryDescription, sizeof(info->libraryDescription),
-                 "PKCS#11 over Vault/OpenBao Transit");
+                 "Vault/OpenBao Transit PKCS#11");
     info->libraryVersion.major = 0;
     info->libraryVersion.minor = 1;
     return DONE(CKR_OK);

@@ -223,10 +223,13 @@ struct vtp_slot *vtp_slots_get(struct vtp_slots *all, CK_SLOT_ID id)
 
 void vtp_slot_info(const struct vtp_slot *s, CK_SLOT_INFO *info)
 {
-    char desc[80];
+    char desc[160];
 
     memset(info, 0, sizeof(*info));
+    /* 64 bytes: with a long mount, the slot name (32 bytes at most) alone, rather than cut */
     snprintf(desc, sizeof(desc), "Vault Transit %s (slot %s)", s->conf->mount, s->conf->name);
+    if (strlen(desc) > sizeof(info->slotDescription))
+        snprintf(desc, sizeof(desc), "Vault Transit slot %s", s->conf->name);
     vtp_pad_copy(info->slotDescription, sizeof(info->slotDescription), desc);
     vtp_pad_copy(info->manufacturerID, sizeof(info->manufacturerID), "vault-transit-pkcs11");
     info->flags = CKF_TOKEN_PRESENT | CKF_HW_SLOT;

@@ -431,6 +431,59 @@ static void variant_config(char *reserved, size_t len, const char *name, const c
     snprintf(reserved, len, "config=%s", path);
 }
 
+/* A blank-padded PKCS#11 string field holds its whole text: its last byte is padding (a text
+ * cut at the field's size ends in a letter: "PKCS#11 over Vault/OpenBao Trans"). */
+static bool field_whole(const unsigned char *field, size_t len)
+{
+    return len > 0 && field[len - 1] == ' ' && field[0] != ' ';
+}
+
+/* C_GetInfo, C_GetSlotInfo and C_GetTokenInfo texts fit their fields: the run's slot, and a
+ * slot whose mount makes "Vault Transit <mount> (slot <name>)" longer than 64 bytes. */
+static void info_texts_whole(void)
+{
+    char reserved[600];
+    CK_C_INITIALIZE_ARGS a = {NULL, NULL, NULL, NULL, CKF_OS_LOCKING_OK, NULL};
+    CK_SLOT_ID slots[4];
+    CK_ULONG n = 4;
+    CK_INFO info;
+    CK_SLOT_INFO si;
+    CK_TOKEN_INFO ti;
+
+    variant_config(reserved, sizeof(reserved), "info.conf",
+                   "\n[slot slot-name-of-exactly-thirty-two-]\n"
+                   "mount = a/transit/mount/path/of/forty-four/bytes\n",
+                   "");
+    a.pReserved = reserved;
+    REQUIRE_RV(f->C_Initialize(&a), CKR_OK);
+    CHECK_RV(f->C_GetInfo(&info), CKR_OK);
+    CHECK(field_whole(info.libraryDescription, sizeof(info.libraryDescription)),
+          "libraryDescription cut: \"%.32s\"", info.libraryDescription);
+    CHECK(memcmp(info.libraryDescription, "Vault/OpenBao Transit PKCS#11   ", 32) == 0,
+          "libraryDescription \"%.32s\"", info.libraryDescription);
+    CHECK(field_whole(info.manufacturerID, sizeof(info.manufacturerID)),
+          "manufacturerID cut: \"%.32s\"", info.manufacturerID);
+    CHECK_RV(f->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+    CHECK(n == 2, "%lu slots, want the run's and info.conf's", n);
+    for (CK_ULONG i = 0; i < n && i < 2; i++) {
+        CHECK_RV(f->C_GetSlotInfo(slots[i], &si), CKR_OK);
+        CHECK(field_whole(si.slotDescription, sizeof(si.slotDescription)),
+              "slot %lu: slotDescription cut: \"%.64s\"", i, si.slotDescription);
+        CHECK(field_whole(si.manufacturerID, sizeof(si.manufacturerID)),
+              "slot %lu: manufacturerID cut", i);
+        CHECK_RV(f->C_GetTokenInfo(slots[i], &ti), CKR_OK);
+        CHECK(field_whole(ti.model, sizeof(ti.model)), "slot %lu: model cut", i);
+        CHECK(field_whole(ti.manufacturerID, sizeof(ti.manufacturerID)),
+              "slot %lu: token manufacturerID cut", i);
+    }
+    CHECK(n < 2 || memcmp(si.slotDescription,
+                          "Vault Transit slot slot-name-of-exactly-thirty-two- ", 52) == 0,
+          "long-mount slotDescription \"%.64s\"", si.slotDescription);
+    CHECK(n < 2 || memcmp(ti.label, "slot-name-of-exactly-thirty-two-", 32) == 0,
+          "default label of a 32-byte slot name \"%.32s\"", ti.label);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 /* Vault as another operator uses it: a request with the test's token. */
 static long vault_call(const char *method, const char *path, const char *body)
 {
@@ -1250,6 +1303,7 @@ int main(void)
 
     /* Rotation, certificates, label changes (re-initializes the module). */
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    info_texts_whole();
     search_shows_key_once();
     recreated_key_invalidates_handles();
     usage_and_transit_flags();
