@@ -305,6 +305,10 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
 
     pthread_mutex_lock(&lock);
     if (!conf.enabled || !batchable) {
+        stat_requests++; /* a request of its own: counted as a batch of one */
+        stat_items++;
+        if (stat_max == 0)
+            stat_max = 1;
         pthread_mutex_unlock(&lock);
         return vtp_transit_sign(t, name, version, p, item, 1);
     }

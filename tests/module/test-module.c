@@ -484,6 +484,24 @@ static void info_texts_whole(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
+/* Every signature counts in the statistics C_Finalize logs, RSA ones included (they bypass the
+ * group-commit queues). */
+static void stats_count_rsa(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE rsa_priv)
+{
+    struct vtp_batch_stats before, after;
+    CK_MECHANISM m = {CKM_SHA256_RSA_PKCS, NULL, 0};
+    unsigned char sig[256];
+    CK_ULONG len = sizeof(sig);
+
+    vtp_batch_get_stats(&before);
+    CHECK_RV(f->C_SignInit(s, &m, rsa_priv), CKR_OK);
+    CHECK_RV(f->C_Sign(s, (CK_BYTE_PTR)message, sizeof(message), sig, &len), CKR_OK);
+    vtp_batch_get_stats(&after);
+    CHECK(after.items == before.items + 1 && after.requests == before.requests + 1,
+          "an RSA signature counted as %lu signature(s) in %lu request(s)",
+          after.items - before.items, after.requests - before.requests);
+}
+
 /* Vault as another operator uses it: a request with the test's token. */
 static long vault_call(const char *method, const char *path, const char *body)
 {
@@ -1210,8 +1228,10 @@ int main(void)
         }
     }
 
-    if (pks[4] != NULL)
+    if (pks[4] != NULL) {
         crypt_checks(s, pubs[4], privs[4], pks[4]);
+        stats_count_rsa(s, privs[4]);
+    }
 
     /* Refusals that need no server. */
     {
