@@ -93,6 +93,12 @@ CK_RV vtp_config_load(const char *path, struct vtp_config **out);
 CK_RV vtp_config_parse_string(const char *text, bool apply_env, struct vtp_config **out);
 void vtp_config_free(struct vtp_config *cfg);
 
+/* The permission rule for a file that holds a secret (this config file when it names a token or
+ * secret_id; token_file, secret_id_file, jwt_file): writable by group or others is refused
+ * (CKR_GENERAL_ERROR, an error line naming the file, what it holds and its mode), readable by
+ * others gives a warning. mode is the file's st_mode. */
+CK_RV vtp_config_check_secret_mode(const char *path, unsigned long mode, const char *holds);
+
 /* Helpers shared with tests. */
 bool vtp_config_parse_bool(const char *s, bool *out);
 bool vtp_config_parse_duration_ms(const char *s, long *out); /* "30", "30s", "500ms", "2m" */

@@ -1199,6 +1199,20 @@ out:
     return rv;
 }
 
+CK_RV vtp_config_check_secret_mode(const char *path, unsigned long mode, const char *holds)
+{
+    if (mode & (S_IWGRP | S_IWOTH)) {
+        VTP_LOG_ERR("%s: holds %s but group or others may write it (mode %03lo); refusing it "
+                    "(chmod go-w)",
+                    path, holds, mode & 0777);
+        return CKR_GENERAL_ERROR;
+    }
+    if (mode & S_IROTH)
+        VTP_LOG_WARN("%s: holds %s and is readable by others (mode %03lo; chmod o-r)", path, holds,
+                     mode & 0777);
+    return CKR_OK;
+}
+
 CK_RV vtp_config_load(const char *path, struct vtp_config **out)
 {
     struct vtp_config *cfg = NULL;
@@ -1236,15 +1250,11 @@ CK_RV vtp_config_load(const char *path, struct vtp_config **out)
         rv = config_parse_text(cfg, path, text, &has_secret);
         if (rv != CKR_OK)
             goto out;
-        if (has_secret && (st.st_mode & (S_IWGRP | S_IWOTH))) {
-            VTP_LOG_ERR("%s: holds a token or secret_id but group or others may write it "
-                        "(mode %03o); refusing it (chmod go-w)",
-                        path, (unsigned)(st.st_mode & 0777));
-            rv = CKR_GENERAL_ERROR;
-            goto out;
+        if (has_secret) {
+            rv = vtp_config_check_secret_mode(path, st.st_mode, "a token or secret_id");
+            if (rv != CKR_OK)
+                goto out;
         }
-        if (has_secret && (st.st_mode & S_IROTH))
-            VTP_LOG_WARN("%s: holds a token or secret_id and is readable by others", path);
     }
 
     rv = config_apply_env(cfg);

@@ -98,8 +98,11 @@ static void json_wipe_member(json_t *obj, const char *key)
 }
 
 /* Reads a small secret file and trims surrounding whitespace. *out is wiped/freed with
- * vtp_free_secret. st_out (may be NULL) receives the fstat of the file that was read. */
-static CK_RV read_secret_file(const char *path, char **out, struct stat *st_out)
+ * vtp_free_secret. st_out (may be NULL) receives the fstat of the file that was read. holds
+ * names the secret for the log. A file group or others may write is refused as a config file
+ * holding a secret is (vtp_config_check_secret_mode); *refused (may be NULL) says so. */
+static CK_RV read_secret_file(const char *path, const char *holds, char **out, struct stat *st_out,
+                              bool *refused)
 {
     struct stat st;
     char *buf = NULL, *start, *res;
@@ -117,8 +120,13 @@ static CK_RV read_secret_file(const char *path, char **out, struct stat *st_out)
         VTP_LOG_ERR("%s is not a regular file", path);
         goto out;
     }
-    if (st.st_mode & S_IROTH)
-        VTP_LOG_WARN("secret file %s is readable by others", path);
+    rv = vtp_config_check_secret_mode(path, st.st_mode, holds);
+    if (rv != CKR_OK) {
+        if (refused != NULL)
+            *refused = true;
+        goto out;
+    }
+    rv = CKR_GENERAL_ERROR;
     buf = malloc(cap);
     if (buf == NULL) {
         rv = CKR_HOST_MEMORY;
@@ -261,7 +269,7 @@ static CK_RV login_approle(struct vtp_http *h, const struct vtp_vault_conf *conf
         return CKR_ARGUMENTS_BAD;
     }
     if (conf->secret_id_file != NULL) {
-        rv = read_secret_file(conf->secret_id_file, &secret_id, NULL);
+        rv = read_secret_file(conf->secret_id_file, "an AppRole secret_id", &secret_id, NULL, NULL);
         if (rv != CKR_OK)
             goto out;
     } else if (conf->secret_id != NULL) {
@@ -298,7 +306,7 @@ static CK_RV login_kubernetes(struct vtp_http *h, const struct vtp_vault_conf *c
         VTP_LOG_ERR("auth = kubernetes needs role");
         return CKR_ARGUMENTS_BAD;
     }
-    rv = read_secret_file(jwt_file, &jwt, NULL);
+    rv = read_secret_file(jwt_file, "a Kubernetes service-account token", &jwt, NULL, NULL);
     if (rv != CKR_OK)
         goto out;
     rv = CKR_HOST_MEMORY;
@@ -392,6 +400,7 @@ struct auth_state {
     /* token_file */
     int64_t next_stat_ms;
     bool file_known;
+    bool file_refused; /* token_file was refused for its mode (login_lock) */
     struct file_id file;
     unsigned char file_digest[32]; /* SHA-256 of the token read last */
 };
@@ -507,7 +516,8 @@ static CK_RV token_file_reread(struct auth_state *st, bool *changed)
         VTP_LOG_ERR("auth = token_file needs token_file");
         return CKR_ARGUMENTS_BAD;
     }
-    rv = read_secret_file(path, &token, &sb);
+    st->file_refused = false;
+    rv = read_secret_file(path, "a Vault token", &token, &sb, &st->file_refused);
     if (rv != CKR_OK)
         return rv;
     if (EVP_Digest(token, strlen(token), digest, &dlen, EVP_sha256(), NULL) != 1 ||
@@ -850,6 +860,17 @@ static void state_free(struct auth_state *st)
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* C_Initialize: a secret file the first login will read, already there but writable by group or
+ * others, fails now rather than at the first request. One not there yet is read when needed. */
+static CK_RV secret_file_mode_at_start(const char *path, const char *holds)
+{
+    struct stat sb;
+
+    if (path == NULL || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return CKR_OK;
+    return vtp_config_check_secret_mode(path, sb.st_mode, holds);
+}
+
 CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf)
 {
     struct vtp_http_auth_hooks hooks;
@@ -890,9 +911,10 @@ CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf)
     case VTP_AUTH_PIN:
         break; /* C_Login brings the token */
     case VTP_AUTH_TOKEN_FILE:
-        /* a local read: C_Initialize stays offline */
+        /* a local read: C_Initialize stays offline. A file not there yet (a Vault Agent has
+         * yet to write it) is read later; one group or others may write fails here. */
         rv = token_file_reread(st, &changed);
-        if (rv != CKR_OK && rv != CKR_HOST_MEMORY) {
+        if (rv != CKR_OK && rv != CKR_HOST_MEMORY && !st->file_refused) {
             VTP_LOG_WARN("auth = token_file: no token yet (%s)", vtp_rv_name(rv));
             rv = CKR_OK;
         }
@@ -901,10 +923,13 @@ CK_RV vtp_auth_start(struct vtp_http *h, const struct vtp_vault_conf *conf)
     case VTP_AUTH_APPROLE:
         if (conf->role_id == NULL)
             VTP_LOG_ERR("auth = approle needs role_id");
+        rv = secret_file_mode_at_start(conf->secret_id_file, "an AppRole secret_id");
         break; /* the first request logs in */
     case VTP_AUTH_KUBERNETES:
         if (conf->role == NULL)
             VTP_LOG_ERR("auth = kubernetes needs role");
+        rv = secret_file_mode_at_start(conf->jwt_file != NULL ? conf->jwt_file : DEFAULT_K8S_JWT,
+                                       "a Kubernetes service-account token");
         break;
     case VTP_AUTH_CERT:
         break;

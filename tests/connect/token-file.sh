@@ -7,6 +7,8 @@
 #  - the file still holds a revoked token: listing fails (C_FindObjectsInit: CKR_DEVICE_ERROR,
 #    its list has no CKR_USER_NOT_LOGGED_IN);
 #  - a renewable 3 s token in the file is looked up and renewed while one process signs;
+#  - a token_file (or secret_id_file) group or others may write fails C_Initialize with an
+#    error naming it and its mode; one others may read works with a warning;
 #  - no token is in the module's debug log.
 
 # shellcheck source=tests/lib/common.sh
@@ -57,6 +59,37 @@ export VAULT_TRANSIT_PKCS11_CONFIG=$conf
 vtp_conn_config "$conf" "auth = token_file" "token_file = $tf"
 
 vtp_conn_sign "sign with auth = token_file"
+
+# Secret files follow the config file's rule: writable by group or others is refused at
+# C_Initialize (CKR_GENERAL_ERROR, an error naming the file and its mode); readable by others
+# works with a warning.
+# refused MODE FILE DESC: C_Initialize fails and the log names FILE and MODE.
+refused() {
+    local rc=0 out
+    chmod "$1" "$2"
+    vtp_conn_log_reset
+    out=$(vtp_mod vtp_p11 --module "$VTP_MODULE" -L 2>&1) || rc=$?
+    [ "$rc" != 0 ] && grep -Eq 'C_Initialize.*(CKR_GENERAL_ERROR|0x5\))' <<<"$out" ||
+        vtp_fail "$3 of mode $1: want C_Initialize to fail with CKR_GENERAL_ERROR: $out"
+    grep -q "ERROR.*$2: holds $3 but group or others may write it (mode $1)" "$VTP_LOG" ||
+        vtp_fail "$3 of mode $1: no error line naming $2 and its mode in the module log"
+    vtp_say "ok: $3 of mode $1 is refused at C_Initialize"
+}
+refused 620 "$tf" "a Vault token"
+refused 602 "$tf" "a Vault token"
+chmod 604 "$tf"
+vtp_conn_log_reset
+vtp_conn_sign "sign with a token_file readable by others"
+grep -q "WARN.*$tf: holds a Vault token and is readable by others (mode 604" "$VTP_LOG" ||
+    vtp_fail "no warning that $tf is readable by others"
+vtp_say "ok: a token_file readable by others works, with a warning"
+chmod 600 "$tf"
+# secret_id_file: checked at C_Initialize too (no login is tried: the role is made up).
+printf 'not-a-secret-id\n' >"$VTP_TMP/secret-id"
+vtp_conn_config "$VTP_TMP/approle.conf" "auth = approle" "role_id = none" \
+    "secret_id_file = $VTP_TMP/secret-id"
+VAULT_TRANSIT_PKCS11_CONFIG=$VTP_TMP/approle.conf refused 660 "$VTP_TMP/secret-id" \
+    "an AppRole secret_id"
 
 vtp_conn_log_reset
 rm -f "$VTP_TMP/go"

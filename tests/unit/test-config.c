@@ -664,6 +664,14 @@ static void test_load_file(void **state)
     assert_string_equal(cfg->vault.token, "s.secret");
     vtp_config_free(cfg);
 
+    /* The same rule for token_file, secret_id_file and jwt_file (src/vault/auth.c). */
+    assert_int_equal(vtp_config_check_secret_mode(path, S_IFREG | 0600, "a token"), CKR_OK);
+    assert_int_equal(vtp_config_check_secret_mode(path, S_IFREG | 0644, "a token"), CKR_OK);
+    assert_int_equal(vtp_config_check_secret_mode(path, S_IFREG | 0620, "a token"),
+                     CKR_GENERAL_ERROR);
+    assert_int_equal(vtp_config_check_secret_mode(path, S_IFREG | 0602, "a token"),
+                     CKR_GENERAL_ERROR);
+
     /* Errors in a file. */
     write_file(path, "[vault]\ntimeout = never\n", 0600);
     cfg = NULL;
