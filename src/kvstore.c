@@ -203,13 +203,34 @@ CK_RV vtp_label_check(const CK_ATTRIBUTE *a)
     const unsigned char *p = a->pValue;
     size_t i = 0, n = a->ulValueLen;
 
+    /* Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF,
+     * which is what a JSON string can hold */
     while (i < n) {
         unsigned char c = p[i];
-        size_t extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                                     : (c & 0xf8) == 0xf0 ? 3 : 9;
-        if (c == 0 || extra == 9 || (extra == 1 && c < 0xc2) || i + extra >= n + (extra ? 0 : 1))
+        size_t extra;
+        unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+        if (c == 0) {
             goto bad;
-        for (size_t k = 1; k <= extra; k++)
+        } else if (c < 0x80) {
+            extra = 0;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            extra = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            extra = 2;
+            lo = c == 0xe0 ? 0xa0 : 0x80;
+            hi = c == 0xed ? 0x9f : 0xbf;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            extra = 3;
+            lo = c == 0xf0 ? 0x90 : 0x80;
+            hi = c == 0xf4 ? 0x8f : 0xbf;
+        } else {
+            goto bad;
+        }
+        if (extra > n - i - 1)
+            goto bad;
+        if (extra > 0 && (p[i + 1] < lo || p[i + 1] > hi))
+            goto bad;
+        for (size_t k = 2; k <= extra; k++)
             if ((p[i + k] & 0xc0) != 0x80)
                 goto bad;
         i += extra + 1;

@@ -189,7 +189,10 @@ static CK_RV apply_meta(struct vtp_key *k, const json_t *meta, const char *name_
         if (k->label == NULL)
             return CKR_HOST_MEMORY;
     }
-    in_name = vtp_name_decode(shortname, &label_len, &id, &id_len, &name_usage);
+    /* a name carries label, ID and usage only for a key with no KV entry: a KV entry's key
+     * is named after its label, which may look like anything */
+    in_name = !json_is_object(meta) &&
+              vtp_name_decode(shortname, &label_len, &id, &id_len, &name_usage);
     if (usage < 0)
         usage = name_usage;
     if (usage >= 0)

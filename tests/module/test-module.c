@@ -771,6 +771,41 @@ static void concurrent_generations_indexed(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
+/* With KV a key is named after its label, which may look like a name that carries label, ID
+ * and usage (kvstore.h): a fresh start must not read them from it. The fuzzer found such a key
+ * showing CKA_ID 0x0a and CKA_VERIFY FALSE after a restart. */
+static void kv_label_like_encoded_name(void)
+{
+    static const char label[] = "web.p11-0123abcd.u001.i0a";
+    CK_OBJECT_CLASS pc = CKO_PUBLIC_KEY;
+    CK_OBJECT_HANDLE pub = 0, priv = 0;
+    unsigned char idb[64];
+    CK_ATTRIBUTE ida = {CKA_ID, idb, sizeof(idb)};
+    CK_SESSION_HANDLE s;
+    const unsigned char id[] = {0x5e, 0xed};
+
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    REQUIRE_RV(generate(s, &specs[0], label, id, sizeof(id), &pub, &priv), CKR_OK);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    {
+        CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, (void *)label, strlen(label)}};
+        CHECK(find(s, t, 2, &pub, 1) == 1, "key %s found after a restart", label);
+    }
+    CHECK(bool_attr(s, pub, CKA_VERIFY) == CK_TRUE, "CKA_VERIFY read from the name");
+    CHECK_RV(f->C_GetAttributeValue(s, pub, &ida, 1), CKR_OK);
+    CHECK(ida.ulValueLen == sizeof(id) && memcmp(idb, id, sizeof(id)) == 0,
+          "CKA_ID after a restart is not the one given");
+    CHECK_RV(f->C_DestroyObject(s, pub), CKR_OK);
+    CHECK_RV(f->C_Finalize(NULL), CKR_OK);
+}
+
 /* Rotation by someone else, certificates, and label/ID changes, with a 1 s cache TTL. */
 /* A label that is also the key's Transit name (behind the slot's prefix) is found both by name
  * and through the KV index: a fresh process's search by it, and by the ID, must still show the
@@ -1328,6 +1363,7 @@ int main(void)
     recreated_key_invalidates_handles();
     usage_and_transit_flags();
     concurrent_generations_indexed();
+    kv_label_like_encoded_name();
     lifecycle_checks(ids[0], labels[0], pks[0]);
     REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
     REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),

@@ -106,12 +106,37 @@ static void test_foreign_names(void **state)
     }
 }
 
+/* Labels are kept as JSON strings: well-formed UTF-8 only (the fuzzer found surrogates,
+ * overlong forms and code points above U+10FFFF passing, then failing as CKR_HOST_MEMORY). */
+static void test_label_utf8(void **state)
+{
+    static const char *const good[] = {"plain", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                       "\xc3\xa9t\xc3\xa9", "\xed\x9f\xbf", "\xf4\x8f\xbf\xbf"};
+    static const char *const bad[] = {"\xed\xa0\x80", "\xe0\x80\x80", "\xf4\x90\x80\x80",
+                                      "\xf5\x80\x80\x80", "\xc0\xaf", "\xc1\xbf",
+                                      "\xf0\x80\x80\x80", "\xe2\x82", "\x80", "a\xff"};
+    (void)state;
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(good); i++) {
+        CK_ATTRIBUTE a = {CKA_LABEL, (void *)good[i], strlen(good[i])};
+        json_t *m = vtp_kv_meta_new(NULL, &a, -1);
+        assert_int_equal(vtp_label_check(&a), CKR_OK);
+        assert_non_null(m); /* and JSON can hold it */
+        json_decref(m);
+    }
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(bad); i++) {
+        CK_ATTRIBUTE a = {CKA_LABEL, (void *)bad[i], strlen(bad[i])};
+        if (vtp_label_check(&a) != CKR_ATTRIBUTE_VALUE_INVALID)
+            fail_msg("label %zu accepted", i);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_foreign_names),
+        cmocka_unit_test(test_label_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
