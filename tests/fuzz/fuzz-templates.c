@@ -119,12 +119,20 @@ static void tmpl_free(struct tmpl *t)
     t->n = 0;
 }
 
+/* The entry of that type if the template has exactly one (with two, which one counts is not
+ * defined: C_SetAttributeValue takes the last, C_GenerateKeyPair and C_CreateObject the first). */
 static const CK_ATTRIBUTE *tmpl_find(const struct tmpl *t, CK_ATTRIBUTE_TYPE type)
 {
-    for (CK_ULONG i = 0; i < t->n; i++)
-        if (t->a[i].type == type)
-            return &t->a[i];
-    return NULL;
+    const CK_ATTRIBUTE *found = NULL;
+
+    for (CK_ULONG i = 0; i < t->n; i++) {
+        if (t->a[i].type == type) {
+            if (found != NULL)
+                return NULL;
+            found = &t->a[i];
+        }
+    }
+    return found;
 }
 
 /* Every entry point's result: nothing runs out of memory here, and no state is impossible. */
@@ -307,6 +315,40 @@ static void check_shows(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TY
 
 /* --- operations --------------------------------------------------------------------------- */
 
+/* Attributes whose value is a CK_BBOOL. */
+static bool is_bool(CK_ATTRIBUTE_TYPE t)
+{
+    static const CK_ATTRIBUTE_TYPE bools[] = {
+        CKA_TOKEN,
+        CKA_PRIVATE,
+        CKA_MODIFIABLE,
+        CKA_COPYABLE,
+        CKA_DESTROYABLE,
+        CKA_SENSITIVE,
+        CKA_EXTRACTABLE,
+        CKA_ENCRYPT,
+        CKA_DECRYPT,
+        CKA_WRAP,
+        CKA_UNWRAP,
+        CKA_SIGN,
+        CKA_SIGN_RECOVER,
+        CKA_VERIFY,
+        CKA_VERIFY_RECOVER,
+        CKA_DERIVE,
+        CKA_LOCAL,
+        CKA_NEVER_EXTRACTABLE,
+        CKA_ALWAYS_SENSITIVE,
+        CKA_ALWAYS_AUTHENTICATE,
+        CKA_WRAP_WITH_TRUSTED,
+        CKA_TRUSTED,
+    };
+
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++)
+        if (bools[i] == t)
+            return true;
+    return false;
+}
+
 static void op_generate(struct run *r)
 {
     CK_SESSION_HANDLE s = pick_session(r);
@@ -353,7 +395,9 @@ static void op_generate(struct run *r)
             for (CK_ULONG i = 0; strict_templates && i < (half ? priv.n : pub.n); i++) {
                 const CK_ATTRIBUTE *t = half ? &priv.a[i] : &pub.a[i];
                 CK_BBOOL want;
-                if (t->ulValueLen != sizeof(CK_BBOOL) || t->pValue == NULL)
+                /* CKA_PRIVATE = TRUE is accepted with auth = token and shows FALSE (README) */
+                if (t->ulValueLen != sizeof(CK_BBOOL) || t->pValue == NULL || !is_bool(t->type) ||
+                    t->type == CKA_PRIVATE)
                     continue;
                 want = *(CK_BBOOL *)t->pValue ? CK_TRUE : CK_FALSE;
                 v = attr_of(s, h, t->type, &len);
@@ -394,9 +438,12 @@ static void op_create(struct run *r)
         CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
         remember_handle(r, h);
         check_shows(s, h, CKA_CLASS, &cls, sizeof(cls), "C_CreateObject");
-        a = tmpl_find(&t, CKA_VALUE);
-        FUZZ_CHECK(a != NULL, "C_CreateObject without CKA_VALUE succeeded");
-        check_shows(s, h, CKA_VALUE, a->pValue, a->ulValueLen, "C_CreateObject");
+        bool has_value = false;
+        for (CK_ULONG i = 0; i < t.n; i++)
+            has_value = has_value || t.a[i].type == CKA_VALUE;
+        FUZZ_CHECK(has_value, "C_CreateObject without CKA_VALUE succeeded");
+        if ((a = tmpl_find(&t, CKA_VALUE)) != NULL)
+            check_shows(s, h, CKA_VALUE, a->pValue, a->ulValueLen, "C_CreateObject");
         if ((a = tmpl_find(&t, CKA_LABEL)) != NULL && a->ulValueLen > 0)
             check_shows(s, h, CKA_LABEL, a->pValue, a->ulValueLen, "C_CreateObject");
         if ((a = tmpl_find(&t, CKA_ID)) != NULL && a->ulValueLen > 0) {
@@ -553,9 +600,10 @@ static void op_set(struct run *r)
     rv = p11->C_SetAttributeValue(s, h, t.a, t.n);
     RV_OK("C_SetAttributeValue", rv);
     if (rv == CKR_OK) {
-        if ((a = tmpl_find(&t, CKA_LABEL)) != NULL && a->ulValueLen > 0)
+        /* an empty value (NULL or not) is a value too, but only the strict mode asks for it */
+        if ((a = tmpl_find(&t, CKA_LABEL)) != NULL && (a->ulValueLen > 0 || strict_templates))
             check_shows(s, h, CKA_LABEL, a->pValue, a->ulValueLen, "C_SetAttributeValue");
-        if ((a = tmpl_find(&t, CKA_ID)) != NULL && a->ulValueLen > 0) {
+        if ((a = tmpl_find(&t, CKA_ID)) != NULL && (a->ulValueLen > 0 || strict_templates)) {
             check_shows(s, h, CKA_ID, a->pValue, a->ulValueLen, "C_SetAttributeValue");
             remember_value(r, a->pValue, a->ulValueLen);
         }
@@ -618,12 +666,65 @@ static void initialize(void)
     FUZZ_CHECK(rv == CKR_OK, "C_Initialize: %s", vtp_rv_name(rv));
 }
 
-/* After C_Finalize and C_Initialize: each key made in the KV slot with a CKA_ID (and still
- * there) is found by it exactly once as a private and once as a public key. */
+/* What the KV slot shows of its EC and Edwards keys (RSA keys of one size share a public key in
+ * the fake): class, public key, label and ID of each object, for a comparison across
+ * re-initialisation. */
+struct shown {
+    CK_ULONG cls;
+    void *pki, *label, *id;
+    CK_ULONG pki_len, label_len, id_len;
+};
+
+static size_t snapshot_kv_slot(struct run *r, struct shown *out, size_t max)
+{
+    CK_ULONG n = 0;
+    CK_OBJECT_HANDLE *found = find(r->sess[0], NULL, 0, 16, &n);
+    size_t count = 0;
+
+    for (CK_ULONG i = 0; found != NULL && i < n && count < max; i++) {
+        CK_ULONG len = 0;
+        CK_ULONG *cls = attr_of(r->sess[0], found[i], CKA_CLASS, &len);
+        CK_ULONG *kt = attr_of(r->sess[0], found[i], CKA_KEY_TYPE, &len);
+        struct shown *o = &out[count];
+        if (cls != NULL && kt != NULL && *kt != CKK_RSA) {
+            o->cls = *cls;
+            o->pki = attr_of(r->sess[0], found[i], CKA_PUBLIC_KEY_INFO, &o->pki_len);
+            o->label = attr_of(r->sess[0], found[i], CKA_LABEL, &o->label_len);
+            o->id = attr_of(r->sess[0], found[i], CKA_ID, &o->id_len);
+            FUZZ_CHECK(o->pki != NULL && o->label != NULL && o->id != NULL,
+                       "key object %lu lacks an attribute", found[i]);
+            count++;
+        }
+        free(cls);
+        free(kt);
+    }
+    free(found);
+    return count;
+}
+
+static void free_shown(struct shown *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].pki);
+        free(v[i].label);
+        free(v[i].id);
+    }
+}
+
+/* C_Finalize and C_Initialize. Each key made in the KV slot with a CKA_ID (and still there) is
+ * then found by it as many times as a private as a public key (the halves come together, none
+ * twice); and when the next input bit says so, every key object of the KV slot shows the same
+ * label and ID as before (all of it was stored in KV). */
 static void op_reinit(struct run *r)
 {
-    CK_RV rv = p11->C_Finalize(NULL);
+    static struct shown before[64], after[64];
+    size_t n_before = 0, n_after = 0;
+    bool compare = fz_u8(&r->in) & 1;
+    CK_RV rv;
 
+    if (compare)
+        n_before = snapshot_kv_slot(r, before, 64);
+    rv = p11->C_Finalize(NULL);
     FUZZ_CHECK(rv == CKR_OK, "C_Finalize: %s", vtp_rv_name(rv));
     initialize();
     r->n_handles = 0;
@@ -642,13 +743,33 @@ static void op_reinit(struct run *r)
             remember_handle(r, found[j]);
         }
         free(found);
-        /* Several keys may share an ID (the template asked for it); none may show twice, and a
-         * key's two halves come together. */
         FUZZ_CHECK(n_priv == n_pub,
                    "after re-initialisation, a search by CKA_ID finds %lu "
                    "private and %lu public keys",
                    n_priv, n_pub);
     }
+    if (!compare)
+        return;
+    n_after = snapshot_kv_slot(r, after, 64);
+    FUZZ_CHECK(n_after == n_before, "%zu key objects before re-initialisation, %zu after", n_before,
+               n_after);
+    for (size_t i = 0; i < n_before; i++) {
+        const struct shown *b = &before[i], *a = NULL;
+        for (size_t j = 0; j < n_after && a == NULL; j++)
+            if (after[j].cls == b->cls &&
+                fuzz_same(after[j].pki, after[j].pki_len, b->pki, b->pki_len))
+                a = &after[j];
+        FUZZ_CHECK(a != NULL, "a key object is gone after re-initialisation");
+        FUZZ_CHECK(fuzz_same(a->label, a->label_len, b->label, b->label_len),
+                   "a key's CKA_LABEL was '%.*s' (%lu bytes), after re-initialisation '%.*s'",
+                   (int)b->label_len, (char *)b->label, b->label_len, (int)a->label_len,
+                   (char *)a->label);
+        FUZZ_CHECK(fuzz_same(a->id, a->id_len, b->id, b->id_len),
+                   "a key's CKA_ID was %lu bytes, after re-initialisation %lu bytes (or others)",
+                   b->id_len, a->id_len);
+    }
+    free_shown(before, n_before);
+    free_shown(after, n_after);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

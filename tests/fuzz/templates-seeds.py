@@ -83,6 +83,10 @@ def h(i):
     return bytes([i])
 
 
+def reinit(compare=True):
+    return op("reinit", bytes([1 if compare else 0]))
+
+
 def generate(sess, mech, pub, priv):
     return op("generate", s(sess), bytes([MECH[mech]]), pub, priv)
 
@@ -105,15 +109,16 @@ SEEDS = {
     + op("attrs", s("kv"), h(0)) + op("attrs", s("kv"), h(1))
     + op("find", s("kv"), b"\x02", tmpl(t("ID") + seen(0)))
     + op("set", s("kv"), h(1), tmpl(t("LABEL") + raw(b"renamed"), t("ID") + raw(b"\x01")))
-    + op("reinit")
+    + reinit()
     + op("find", s("kv"), b"\x04", tmpl(t("LABEL") + raw(LABEL))),
     "rsa-keygen": generate("kv", "RSA", tmpl(t("MODULUS_BITS") + rsa_bits(2048),
                                              t("PUBLIC_EXPONENT") + f4(), t("ENCRYPT") + boolean(1)),
-                           tmpl(t("DECRYPT") + boolean(1), t("LABEL") + raw(b"rsa")))
+                           tmpl(t("TOKEN") + boolean(1), t("DECRYPT") + boolean(1),
+                                t("LABEL") + raw(b"rsa")))
     + get("kv", 0, (0, "MODULUS"), (200, "MODULUS"), (9, "PUBLIC_EXPONENT"), (5, "LABEL"))
     + op("find", s("kv"), b"\x00", tmpl(t("CLASS") + ulong("CKO_PUBLIC_KEY"))),
     "ed25519-plain-destroy": generate("plain", "EDWARDS", tmpl(t("EC_PARAMS") + ec("Ed25519")),
-                                      tmpl(t("ID") + raw(b"\x99")))
+                                      tmpl(t("TOKEN") + boolean(1), t("ID") + raw(b"\x99")))
     + op("destroy", s("plain"), h(1)) + op("destroy", s("kv"), h(0)) + op("destroy", s("kv"), h(1)),
     "cert-create-set-destroy": op("create", s("kv"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"),
                                                           t("CERTIFICATE_TYPE") + ulong("CKC_X_509"),
@@ -123,7 +128,7 @@ SEEDS = {
     + op("attrs", s("kv"), h(0))
     + op("set", s("kv"), h(0), tmpl(t("LABEL") + raw(b"other")))
     + op("find", s("kv"), b"\x01", tmpl(t("CLASS") + ulong("CKO_CERTIFICATE")))
-    + op("reinit") + op("find", s("kv"), b"\x01", tmpl(t("ID") + raw(ID)))
+    + reinit() + op("find", s("kv"), b"\x01", tmpl(t("ID") + raw(ID)))
     + op("destroy", s("kv"), h(0)),
     "cert-ro-and-cut": op("create", s("kv-ro"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"),
                                                       t("VALUE") + cert(1)))
@@ -133,7 +138,8 @@ SEEDS = {
     + op("attrs", s("kv"), h(1)) + op("find", s("plain"), b"\x03", tmpl())
     + op("attrs", s("plain"), h(2)) + op("misc", s("kv"), h(0), tmpl()),
     "usage-false": generate("kv", "EC", tmpl(t("EC_PARAMS") + ec("P-384"), t("VERIFY") + boolean(0)),
-                            tmpl(t("SIGN") + boolean(0), t("EXTRACTABLE") + boolean(0)))
+                            tmpl(t("TOKEN") + boolean(1), t("SIGN") + boolean(0),
+                                 t("EXTRACTABLE") + boolean(0)))
     + op("attrs", s("kv"), h(1)),
     "bad-templates": generate("kv", "EC", tmpl(t("EC_PARAMS") + ec("secp256k1")), tmpl())
     + generate("kv", "EC", tmpl(t("EC_PARAMS") + null(5)), tmpl())
@@ -143,10 +149,10 @@ SEEDS = {
     + generate("kv", "RSA", tmpl(t("MODULUS_BITS") + rsa_bits(1024)), tmpl())
     + generate("kv-ro", "EC", tmpl(t("EC_PARAMS") + ec("P-521")), tmpl(t("TOKEN") + boolean(0))),
     "label-id-searches": generate("kv", "EC", tmpl(t("EC_PARAMS") + ec("P-256"), t("LABEL") + raw(b"existing")),
-                                  tmpl(t("ID") + raw(b"existing")))
+                                  tmpl(t("TOKEN") + boolean(1), t("ID") + raw(b"existing")))
     + op("find", s("kv"), b"\x01", tmpl(t("LABEL") + raw(b"existing")))
     + op("find", s("kv"), b"\x01", tmpl(t("ID") + raw(b"existing")))
-    + op("reinit")
+    + reinit()
     + op("find", s("kv"), b"\x01", tmpl(t("LABEL") + raw(b"existing")))
     + op("find", s("plain"), b"\x01", tmpl(t("LABEL") + raw(b"existing"))),
 }
