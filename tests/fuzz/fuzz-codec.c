@@ -12,8 +12,13 @@
  *      template); a certificate that builds survives vtp_cert_to_json -> vtp_cert_from_json and
  *      vtp_cert_relabel unchanged;
  *  'n' key names: vtp_keygen_name_from_label gives a Transit name or NULL, and
- *      vtp_key_default_id the name's bytes.
- * Any other first byte picks one of them by its value modulo 5. */
+ *      vtp_key_default_id the name's bytes;
+ *  'e' names that carry a label, ID and usage without KV: vtp_name_encode's names decode
+ *      (vtp_name_decode) to what was given, and the rest of the input decodes safely;
+ *  'l' labels: one that vtp_label_check accepts is a JSON string, and the KV entry
+ *      vtp_kv_meta_new makes with it (and an ID and usage) reads back the same
+ *      (vtp_kv_meta_fields).
+ * Any other first byte picks one of them by its value modulo 7. */
 #include "config.h"
 
 #include <ctype.h>
@@ -185,34 +190,110 @@ static void fuzz_names(const uint8_t *data, size_t size)
     free(prefix);
 }
 
+/* Without KV a key's name carries its label, ID and usage (vtp_name_encode): what encodes
+ * decodes to the same; and any name decodes safely. */
+static void fuzz_name_codec(const uint8_t *data, size_t size)
+{
+    struct fz f = {data, size};
+    uint8_t flags = fz_u8(&f);
+    size_t plen, llen, ilen, label_len = 0, id_len = 0;
+    const uint8_t *pp = fz_bytes(&f, fz_u8(&f) % 8, &plen);
+    const uint8_t *lp = fz_bytes(&f, fz_u8(&f) % 48, &llen);
+    const uint8_t *ip = fz_bytes(&f, fz_u8(&f) % 16, &ilen);
+    long usage = (flags & 4) ? (long)(fz_u32(&f) & 0xfff) : -1, got_usage = 0;
+    char *prefix = fz_strdup(pp, plen), *name = NULL, *any = fz_strdup(f.p, f.n);
+    CK_ATTRIBUTE label = {CKA_LABEL, fz_dup(lp, llen), llen}, id = {CKA_ID, fz_dup(ip, ilen), ilen};
+    unsigned char *got_id = NULL;
+    CK_RV rv;
+
+    rv = vtp_name_encode(prefix, (flags & 1) ? &label : NULL, (flags & 2) ? &id : NULL, usage,
+                         &name);
+    FUZZ_CHECK(rv == CKR_OK || rv == CKR_ATTRIBUTE_VALUE_INVALID, "vtp_name_encode: 0x%lx", rv);
+    if (rv == CKR_OK) {
+        size_t pl = strlen(prefix), n = strlen(name);
+        const char *shortname = name + pl;
+        bool has_label = (flags & 1) && llen > 0;
+        FUZZ_CHECK(strncmp(name, prefix, pl) == 0, "name '%s' lacks its prefix", name);
+        for (size_t i = pl; i < n; i++)
+            FUZZ_CHECK(isalnum((unsigned char)name[i]) || strchr("_-.", name[i]) != NULL,
+                       "name '%s' has '%c'", name, name[i]);
+        FUZZ_CHECK(vtp_name_decode(shortname, &label_len, &got_id, &id_len, &got_usage),
+                   "'%s' does not decode", shortname);
+        if (has_label)
+            FUZZ_CHECK(label_len == llen && memcmp(shortname, lp, llen) == 0,
+                       "'%s': label of %zu bytes, %zu given", shortname, label_len, llen);
+        else
+            FUZZ_CHECK(label_len == 12 && strncmp(shortname, "p11-", 4) == 0,
+                       "'%s': label of %zu bytes without a label", shortname, label_len);
+        if (flags & 2)
+            FUZZ_CHECK(fuzz_same(got_id, id_len, ip, ilen), "'%s': ID of %zu bytes, %zu given",
+                       shortname, id_len, ilen);
+        else
+            FUZZ_CHECK(fuzz_same(got_id, id_len, shortname, label_len),
+                       "'%s': the ID is not the label", shortname);
+        FUZZ_CHECK(got_usage == (usage >= 0 ? (usage & VTP_USE_ALL) : -1),
+                   "'%s': usage %ld, %ld given", shortname, got_usage, usage);
+        free(got_id);
+        got_id = NULL;
+    }
+    if (vtp_name_decode(any, &label_len, &got_id, &id_len, &got_usage)) {
+        FUZZ_CHECK(label_len <= strlen(any), "'%s': label of %zu bytes", any, label_len);
+        FUZZ_CHECK(got_usage >= -1 && got_usage <= VTP_USE_ALL, "'%s': usage %ld", any, got_usage);
+        free(got_id);
+    }
+    free(name);
+    free(prefix);
+    free(any);
+    free(label.pValue);
+    free(id.pValue);
+}
+
+/* A label vtp_label_check accepts can be stored: it is a JSON string, and a KV entry made with
+ * it reads back the same ID, label and usage. */
+static void fuzz_label_meta(const uint8_t *data, size_t size)
+{
+    struct fz f = {data, size};
+    uint8_t flags = fz_u8(&f);
+    size_t ilen;
+    const uint8_t *ip = fz_bytes(&f, fz_u8(&f) % 16, &ilen);
+    long usage = (flags & 4) ? (long)(fz_u32(&f) % (VTP_USE_ALL + 1)) : -1, got_usage;
+    CK_ATTRIBUTE label = {CKA_LABEL, fz_dup(f.p, f.n), f.n}, id = {CKA_ID, fz_dup(ip, ilen), ilen};
+    const char *hex, *got_label;
+    json_t *meta;
+    char *want_hex;
+
+    if (vtp_label_check(&label) != CKR_OK)
+        goto out;
+    meta = vtp_kv_meta_new((flags & 2) ? &id : NULL, (flags & 1) ? &label : NULL, usage);
+    FUZZ_CHECK(meta != NULL,
+               "a label vtp_label_check accepts cannot be stored in KV: %zu bytes "
+               "'%.*s'",
+               f.n, (int)f.n, (const char *)f.p);
+    FUZZ_CHECK(vtp_kv_meta_fields(meta, &hex, &got_label, &got_usage), "fields");
+    want_hex = vtp_hex_encode(ip, ilen);
+    FUZZ_CHECK((flags & 2) ? hex != NULL && strcmp(hex, want_hex) == 0 : hex == NULL, "id");
+    FUZZ_CHECK((flags & 1) ? got_label != NULL && fuzz_same(got_label, strlen(got_label), f.p, f.n)
+                           : got_label == NULL,
+               "label");
+    FUZZ_CHECK(got_usage == usage, "usage %ld, %ld given", got_usage, usage);
+    free(want_hex);
+    json_decref(meta);
+out:
+    free(label.pValue);
+    free(id.pValue);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static void (*const targets[])(const uint8_t *, size_t) = {fuzz_b64, fuzz_hex, fuzz_pem,
-                                                               fuzz_der, fuzz_names};
+    static void (*const targets[])(const uint8_t *, size_t) = {
+        fuzz_b64, fuzz_hex, fuzz_pem, fuzz_der, fuzz_names, fuzz_name_codec, fuzz_label_meta};
+    const char *letters = "bhpdnel", *at;
     int t;
 
     if (size == 0)
         return 0;
-    switch (data[0]) {
-    case 'b':
-        t = 0;
-        break;
-    case 'h':
-        t = 1;
-        break;
-    case 'p':
-        t = 2;
-        break;
-    case 'd':
-        t = 3;
-        break;
-    case 'n':
-        t = 4;
-        break;
-    default:
-        t = data[0] % 5;
-        break;
-    }
+    at = strchr(letters, data[0]);
+    t = at != NULL && data[0] != '\0' ? (int)(at - letters) : data[0] % 7;
     targets[t](data + 1, size - 1);
     return 0;
 }
