@@ -67,6 +67,18 @@ def seen(i=0):
     return bytes([7, i])
 
 
+TEXTS = ["existing", "p-existing", "encoded-lookalike", "p11-name", "ete", "surrogate",
+         "U+10FFFF", "above-U+10FFFF", "overlong", "overlong-NUL", "NUL-inside", "empty"]
+
+
+def text(name):
+    return bytes([8, TEXTS.index(name)])
+
+
+def long_text(n):
+    return bytes([8, 240 + n - 250])
+
+
 def tmpl(*attrs):
     return bytes([len(attrs)]) + b"".join(attrs)
 
@@ -131,9 +143,20 @@ SEEDS = {
     + reinit() + op("find", s("kv"), b"\x01", tmpl(t("ID") + raw(ID)))
     + op("destroy", s("kv"), h(0)),
     "cert-ro-and-cut": op("create", s("kv-ro"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"),
-                                                      t("VALUE") + cert(1)))
-    + op("create", s("kv"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"), t("VALUE") + cert(1, 20)))
-    + op("create", s("plain"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"), t("VALUE") + cert(0))),
+                                                      t("VALUE") + cert(1), t("TOKEN") + boolean(1)))
+    + op("create", s("kv"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"), t("VALUE") + cert(1, 20),
+                                 t("TOKEN") + boolean(1)))
+    + op("create", s("plain"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"), t("VALUE") + cert(0),
+                                    t("TOKEN") + boolean(1)))
+    + op("create", s("kv"), tmpl(t("CLASS") + ulong("CKO_CERTIFICATE"), t("VALUE") + cert(0))),
+    "label-texts": generate("kv", "EC", tmpl(t("EC_PARAMS") + ec("P-256"), t("LABEL") + text("ete")),
+                            tmpl(t("TOKEN") + boolean(1), t("ID") + raw(b"\x01")))
+    + generate("plain", "EC", tmpl(t("EC_PARAMS") + ec("P-256"), t("LABEL") + text("p11-name")),
+               tmpl(t("TOKEN") + boolean(1)))
+    + op("set", s("kv"), h(0), tmpl(t("LABEL") + text("existing")))
+    + op("find", s("kv"), b"\x02", tmpl(t("LABEL") + text("existing")))
+    + op("find", s("plain"), b"\x02", tmpl(t("ID") + text("p11-name")))
+    + reinit() + op("find", s("kv"), b"\x02", tmpl(t("LABEL") + text("ete"))),
     "find-all": op("find", s("kv"), b"\x03", tmpl()) + op("attrs", s("kv"), h(0))
     + op("attrs", s("kv"), h(1)) + op("find", s("plain"), b"\x03", tmpl())
     + op("attrs", s("plain"), h(2)) + op("misc", s("kv"), h(0), tmpl()),
