@@ -13,11 +13,14 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include <jansson.h>
+
 #include "fake-transit.h"
 #include "vault/transit.h"
 
 struct fkey {
     char *name;
+    const char *type; /* one of key_types[] */
     EVP_PKEY *pkey;
     unsigned char *spki;
     size_t spki_len;
@@ -35,6 +38,55 @@ static CK_RV sign_rv = CKR_OK;
 static unsigned at_gate, in_sign, max_in_sign;
 static unsigned long sign_requests, sign_items;
 
+/* The KV v2 store, when on: paths relative to kv_prefix, each with its data object. */
+struct fsecret {
+    char *path;
+    json_t *data;
+    long version; /* of the latest write; a delete forgets the path and its versions */
+    struct fsecret *next;
+};
+static bool kv_on;
+static struct fsecret *secrets;
+
+/* The Transit types the fake can make. RSA keys take long to generate: one pair per size is
+ * made on first use and shared by every key of that size (their objects show the same modulus). */
+static const struct {
+    const char *type;
+    const char *curve; /* EC group, or NULL */
+    int bits;          /* RSA, or 0 */
+} key_types[] = {
+    {"ecdsa-p256", "P-256", 0}, {"ecdsa-p384", "P-384", 0}, {"ecdsa-p521", "P-521", 0},
+    {"ed25519", NULL, 0},       {"rsa-2048", NULL, 2048},   {"rsa-3072", NULL, 3072},
+    {"rsa-4096", NULL, 4096},
+};
+static EVP_PKEY *rsa_pool[sizeof(key_types) / sizeof(key_types[0])];
+static pthread_mutex_t rsa_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A new key pair of a known type (a new reference), or NULL (unknown type, no memory). */
+static EVP_PKEY *generate(const char *type, const char **canonical)
+{
+    EVP_PKEY *pk = NULL;
+    size_t i;
+
+    for (i = 0; i < sizeof(key_types) / sizeof(key_types[0]); i++)
+        if (strcmp(key_types[i].type, type) == 0)
+            break;
+    if (i == sizeof(key_types) / sizeof(key_types[0]))
+        return NULL;
+    *canonical = key_types[i].type;
+    if (key_types[i].curve != NULL)
+        return EVP_EC_gen(key_types[i].curve);
+    if (key_types[i].bits == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    pthread_mutex_lock(&rsa_lock);
+    if (rsa_pool[i] == NULL)
+        rsa_pool[i] = EVP_RSA_gen((unsigned)key_types[i].bits);
+    if (rsa_pool[i] != NULL && EVP_PKEY_up_ref(rsa_pool[i]) == 1)
+        pk = rsa_pool[i];
+    pthread_mutex_unlock(&rsa_lock);
+    return pk;
+}
+
 static struct fkey *find_locked(const char *name)
 {
     for (struct fkey *k = keys; k != NULL; k = k->next)
@@ -45,6 +97,11 @@ static struct fkey *find_locked(const char *name)
 
 bool fake_transit_add_ec_key(const char *name)
 {
+    return fake_transit_add_key(name, "ecdsa-p256");
+}
+
+bool fake_transit_add_key(const char *name, const char *type)
+{
     struct fkey *k = calloc(1, sizeof(*k));
     unsigned char *p = NULL;
     int len;
@@ -52,7 +109,7 @@ bool fake_transit_add_ec_key(const char *name)
     if (k == NULL)
         return false;
     k->name = strdup(name);
-    k->pkey = EVP_EC_gen("P-256");
+    k->pkey = generate(type, &k->type);
     if (k->name == NULL || k->pkey == NULL || (len = i2d_PUBKEY(k->pkey, &p)) <= 0) {
         free(k->name);
         EVP_PKEY_free(k->pkey);
@@ -108,7 +165,7 @@ static CK_RV f_read_key(const struct vtp_transit *t, const char *name, struct vt
         tk = calloc(1, sizeof(*tk));
         if (tk != NULL) {
             tk->name = strdup(name);
-            tk->type = strdup("ecdsa-p256");
+            tk->type = strdup(k->type);
             tk->spki = malloc(k->spki_len);
             tk->latest_version = 1;
             tk->supports_signing = true;
@@ -129,12 +186,16 @@ static CK_RV f_read_key(const struct vtp_transit *t, const char *name, struct vt
 static CK_RV f_create_key(const struct vtp_transit *t, const char *name, const char *type,
                           struct vtp_transit_key **out)
 {
-    if (strcmp(type, "ecdsa-p256") != 0)
+    bool known = false;
+
+    for (size_t i = 0; i < sizeof(key_types) / sizeof(key_types[0]); i++)
+        known = known || strcmp(key_types[i].type, type) == 0;
+    if (!known)
         return CKR_MECHANISM_INVALID;
     pthread_mutex_lock(&lock);
     bool exists = find_locked(name) != NULL;
     pthread_mutex_unlock(&lock);
-    if (!exists && !fake_transit_add_ec_key(name))
+    if (!exists && !fake_transit_add_key(name, type))
         return CKR_HOST_MEMORY;
     return f_read_key(t, name, out);
 }
@@ -252,32 +313,167 @@ static CK_RV f_random(const struct vtp_transit *t, unsigned char *out, size_t le
     return RAND_bytes(out, (int)len) == 1 ? CKR_OK : CKR_FUNCTION_FAILED;
 }
 
-/* No KV: every path is absent, writes are refused (as a policy would). */
+/* KV off: every path is absent, writes are refused (as a policy would). On: an in-memory KV v2
+ * (one store for every mount and prefix). */
+static struct fsecret **secret_find_locked(const char *path)
+{
+    struct fsecret **pp;
+
+    for (pp = &secrets; *pp != NULL; pp = &(*pp)->next)
+        if (strcmp((*pp)->path, path) == 0)
+            break;
+    return pp;
+}
+
 static CK_RV f_kv_read(const struct vtp_transit *t, const char *path, json_t **data)
 {
-    (void)t, (void)path;
+    struct fsecret *sec;
+    CK_RV rv = CKR_OK;
+
+    (void)t;
     *data = NULL;
-    return CKR_OK;
+    pthread_mutex_lock(&lock);
+    sec = kv_on ? *secret_find_locked(path) : NULL;
+    if (sec != NULL && (*data = json_deep_copy(sec->data)) == NULL)
+        rv = CKR_HOST_MEMORY;
+    pthread_mutex_unlock(&lock);
+    return rv;
 }
 
 static CK_RV f_kv_write(const struct vtp_transit *t, const char *path, json_t *data, long cas)
 {
-    (void)t, (void)path, (void)data, (void)cas;
-    return VTP_ERR_DENIED;
+    struct fsecret **pp, *sec = NULL;
+    json_t *copy;
+    CK_RV rv = CKR_OK;
+
+    (void)t;
+    if (!kv_on)
+        return VTP_ERR_DENIED;
+    if (!json_is_object(data) || (copy = json_deep_copy(data)) == NULL)
+        return CKR_HOST_MEMORY;
+    pthread_mutex_lock(&lock);
+    pp = secret_find_locked(path);
+    /* check-and-set: 0 = only a new path, N = only over version N */
+    if (cas >= 0 && (*pp != NULL ? (*pp)->version : 0) != cas) {
+        rv = VTP_ERR_CAS_MISMATCH;
+    } else if (*pp != NULL) {
+        json_decref((*pp)->data);
+        (*pp)->data = copy;
+        (*pp)->version++;
+        copy = NULL;
+    } else if ((sec = calloc(1, sizeof(*sec))) != NULL && (sec->path = strdup(path)) != NULL) {
+        sec->data = copy;
+        sec->version = 1;
+        copy = NULL;
+        *pp = sec;
+    } else {
+        free(sec);
+        rv = CKR_HOST_MEMORY;
+    }
+    pthread_mutex_unlock(&lock);
+    json_decref(copy);
+    return rv;
 }
 
 static CK_RV f_kv_delete(const struct vtp_transit *t, const char *path)
 {
-    (void)t, (void)path;
+    struct fsecret **pp, *sec = NULL;
+
+    (void)t;
+    pthread_mutex_lock(&lock);
+    pp = secret_find_locked(path);
+    if (kv_on && *pp != NULL) {
+        sec = *pp;
+        *pp = sec->next;
+    }
+    pthread_mutex_unlock(&lock);
+    if (sec != NULL) {
+        json_decref(sec->data);
+        free(sec->path);
+        free(sec);
+    }
     return CKR_OK;
 }
 
+/* The names right under path, as KV v2 lists them: "name", and "dir/" once per folder. */
 static CK_RV f_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n)
 {
-    (void)t, (void)path;
-    *names = NULL;
-    *n = 0;
+    size_t plen = strlen(path), count = 0, cap = 0;
+    char **v = NULL;
+    CK_RV rv = CKR_OK;
+
+    (void)t;
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    pthread_mutex_lock(&lock);
+    for (struct fsecret *sec = kv_on ? secrets : NULL; sec != NULL && rv == CKR_OK;
+         sec = sec->next) {
+        const char *rest = sec->path, *slash;
+        size_t len;
+        bool dup = false;
+        if (plen > 0) {
+            if (strncmp(sec->path, path, plen) != 0 || sec->path[plen] != '/')
+                continue;
+            rest = sec->path + plen + 1;
+        }
+        slash = strchr(rest, '/');
+        len = slash != NULL ? (size_t)(slash - rest) + 1 : strlen(rest);
+        for (size_t i = 0; i < count && !dup; i++)
+            dup = strlen(v[i]) == len && strncmp(v[i], rest, len) == 0;
+        if (dup)
+            continue;
+        if (count + 1 >= cap) {
+            char **nv = realloc(v, (cap = cap * 2 + 8) * sizeof(*v));
+            if (nv == NULL) {
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            v = nv;
+        }
+        if ((v[count] = strndup(rest, len)) == NULL)
+            rv = CKR_HOST_MEMORY;
+        else
+            count++;
+    }
+    pthread_mutex_unlock(&lock);
+    if (rv != CKR_OK) {
+        vtp_strv_free(v, count);
+        return rv;
+    }
+    *names = v;
+    *n = count;
     return CKR_OK;
+}
+
+/* kv_mount = auto: any mount is KV v2 while the KV is on. */
+static CK_RV f_kv_probe(const struct vtp_transit *t, const char *mount, bool *usable)
+{
+    (void)t, (void)mount;
+    pthread_mutex_lock(&lock);
+    *usable = kv_on;
+    pthread_mutex_unlock(&lock);
+    return CKR_OK;
+}
+
+static void kv_clear(void)
+{
+    struct fsecret *sec;
+
+    pthread_mutex_lock(&lock);
+    while ((sec = secrets) != NULL) {
+        secrets = sec->next;
+        json_decref(sec->data);
+        free(sec->path);
+        free(sec);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void fake_transit_enable_kv(bool on)
+{
+    pthread_mutex_lock(&lock);
+    kv_on = on;
+    pthread_mutex_unlock(&lock);
 }
 
 static const struct vtp_transit_ops fake_ops = {
@@ -292,6 +488,7 @@ static const struct vtp_transit_ops fake_ops = {
     .kv_write = f_kv_write,
     .kv_delete = f_kv_delete,
     .kv_list = f_kv_list,
+    .kv_probe = f_kv_probe,
 };
 
 void fake_transit_install(void)
@@ -303,6 +500,7 @@ void fake_transit_install(void)
     sign_rv = CKR_OK;
     at_gate = in_sign = max_in_sign = 0;
     sign_requests = sign_items = 0;
+    kv_on = false;
     pthread_mutex_unlock(&lock);
     vtp_transit_set_ops(&fake_ops);
 }
@@ -312,6 +510,7 @@ void fake_transit_uninstall(void)
     vtp_transit_set_ops(NULL);
     while (keys != NULL)
         f_delete_key(NULL, keys->name);
+    kv_clear();
 }
 
 void fake_transit_gate_close(void)

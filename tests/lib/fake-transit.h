@@ -26,6 +26,16 @@ EVP_PKEY *fake_transit_key(const char *name);
 /* Deletes a key behind the module's back, as another Vault client would; false if absent. */
 bool fake_transit_remove_key(const char *name);
 
+/* Adds a key of a Transit type: ecdsa-p256/p384/p521, ed25519 or rsa-2048/3072/4096 (the RSA
+ * keys of one size share one key pair, made once per process). C_GenerateKeyPair makes these
+ * types too. Signing works with the EC keys. */
+bool fake_transit_add_key(const char *name, const char *type);
+
+/* KV v2 (off after install: every path absent, writes refused, kv_mount = auto finds none): on,
+ * an in-memory store shared by every kv_mount, with check-and-set versions, emptied by
+ * uninstall. */
+void fake_transit_enable_kv(bool on);
+
 /* The gate: while closed, every sign request waits at it (holding its items). */
 void fake_transit_gate_close(void);
 void fake_transit_gate_open(void);

@@ -18,6 +18,8 @@ packages=(
     softhsm2 opensc gnutls-bin libengine-pkcs11-openssl python3-pykcs11 valgrind
     python3-cryptography golang-go golang-github-thalesignite-crypto11-dev
     openjdk-17-jdk-headless
+    # fuzzing (tests/fuzz): clang 14 and its libFuzzer runtime
+    clang libclang-rt-14-dev
 )
 
 missing=()
