@@ -596,6 +596,18 @@ static void recreated_key_invalidates_handles(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 }
 
+/* C_Initialize (the run's config), a read-write session, C_Login: a fresh start. */
+static CK_SESSION_HANDLE fresh_start(void)
+{
+    CK_SESSION_HANDLE s = 0;
+
+    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
+    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+               CKR_OK);
+    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    return s;
+}
+
 static CK_BBOOL bool_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type)
 {
     CK_BBOOL v = 0xee;
@@ -623,10 +635,7 @@ static void usage_and_transit_flags(void)
 
     snprintf(label, sizeof(label), "mtuse-%d", (int)getpid());
     snprintf(elabel, sizeof(elabel), "mtexp-%d", (int)getpid());
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE pt[] = {{CKA_TOKEN, &yes, sizeof(yes)},
                              {CKA_MODULUS_BITS, &bits, sizeof(bits)},
@@ -653,10 +662,7 @@ static void usage_and_transit_flags(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 
     /* a new load: the usage comes back from KV, the flags from Transit */
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
         CK_ATTRIBUTE e[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, elabel, strlen(elabel)}};
@@ -696,10 +702,7 @@ static void usage_and_transit_flags(void)
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 
     /* clean up: later checks count the objects */
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
         CK_ATTRIBUTE e[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, elabel, strlen(elabel)}};
@@ -744,10 +747,7 @@ static void concurrent_generations_indexed(void)
     CK_SESSION_HANDLE s;
 
     snprintf(label, sizeof(label), "mtconc-%d", (int)getpid());
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     for (int i = 0; i < N; i++) {
         ga[i] = (struct gen_arg){label, i, CKR_GENERAL_ERROR};
         pthread_create(&th[i], NULL, gen_thread, &ga[i]);
@@ -757,10 +757,7 @@ static void concurrent_generations_indexed(void)
         CHECK(ga[i].rv == CKR_OK, "generation %d: %s", i, vtp_rv_name(ga[i].rv));
     }
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, label, strlen(label)}};
         CK_ULONG n = find(s, t, 2, found, 2 * N);
@@ -784,16 +781,10 @@ static void kv_label_like_encoded_name(void)
     CK_SESSION_HANDLE s;
     const unsigned char id[] = {0x5e, 0xed};
 
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     REQUIRE_RV(generate(s, &specs[0], label, id, sizeof(id), &pub, &priv), CKR_OK);
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &pc, sizeof(pc)}, {CKA_LABEL, (void *)label, strlen(label)}};
         CHECK(find(s, t, 2, &pub, 1) == 1, "key %s found after a restart", label);
@@ -820,17 +811,11 @@ static void search_shows_key_once(void)
 
     snprintf(label, sizeof(label), "mtonce-%d", (int)getpid());
     memcpy(id + 2, &(int){getpid()}, 4);
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     REQUIRE_RV(generate(s, &specs[0], label, id, sizeof(id), &pub, &priv), CKR_OK);
     CHECK_RV(f->C_Finalize(NULL), CKR_OK);
     /* a fresh snapshot, as in a new process */
-    REQUIRE_RV(f->C_Initialize(NULL), CKR_OK);
-    REQUIRE_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
-               CKR_OK);
-    f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4);
+    s = fresh_start();
     {
         CK_ATTRIBUTE t[] = {{CKA_LABEL, label, strlen(label)}};
         CK_ULONG n = find(s, t, 1, found, 8);
