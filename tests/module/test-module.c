@@ -1360,8 +1360,17 @@ int main(void)
     }
 
     /* fork(): the child must initialize again before it may use the module. Another thread
-     * of the parent signs throughout, so the fork happens with requests in flight. */
+     * of the parent signs throughout, so the fork happens with requests in flight. Not in an
+     * ASan build: GCC 12's ASan runtime has no fork handler for its allocator, so a child
+     * forked while that thread allocates can block at its first malloc (2 runs in 15 hung in
+     * the child right after its first requests, in and outside the module); there the fork
+     * happens with the module idle. The default and TSan builds fork during signing. */
     {
+#if defined(__SANITIZE_ADDRESS__)
+        const bool sign_across_fork = false;
+#else
+        const bool sign_across_fork = true;
+#endif
         pthread_t signer;
         CK_OBJECT_CLASS pubc = CKO_PUBLIC_KEY;
         CK_ATTRIBUTE tq[] = {{CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_ID, ids[0], 6}};
@@ -1370,7 +1379,7 @@ int main(void)
         struct thread_arg bg = {privs[0], cur, 0, 40, 99, NULL};
         pid_t child;
         CHECK(cur != NULL, "current public key of the rotated key");
-        if (cur != NULL)
+        if (cur != NULL && sign_across_fork)
             pthread_create(&signer, NULL, sign_thread, &bg);
         usleep(20 * 1000);
         child = fork();
@@ -1397,11 +1406,11 @@ int main(void)
         waitpid(child, &status, 0);
         CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "forked child status %d", status);
         CHECK_RV(f->C_GetSessionInfo(s, &si), CKR_OK); /* the parent is unaffected */
-        if (cur != NULL) {
+        if (cur != NULL && sign_across_fork) {
             pthread_join(signer, NULL);
             CHECK(bg.ok == 40, "parent thread signing across the fork: %d of 40 verified", bg.ok);
-            EVP_PKEY_free(cur);
         }
+        EVP_PKEY_free(cur);
     }
 
     /* CKA_ID and CKA_LABEL survive unloading the module. */
