@@ -767,7 +767,9 @@ static int ini_handler_cb(void *user, const char *section, const char *name, con
     case SECTION_SLOT:
         slot = find_slot(cfg, slot_name, slot_name_len);
         if (slot == NULL) {
-            ctx_error(ctx, CKR_GENERAL_ERROR, lineno, "internal error: slot not found");
+            /* the section line was not taken as this slot (inih cuts long section names) */
+            ctx_error(ctx, CKR_ARGUMENTS_BAD, lineno, "[%s]: not a slot section that was read",
+                      section);
             return 0;
         }
         opts = slot_opts;
