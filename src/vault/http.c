@@ -500,6 +500,7 @@ void vtp_http_resp_clear(struct vtp_http_resp *resp)
         json_decref(resp->json);
     resp->json = NULL;
     resp->status = 0;
+    resp->scanned = false;
 }
 
 char *vtp_http_escape(const char *segment)
@@ -1212,7 +1213,9 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         rv = CKR_DEVICE_ERROR;
         goto out;
     }
-    if (rb.len > 0) {
+    resp->scanned = rb.len > 0 && req->scan != NULL && a.status >= 200 && a.status < 300 &&
+                    req->scan((const char *)rb.data, rb.len, req->scan_arg);
+    if (rb.len > 0 && !resp->scanned) {
         json = json_loadb((const char *)rb.data, rb.len, 0, &jerr);
         if (json == NULL)
             VTP_LOG_WARN("%s %s -> %ld: body is not JSON (%s)", req->method, req->path, a.status,

@@ -26,11 +26,17 @@ struct vtp_http_req {
     const json_t *body;     /* JSON body, or NULL for none */
     const char *raw_body;   /* or the body already serialised (the sign hot path) */
     bool no_token;          /* do not send X-Vault-Token (login endpoints) */
+    /* For a 2xx answer: reads the body before it is parsed; when it returns true the body is
+     * not parsed (resp->json stays NULL, resp->scanned is true). The sign hot path, where
+     * parsing the answer with jansson cost more than the rest of the client's work. */
+    bool (*scan)(const char *body, size_t len, void *arg);
+    void *scan_arg;
 };
 
 struct vtp_http_resp {
     long status;  /* final HTTP status */
-    json_t *json; /* parsed body (NULL for an empty body, e.g. 204) */
+    json_t *json; /* parsed body (NULL for an empty body, e.g. 204, or a scanned one) */
+    bool scanned; /* req->scan took the body */
 };
 
 /* Statistics (module counter, exposed in the debug log and to tests). */

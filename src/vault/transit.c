@@ -288,11 +288,14 @@ CK_RV vtp_transit_classify_item(const char *error)
  * return value is the transport result: no usable answer in time is VTP_ERR_UNAVAILABLE. */
 static CK_RV call_raw(const struct vtp_transit *t, const char *method, const char *path,
                       const json_t *body, const char *raw_body, bool quiet_missing,
-                      struct vtp_http_resp *resp, CK_RV *rv_vault)
+                      struct vtp_http_resp *resp, CK_RV *rv_vault,
+                      bool (*scan)(const char *body, size_t len, void *arg), void *scan_arg)
 {
     struct vtp_http_req req = {0};
     CK_RV rv;
 
+    req.scan = scan;
+    req.scan_arg = scan_arg;
     req.method = method;
     req.path = path;
     req.namespace_ = t->namespace_;
@@ -316,7 +319,7 @@ static CK_RV call(const struct vtp_transit *t, const char *method, const char *p
                   const json_t *body, bool quiet_missing, struct vtp_http_resp *resp,
                   CK_RV *rv_vault)
 {
-    return call_raw(t, method, path, body, NULL, quiet_missing, resp, rv_vault);
+    return call_raw(t, method, path, body, NULL, quiet_missing, resp, rv_vault, NULL, NULL);
 }
 
 static const json_t *resp_data(const struct vtp_http_resp *resp)
@@ -819,6 +822,340 @@ out:
     return rv;
 }
 
+/* --- The sign answer, read without building a JSON tree ---
+ * A successful sign answer is scanned in place: the envelope's "data" object, its
+ * "signature" (one item) or its "batch_results" (each "signature" and "reference"); every
+ * other member is skipped, checked only for being well-formed JSON. Anything else (an item's
+ * error, a string with escapes where a value is read, a missing or repeated reference, a
+ * signature of another version, JSON that does not parse) gives up and leaves the items as they
+ * were: the answer is then parsed with jansson and read by the code above, which logs what is
+ * wrong with it. */
+
+struct scan {
+    const char *p, *end;
+};
+
+#define SCAN_MAX_DEPTH 32
+
+static void scan_ws(struct scan *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static bool scan_char(struct scan *c, char ch)
+{
+    scan_ws(c);
+    if (c->p >= c->end || *c->p != ch)
+        return false;
+    c->p++;
+    return true;
+}
+
+/* A string of printable ASCII without escapes; *s and *len span its contents. Anything else
+ * (an escape, a byte above 0x7f) gives up: jansson reads it. */
+static bool scan_string(struct scan *c, const char **s, size_t *len)
+{
+    const char *q;
+
+    if (!scan_char(c, '"'))
+        return false;
+    for (q = c->p; q < c->end && *q != '"'; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e || *q == '\\')
+            return false;
+    if (q >= c->end)
+        return false;
+    *s = c->p;
+    *len = (size_t)(q - c->p);
+    c->p = q + 1;
+    return true;
+}
+
+static bool scan_digits(struct scan *c)
+{
+    const char *s = c->p;
+
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    return c->p > s;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool scan_number(struct scan *c)
+{
+    if (c->p < c->end && *c->p == '-')
+        c->p++;
+    if (c->p < c->end && *c->p == '0')
+        c->p++;
+    else if (!scan_digits(c))
+        return false;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (!scan_digits(c))
+            return false;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (!scan_digits(c))
+            return false;
+    }
+    return true;
+}
+
+static bool scan_literal(struct scan *c, const char *word)
+{
+    size_t n = strlen(word);
+
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+        return false;
+    c->p += n;
+    return true;
+}
+
+static bool scan_skip(struct scan *c, int depth);
+
+/* An object's members, each handed to member() (which reads or skips its value), or an
+ * array's elements to element(); with NULL the values are skipped. */
+static bool scan_object(struct scan *c, int depth,
+                        bool (*member)(struct scan *c, const char *k, size_t klen, void *arg),
+                        void *arg)
+{
+    const char *k;
+    size_t klen;
+
+    if (depth > SCAN_MAX_DEPTH || !scan_char(c, '{'))
+        return false;
+    if (scan_char(c, '}'))
+        return true;
+    do {
+        if (!scan_string(c, &k, &klen) || !scan_char(c, ':'))
+            return false;
+        if (member != NULL ? !member(c, k, klen, arg) : !scan_skip(c, depth + 1))
+            return false;
+    } while (scan_char(c, ','));
+    return scan_char(c, '}');
+}
+
+static bool scan_array(struct scan *c, int depth, bool (*element)(struct scan *c, void *arg),
+                       void *arg)
+{
+    if (depth > SCAN_MAX_DEPTH || !scan_char(c, '['))
+        return false;
+    if (scan_char(c, ']'))
+        return true;
+    do {
+        if (element != NULL ? !element(c, arg) : !scan_skip(c, depth + 1))
+            return false;
+    } while (scan_char(c, ','));
+    return scan_char(c, ']');
+}
+
+static bool scan_skip(struct scan *c, int depth)
+{
+    const char *s;
+    size_t len;
+
+    scan_ws(c);
+    if (c->p >= c->end)
+        return false;
+    switch (*c->p) {
+    case '{':
+        return scan_object(c, depth, NULL, NULL);
+    case '[':
+        return scan_array(c, depth, NULL, NULL);
+    case '"':
+        return scan_string(c, &s, &len);
+    case 't':
+        return scan_literal(c, "true");
+    case 'f':
+        return scan_literal(c, "false");
+    case 'n':
+        return scan_literal(c, "null");
+    default:
+        return scan_number(c);
+    }
+}
+
+static bool key_is(const char *k, size_t klen, const char *name)
+{
+    return klen == strlen(name) && memcmp(k, name, klen) == 0;
+}
+
+struct sign_scan {
+    struct vtp_sign_item *items;
+    size_t n;
+    unsigned long version;
+    bool batch;
+    size_t seen;                                  /* results read */
+    const char *sig[VTP_TRANSIT_MAX_BATCH];       /* each item's "signature" */
+    size_t sig_len[VTP_TRANSIT_MAX_BATCH];
+    /* the result being read */
+    const char *r_sig, *r_ref;
+    size_t r_sig_len, r_ref_len;
+    bool r_error;
+};
+
+static bool result_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+    const char *v;
+    size_t len;
+
+    if (key_is(k, klen, "signature"))
+        return scan_string(c, &ss->r_sig, &ss->r_sig_len);
+    if (key_is(k, klen, "reference"))
+        return scan_string(c, &ss->r_ref, &ss->r_ref_len);
+    if (key_is(k, klen, "error")) {
+        if (!scan_string(c, &v, &len))
+            return false;
+        ss->r_error = len > 0; /* an item refused: read by the full parser */
+        return true;
+    }
+    return scan_skip(c, 3);
+}
+
+static bool result_element(struct scan *c, void *arg)
+{
+    struct sign_scan *ss = arg;
+    size_t idx = 0;
+
+    ss->r_sig = ss->r_ref = NULL;
+    ss->r_error = false;
+    if (!scan_object(c, 3, result_member, ss) || ss->r_error || ss->r_sig == NULL ||
+        ss->r_ref == NULL || ss->r_ref_len == 0 || ss->r_ref_len > 3)
+        return false;
+    for (size_t i = 0; i < ss->r_ref_len; i++) {
+        if (ss->r_ref[i] < '0' || ss->r_ref[i] > '9')
+            return false;
+        idx = idx * 10 + (size_t)(ss->r_ref[i] - '0');
+    }
+    if (idx >= ss->n || ss->sig[idx] != NULL)
+        return false;
+    ss->sig[idx] = ss->r_sig;
+    ss->sig_len[idx] = ss->r_sig_len;
+    ss->seen++;
+    return true;
+}
+
+static bool data_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+
+    if (!ss->batch && key_is(k, klen, "signature"))
+        return scan_string(c, &ss->sig[0], &ss->sig_len[0]);
+    if (ss->batch && key_is(k, klen, "batch_results")) {
+        /* a repeated member replaces the one before, as in jansson */
+        memset(ss->sig, 0, ss->n * sizeof(ss->sig[0]));
+        ss->seen = 0;
+        return scan_array(c, 2, result_element, ss);
+    }
+    return scan_skip(c, 2);
+}
+
+static bool envelope_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+
+    if (key_is(k, klen, "data")) {
+        memset(ss->sig, 0, ss->n * sizeof(ss->sig[0]));
+        ss->seen = 0;
+        return scan_object(c, 1, data_member, arg);
+    }
+    return scan_skip(c, 1);
+}
+
+/* "vault:v<version>:<base64>" of the length given -> the decoded signature. */
+static bool scan_signature(const char *s, size_t len, unsigned long want, unsigned char **sig,
+                           size_t *sig_len)
+{
+    unsigned long v = 0;
+    size_t i = 7;
+
+    if (len < 9 || memcmp(s, "vault:v", 7) != 0)
+        return false;
+    for (; i < len && s[i] >= '0' && s[i] <= '9' && i < 7 + 9; i++)
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    if (i == 7 || i >= len || s[i] != ':' || (want != 0 && v != want))
+        return false;
+    if (!vtp_b64_decode(s + i + 1, len - i - 1, sig, sig_len))
+        return false;
+    if (*sig_len == 0) {
+        free(*sig);
+        *sig = NULL;
+        return false;
+    }
+    return true;
+}
+
+bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long version,
+                                  struct vtp_sign_item *items, size_t n)
+{
+    struct sign_scan *ss;
+    struct scan c = {body, body + len};
+    size_t i;
+    bool ok = false;
+
+    if (body == NULL || items == NULL || n == 0 || n > VTP_TRANSIT_MAX_BATCH)
+        return false;
+    ss = calloc(1, sizeof(*ss));
+    if (ss == NULL)
+        return false;
+    ss->items = items;
+    ss->n = n;
+    ss->version = version;
+    ss->batch = n > 1;
+    if (!scan_object(&c, 0, envelope_member, ss) || (scan_ws(&c), c.p != c.end))
+        goto out;
+    if (ss->batch ? ss->seen != n : ss->sig[0] == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (!scan_signature(ss->sig[i], ss->sig_len[i], version, &items[i].sig,
+                            &items[i].sig_len))
+            break;
+    }
+    if (i < n) {
+        while (i-- > 0) {
+            free(items[i].sig);
+            items[i].sig = NULL;
+            items[i].sig_len = 0;
+        }
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        items[i].rv = CKR_OK;
+    ok = true;
+out:
+    free(ss);
+    return ok;
+}
+
+struct sign_answer {
+    struct vtp_sign_item *items;
+    size_t n;
+    unsigned long version;
+};
+
+static bool scan_sign_answer(const char *body, size_t len, void *arg)
+{
+    const struct sign_answer *a = arg;
+
+    return vtp_transit_scan_sign_answer(body, len, a->version, a->items, a->n);
+}
+
+CK_RV vtp_transit_read_sign_answer(const json_t *body, unsigned long version,
+                                   struct vtp_sign_item *items, size_t n)
+{
+    const json_t *data = json_is_object(body) ? json_object_get(body, "data") : NULL;
+
+    if (!json_is_object(data))
+        data = NULL;
+    if (n == 1)
+        return parse_single(data, version, &items[0]);
+    return vtp_transit_parse_sign_results(data, version, items, n);
+}
+
 /* A name from the mechanism table is put into JSON as it is: it must need no escaping. */
 static bool json_safe(const char *v)
 {
@@ -884,6 +1221,7 @@ static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned l
                        const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n)
 {
     struct vtp_http_resp resp = {0};
+    struct sign_answer answer = {items, n, version};
     char *body = NULL;
     char *path = NULL;
     CK_RV rv, vrv = CKR_OK;
@@ -900,20 +1238,18 @@ static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned l
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    rv = call_raw(t, "POST", path, NULL, body, false, &resp, &vrv);
-    if (rv != CKR_OK)
+    rv = call_raw(t, "POST", path, NULL, body, false, &resp, &vrv, scan_sign_answer, &answer);
+    if (rv != CKR_OK || resp.scanned)
         goto out;
-    if (n == 1) {
+    if (n == 1 && vrv != CKR_OK) {
         /* single request: Vault's answer is the item's answer */
-        rv = vrv == CKR_OK ? parse_single(resp_data(&resp), version, &items[0]) : CKR_OK;
-        if (vrv != CKR_OK)
-            items[0].rv = vrv;
+        items[0].rv = vrv;
         goto out;
     }
     rv = vrv;
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_parse_sign_results(resp_data(&resp), version, items, n);
+    rv = vtp_transit_read_sign_answer(resp.json, version, items, n);
 out:
     vtp_http_resp_clear(&resp);
     free(body);

@@ -103,6 +103,16 @@ CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned l
  * "vault:vN:<b64>" and checks N == version (unless version is 0). A missing or malformed
  * result leaves that item CKR_FUNCTION_FAILED. Sets every item's sig, sig_len and rv
  * (unit-tested). */
+/* A successful sign answer's body (the whole envelope) read without building a JSON tree: true
+ * when every item got its signature (rv CKR_OK). False when the body is anything but the plain
+ * answer (an item's error, escapes, non-ASCII, a signature of another version, a missing or
+ * repeated reference, malformed JSON): the items are then untouched, and the body is for
+ * jansson and vtp_transit_read_sign_answer. */
+bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long version,
+                                  struct vtp_sign_item *items, size_t n);
+/* The same answer parsed by jansson: data.signature (n == 1) or data.batch_results. */
+CK_RV vtp_transit_read_sign_answer(const json_t *body, unsigned long version,
+                                   struct vtp_sign_item *items, size_t n);
 CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
                                      struct vtp_sign_item *items, size_t n);
 

@@ -591,7 +591,7 @@ static void health_threads(void)
     struct vtp_vault_conf vc = {0};
     struct vtp_http *h = NULL;
     struct vtp_http_resp resp = {0};
-    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true};
+    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true, NULL, NULL};
     char addr[64];
     int port = 0, fd = hanging_listener(&port), before = count_threads(), during;
 
