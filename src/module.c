@@ -408,6 +408,7 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
         log_stats(m);
         vtp_sessions_finalize();
         vtp_batch_clear();
+        vtp_md_clear();
         module_free(m);
     }
     pthread_mutex_unlock(&init_lock);
