@@ -410,7 +410,8 @@ static json_t *check_auth(const struct vtp_config *cfg, struct vtp_http *h, bool
 struct need {
     const char *op;
     char *path;
-    const char *caps[3];
+    char *alt; /* a LIST is checked as "<path>/" too: Vault matches either */
+    const char *caps[2];
     char *pattern;
 };
 
@@ -420,22 +421,33 @@ struct needs {
     bool oom;
 };
 
-static void need(struct needs *ns, const char *op, char *path, const char *cap, const char *cap2,
-                 char *pattern)
+static void need(struct needs *ns, const char *op, char *path, const char *cap, char *pattern)
 {
-    if (path == NULL || pattern == NULL || ns->n >= VTP_ARRAY_SIZE(ns->v)) {
+    char *alt = path != NULL && strcmp(cap, "list") == 0 ? vtp_join3(path, "/", "") : NULL;
+
+    if (path == NULL || pattern == NULL || ns->n >= VTP_ARRAY_SIZE(ns->v) ||
+        (alt == NULL && strcmp(cap, "list") == 0)) {
         ns->oom = true;
         free(path);
+        free(alt);
         free(pattern);
         return;
     }
-    ns->v[ns->n++] = (struct need){op, path, {cap, cap2, NULL}, pattern};
+    ns->v[ns->n++] = (struct need){op, path, alt, {cap, NULL}, pattern};
+}
+
+/* Do the capabilities grant what nd needs? */
+static bool granted(const struct need *nd, const json_t *caps)
+{
+    return vtp_caps_have(json_object_get(caps, nd->path), nd->caps) ||
+           (nd->alt != NULL && vtp_caps_have(json_object_get(caps, nd->alt), nd->caps));
 }
 
 static void needs_free(struct needs *ns)
 {
     for (size_t i = 0; i < ns->n; i++) {
         free(ns->v[i].path);
+        free(ns->v[i].alt);
         free(ns->v[i].pattern);
     }
 }
@@ -469,43 +481,42 @@ static void slot_needs(const struct vtp_transit *t, const char *prefix, const ch
 
     for (size_t i = 0; i < VTP_ARRAY_SIZE(reading); i++) {
         /* every operation starts from the key list, as C_FindObjects does */
-        need(ns, reading[i], vtp_transit_path(t, "keys", NULL, NULL), "list", NULL,
+        need(ns, reading[i], vtp_transit_path(t, "keys", NULL, NULL), "list",
              vtp_transit_path(t, "keys", NULL, NULL));
-        need(ns, reading[i], vtp_transit_path(t, "keys", key, NULL), "read", NULL,
+        need(ns, reading[i], vtp_transit_path(t, "keys", key, NULL), "read",
              key_glob(t, "keys", prefix));
         if (kv != NULL) {
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", dir), "list", NULL,
+            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", dir), "list",
                  vtp_kv_path_in(t, kv, "metadata", dir));
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "data", meta), "read", NULL,
+            need(ns, reading[i], vtp_kv_path_in(t, kv, "data", meta), "read",
                  vtp_kv_path_in(t, kv, "data", dir_all));
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", cdir), "list", NULL,
+            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", cdir), "list",
                  vtp_kv_path_in(t, kv, "metadata", cdir));
         }
     }
-    need(ns, "sign", vtp_transit_path(t, "sign", key, NULL), "update", NULL,
-         key_glob(t, "sign", prefix));
-    need(ns, "decrypt", vtp_transit_path(t, "decrypt", key, NULL), "update", NULL,
+    need(ns, "sign", vtp_transit_path(t, "sign", key, NULL), "update", key_glob(t, "sign", prefix));
+    need(ns, "decrypt", vtp_transit_path(t, "decrypt", key, NULL), "update",
          key_glob(t, "decrypt", prefix));
     /* POST <mount>/keys/<name> is an update: Transit has no existence check */
-    need(ns, "generate", vtp_transit_path(t, "keys", key, NULL), "update", NULL,
+    need(ns, "generate", vtp_transit_path(t, "keys", key, NULL), "update",
          key_glob(t, "keys", prefix));
-    need(ns, "destroy", vtp_transit_path(t, "keys", key, "config"), "update", NULL,
+    need(ns, "destroy", vtp_transit_path(t, "keys", key, "config"), "update",
          key_glob(t, "keys", prefix));
-    need(ns, "destroy", vtp_transit_path(t, "keys", key, NULL), "delete", NULL,
+    need(ns, "destroy", vtp_transit_path(t, "keys", key, NULL), "delete",
          key_glob(t, "keys", prefix));
     if (kv != NULL) {
         /* a key's entry is claimed with check-and-set 0 before its key is made: a create */
-        need(ns, "generate", vtp_kv_path_in(t, kv, "data", meta), "create", NULL,
+        need(ns, "generate", vtp_kv_path_in(t, kv, "data", meta), "create",
              vtp_kv_path_in(t, kv, "data", dir_all));
-        need(ns, "destroy", vtp_kv_path_in(t, kv, "metadata", meta), "delete", NULL,
+        need(ns, "destroy", vtp_kv_path_in(t, kv, "metadata", meta), "delete",
              vtp_kv_path_in(t, kv, "metadata", dir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "create", NULL,
+        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "create",
              vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "update", NULL,
+        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "update",
              vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "read", NULL,
+        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "read",
              vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "metadata", cert), "delete", NULL,
+        need(ns, "certificates", vtp_kv_path_in(t, kv, "metadata", cert), "delete",
              vtp_kv_path_in(t, kv, "metadata", cdir_all));
     }
     free(meta);
@@ -555,7 +566,7 @@ static json_t *stanza(const struct needs *ns, const json_t *caps, const char *op
             if (s != NULL && strcmp(s, "deny") != 0)
                 n = add_name(names, n, VTP_ARRAY_SIZE(names), s);
         }
-        if (strcmp(nd->op, op) == 0 && !vtp_caps_have(have, nd->caps))
+        if (strcmp(nd->op, op) == 0 && !granted(nd, caps))
             n = add_name(names, n, VTP_ARRAY_SIZE(names), nd->caps[0]);
     }
     qsort(names, n, sizeof(*names), cmp_cstr);
@@ -577,8 +588,7 @@ static json_t *judge_ops(const struct needs *ns, const json_t *caps)
         json_t *missing = json_array();
         for (size_t i = 0; i < ns->n; i++) {
             const struct need *nd = &ns->v[i];
-            if (strcmp(nd->op, ops[o]) != 0 ||
-                vtp_caps_have(json_object_get(caps, nd->path), nd->caps))
+            if (strcmp(nd->op, ops[o]) != 0 || granted(nd, caps))
                 continue;
             json_array_append_new(missing, json_pack("{s:s,s:s,s:o}", "path", nd->path,
                                                      "capability", nd->caps[0], "policy",
@@ -726,7 +736,8 @@ static json_t *check_slot(struct vtp_slot *s, bool *can_sign)
     const struct vtp_slot_conf *sc = vtp_slot_conf(s);
     const struct vtp_transit *t = vtp_slot_transit(s);
     struct needs ns = {0};
-    const char *paths[VTP_ARRAY_SIZE(ns.v)];
+    const char *paths[2 * VTP_ARRAY_SIZE(ns.v)];
+    size_t n_paths = 0;
     json_t *slot = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:b}", "name", sc->name, "token_label",
                              sc->label, "mount", sc->mount, "key_prefix", sc->key_prefix,
                              "namespace", t->namespace_, "allow_destroy", sc->allow_destroy);
@@ -753,16 +764,18 @@ static json_t *check_slot(struct vtp_slot *s, bool *can_sign)
     keys = json_object_get(slot, "keys");
     key = json_array_size(keys) > 0 ? str_member(json_array_get(keys, 0), "name") : probe;
     slot_needs(t, sc->key_prefix, key ? key : "", vtp_kv_mount(t), &ns);
-    for (size_t i = 0; i < ns.n; i++)
-        paths[i] = ns.v[i].path;
-    rv = ns.oom ? CKR_HOST_MEMORY : vtp_vault_capabilities(t, paths, ns.n, &caps, &vrv);
+    for (size_t i = 0; i < ns.n; i++) {
+        paths[n_paths++] = ns.v[i].path;
+        if (ns.v[i].alt != NULL)
+            paths[n_paths++] = ns.v[i].alt;
+    }
+    rv = ns.oom ? CKR_HOST_MEMORY : vtp_vault_capabilities(t, paths, n_paths, &caps, &vrv);
     if (rv == CKR_OK && vrv == CKR_OK) {
         json_t *byp = json_object();
-        for (size_t i = 0; i < ns.n; i++)
-            json_object_set(byp, ns.v[i].path,
-                            json_object_get(caps, ns.v[i].path)
-                                ? json_object_get(caps, ns.v[i].path)
-                                : json_array());
+        for (size_t i = 0; i < n_paths; i++) {
+            json_t *c = json_object_get(caps, paths[i]);
+            json_object_set_new(byp, paths[i], c != NULL ? json_incref(c) : json_array());
+        }
         json_object_set_new(slot, "capabilities", byp);
         ops = judge_ops(&ns, caps);
         if (!json_is_true(json_object_get(json_object_get(ops, "sign"), "allowed"))) {
