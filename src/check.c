@@ -124,38 +124,26 @@ static const char *kind_text(CK_RV rv)
     return vtp_rv_name(rv);
 }
 
-/* RFC 7512 percent-encoding: everything but unreserved characters (all: every byte). */
-static void pct_append(char *out, size_t cap, const unsigned char *p, size_t n, bool all)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = strlen(out);
-
-    for (size_t i = 0; i < n && o + 4 < cap; i++) {
-        unsigned char c = p[i];
-        if (!all && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                     c == '-' || c == '.' || c == '_' || c == '~')) {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
-}
-
-/* pkcs11:token=<label>;id=<id>;type=<type> */
+/* pkcs11:token=<label>;id=<id>;type=<type> (RFC 7512): the label percent-encoded as a path
+ * segment is, every byte of the ID as %XX (as p11-kit writes it). */
 static json_t *pkcs11_uri(const char *token, const unsigned char *id, size_t id_len,
                           const char *type)
 {
-    char uri[1024] = "pkcs11:token=";
+    char uri[1024], *label = vtp_http_escape(token);
+    size_t o;
+    json_t *out = NULL;
 
-    pct_append(uri, sizeof(uri), (const unsigned char *)token, strlen(token), false);
-    strncat(uri, ";id=", sizeof(uri) - strlen(uri) - 1);
-    pct_append(uri, sizeof(uri), id, id_len, true);
-    strncat(uri, ";type=", sizeof(uri) - strlen(uri) - 1);
-    strncat(uri, type, sizeof(uri) - strlen(uri) - 1);
-    return json_string(uri);
+    if (label == NULL)
+        return json_null();
+    o = (size_t)snprintf(uri, sizeof(uri), "pkcs11:token=%s;id=", label);
+    for (size_t i = 0; i < id_len && o + 4 < sizeof(uri); i++)
+        o += (size_t)snprintf(uri + o, sizeof(uri) - o, "%%%02X", id[i]);
+    if (o + strlen(";type=") + strlen(type) < sizeof(uri)) {
+        snprintf(uri + o, sizeof(uri) - o, ";type=%s", type);
+        out = json_string(uri);
+    }
+    free(label);
+    return out != NULL ? out : json_null();
 }
 
 /* --- step 1: configuration ---------------------------------------------------------------- */
@@ -467,64 +455,74 @@ static char *key_glob(const struct vtp_transit *t, const char *what, const char 
     return p;
 }
 
+static const char *const ops_all[] = {"list",     "sign",    "decrypt",
+                                      "generate", "destroy", "certificates"};
+
+/* What each operation needs of Transit: a capability on <mount>/<what>[/<key>[/<suffix>]],
+ * granted by a stanza on that path (keyed: "<mount>/<what>/<prefix>*"). op NULL: every
+ * operation (each starts from the key list, as C_FindObjects does). */
+static const struct transit_rule {
+    const char *op, *what, *suffix, *cap;
+    bool keyed;
+} transit_rules[] = {
+    {NULL, "keys", NULL, "list", false},
+    {NULL, "keys", NULL, "read", true},
+    {"sign", "sign", NULL, "update", true},
+    {"decrypt", "decrypt", NULL, "update", true},
+    /* POST <mount>/keys/<name> is an update: Transit has no existence check */
+    {"generate", "keys", NULL, "update", true},
+    {"destroy", "keys", "config", "update", true},
+    {"destroy", "keys", NULL, "delete", true},
+};
+
+/* The same in the KV v2 mount, under <kv_prefix>: rel and pattern index the paths below. A key's
+ * entry is claimed with check-and-set 0 before its key is made: a create. */
+enum { KV_ENTRY, KV_DIR, KV_CERT, KV_CERT_DIR, KV_DIR_ALL, KV_CERT_DIR_ALL, KV_N };
+static const struct kv_rule {
+    const char *op, *kind, *cap;
+    int rel, pattern;
+} kv_rules[] = {
+    {NULL, "metadata", "list", KV_DIR, KV_DIR},
+    {NULL, "data", "read", KV_ENTRY, KV_DIR_ALL},
+    {NULL, "metadata", "list", KV_CERT_DIR, KV_CERT_DIR},
+    {"generate", "data", "create", KV_ENTRY, KV_DIR_ALL},
+    {"destroy", "metadata", "delete", KV_ENTRY, KV_DIR_ALL},
+    {"certificates", "data", "create", KV_CERT, KV_CERT_DIR_ALL},
+    {"certificates", "data", "update", KV_CERT, KV_CERT_DIR_ALL},
+    {"certificates", "data", "read", KV_CERT, KV_CERT_DIR_ALL},
+    {"certificates", "metadata", "delete", KV_CERT, KV_CERT_DIR_ALL},
+};
+
 /* Every path the module uses for the slot, by operation. key: a key of the slot (for per-key
  * policies), or a name under the prefix. kv: the KV v2 mount in use, or NULL. */
 static void slot_needs(const struct vtp_transit *t, const char *prefix, const char *key,
                        const char *kv, struct needs *ns)
 {
-    char *meta = vtp_kv_meta_path(t, key), *dir = vtp_kv_meta_dir(t);
-    char *cert = vtp_kv_cert_path(t, PROBE_KEY), *cdir = vtp_kv_cert_dir(t);
-    char *dir_all = dir ? vtp_join3(dir, "/*", "") : NULL;
-    char *cdir_all = cdir ? vtp_join3(cdir, "/*", "") : NULL;
-    static const char *const reading[] = {"list",     "sign",    "decrypt",
-                                          "generate", "destroy", "certificates"};
+    char *rel[KV_N] = {vtp_kv_meta_path(t, key), vtp_kv_meta_dir(t), vtp_kv_cert_path(t, PROBE_KEY),
+                       vtp_kv_cert_dir(t)};
 
-    for (size_t i = 0; i < VTP_ARRAY_SIZE(reading); i++) {
-        /* every operation starts from the key list, as C_FindObjects does */
-        need(ns, reading[i], vtp_transit_path(t, "keys", NULL, NULL), "list",
-             vtp_transit_path(t, "keys", NULL, NULL));
-        need(ns, reading[i], vtp_transit_path(t, "keys", key, NULL), "read",
-             key_glob(t, "keys", prefix));
-        if (kv != NULL) {
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", dir), "list",
-                 vtp_kv_path_in(t, kv, "metadata", dir));
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "data", meta), "read",
-                 vtp_kv_path_in(t, kv, "data", dir_all));
-            need(ns, reading[i], vtp_kv_path_in(t, kv, "metadata", cdir), "list",
-                 vtp_kv_path_in(t, kv, "metadata", cdir));
+    rel[KV_DIR_ALL] = rel[KV_DIR] ? vtp_join3(rel[KV_DIR], "/*", "") : NULL;
+    rel[KV_CERT_DIR_ALL] = rel[KV_CERT_DIR] ? vtp_join3(rel[KV_CERT_DIR], "/*", "") : NULL;
+    for (size_t o = 0; o < VTP_ARRAY_SIZE(ops_all); o++) {
+        for (size_t i = 0; i < VTP_ARRAY_SIZE(transit_rules); i++) {
+            const struct transit_rule *r = &transit_rules[i];
+            if (r->op != NULL && strcmp(r->op, ops_all[o]) != 0)
+                continue;
+            need(ns, ops_all[o], vtp_transit_path(t, r->what, r->keyed ? key : NULL, r->suffix),
+                 r->cap,
+                 r->keyed ? key_glob(t, r->what, prefix)
+                          : vtp_transit_path(t, r->what, NULL, NULL));
+        }
+        for (size_t i = 0; kv != NULL && i < VTP_ARRAY_SIZE(kv_rules); i++) {
+            const struct kv_rule *r = &kv_rules[i];
+            if (r->op != NULL && strcmp(r->op, ops_all[o]) != 0)
+                continue;
+            need(ns, ops_all[o], vtp_kv_path_in(t, kv, r->kind, rel[r->rel]), r->cap,
+                 vtp_kv_path_in(t, kv, r->kind, rel[r->pattern]));
         }
     }
-    need(ns, "sign", vtp_transit_path(t, "sign", key, NULL), "update", key_glob(t, "sign", prefix));
-    need(ns, "decrypt", vtp_transit_path(t, "decrypt", key, NULL), "update",
-         key_glob(t, "decrypt", prefix));
-    /* POST <mount>/keys/<name> is an update: Transit has no existence check */
-    need(ns, "generate", vtp_transit_path(t, "keys", key, NULL), "update",
-         key_glob(t, "keys", prefix));
-    need(ns, "destroy", vtp_transit_path(t, "keys", key, "config"), "update",
-         key_glob(t, "keys", prefix));
-    need(ns, "destroy", vtp_transit_path(t, "keys", key, NULL), "delete",
-         key_glob(t, "keys", prefix));
-    if (kv != NULL) {
-        /* a key's entry is claimed with check-and-set 0 before its key is made: a create */
-        need(ns, "generate", vtp_kv_path_in(t, kv, "data", meta), "create",
-             vtp_kv_path_in(t, kv, "data", dir_all));
-        need(ns, "destroy", vtp_kv_path_in(t, kv, "metadata", meta), "delete",
-             vtp_kv_path_in(t, kv, "metadata", dir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "create",
-             vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "update",
-             vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "data", cert), "read",
-             vtp_kv_path_in(t, kv, "data", cdir_all));
-        need(ns, "certificates", vtp_kv_path_in(t, kv, "metadata", cert), "delete",
-             vtp_kv_path_in(t, kv, "metadata", cdir_all));
-    }
-    free(meta);
-    free(dir);
-    free(cert);
-    free(cdir);
-    free(dir_all);
-    free(cdir_all);
+    for (size_t i = 0; i < KV_N; i++)
+        free(rel[i]);
 }
 
 static int cmp_cstr(const void *a, const void *b)
@@ -580,22 +578,20 @@ static json_t *stanza(const struct needs *ns, const json_t *caps, const char *op
 /* operations[op] = {allowed, missing: [{path, capability, policy}]} from the capabilities. */
 static json_t *judge_ops(const struct needs *ns, const json_t *caps)
 {
-    static const char *const ops[] = {"list",     "sign",    "decrypt",
-                                      "generate", "destroy", "certificates"};
     json_t *out = json_object();
 
-    for (size_t o = 0; o < VTP_ARRAY_SIZE(ops); o++) {
+    for (size_t o = 0; o < VTP_ARRAY_SIZE(ops_all); o++) {
         json_t *missing = json_array();
         for (size_t i = 0; i < ns->n; i++) {
             const struct need *nd = &ns->v[i];
-            if (strcmp(nd->op, ops[o]) != 0 || granted(nd, caps))
+            if (strcmp(nd->op, ops_all[o]) != 0 || granted(nd, caps))
                 continue;
             json_array_append_new(missing, json_pack("{s:s,s:s,s:o}", "path", nd->path,
                                                      "capability", nd->caps[0], "policy",
-                                                     stanza(ns, caps, ops[o], nd->pattern)));
+                                                     stanza(ns, caps, ops_all[o], nd->pattern)));
         }
         json_object_set_new(
-            out, ops[o],
+            out, ops_all[o],
             json_pack("{s:b,s:o}", "allowed", json_array_size(missing) == 0, "missing", missing));
     }
     return out;
@@ -822,6 +818,13 @@ static void print_lines(const json_t *step, const char *member, const char *tag)
     }
 }
 
+/* What the module would log at this step, then what stops it. */
+static void print_step_tail(const json_t *step)
+{
+    print_lines(step, "log", "module");
+    print_lines(step, "problems", "PROBLEM");
+}
+
 static void print_config(const json_t *c)
 {
     const json_t *e;
@@ -839,8 +842,7 @@ static void print_config(const json_t *c)
         else
             printf("    environment: %s is set (not shown)\n", str_member(e, "name"));
     }
-    print_lines(c, "log", "module");
-    print_lines(c, "problems", "PROBLEM");
+    print_step_tail(c);
 }
 
 static void print_servers(const json_t *servers)
@@ -853,7 +855,7 @@ static void print_servers(const json_t *servers)
     {
         if (!json_is_true(json_object_get(s, "reachable"))) {
             printf("    %s: NOT reachable: %s\n", str_member(s, "address"), str_member(s, "error"));
-            print_lines(s, "problems", "PROBLEM");
+            print_step_tail(s);
             continue;
         }
         printf("    %s: %s %s%s%s, %s\n", str_member(s, "address"), str_member(s, "kind"),
@@ -861,7 +863,7 @@ static void print_servers(const json_t *servers)
                str_member(s, "build_date") ? " built " : "",
                str_member(s, "build_date") ? str_member(s, "build_date") : "",
                str_member(s, "state"));
-        print_lines(s, "problems", "PROBLEM");
+        print_step_tail(s);
     }
 }
 
@@ -897,15 +899,14 @@ static void print_auth(const json_t *a)
         printf("    note: %s\n", str_member(a, "note"));
     if (str_member(a, "vault_error"))
         printf("    Vault said: %s\n", str_member(a, "vault_error"));
-    print_lines(a, "log", "module");
-    print_lines(a, "problems", "PROBLEM");
+    print_step_tail(a);
 }
 
 static void print_ops(const json_t *ops)
 {
-    static const char *const order[] = {"list",     "sign",    "decrypt",
-                                        "generate", "destroy", "certificates"};
-    for (size_t o = 0; o < VTP_ARRAY_SIZE(order); o++) {
+    const char *const *order = ops_all;
+
+    for (size_t o = 0; o < VTP_ARRAY_SIZE(ops_all); o++) {
         const json_t *op = json_object_get(ops, order[o]), *m;
         json_t *seen = json_array();
         size_t i;
@@ -982,8 +983,7 @@ static void print_slot(const json_t *s)
                json_is_true(json_object_get(k, "ok")) ? "" : str_member(k, "error"));
     if (str_member(s, "note"))
         printf("  note: %s\n", str_member(s, "note"));
-    print_lines(s, "log", "module");
-    print_lines(s, "problems", "PROBLEM");
+    print_step_tail(s);
 }
 
 static void print_report(const json_t *r)
