@@ -870,13 +870,22 @@ static void print_servers(const json_t *servers)
 static void print_auth(const json_t *a)
 {
     const json_t *tok = json_object_get(a, "token"), *src = json_object_get(a, "source"), *p;
-    char *srcs = json_is_string(src) ? NULL : json_dumps(src, JSON_COMPACT);
     size_t i;
 
     printf("Authentication\n");
-    printf("    method: %s (%s)\n", str_member(a, "method"),
-           json_is_string(src) ? json_string_value(src) : (srcs ? srcs : "?"));
-    free(srcs);
+    printf("    method: %s", str_member(a, "method"));
+    if (json_is_string(src)) {
+        printf(" (%s)", json_string_value(src));
+    } else {
+        const char *k, *sep = " (";
+        json_object_foreach((json_t *)src, k, p)
+        {
+            printf("%s%s %s", sep, k, json_is_string(p) ? json_string_value(p) : "-");
+            sep = ", ";
+        }
+        printf("%s", strcmp(sep, ", ") == 0 ? ")" : "");
+    }
+    printf("\n");
     if (tok != NULL) {
         long long ttl = json_integer_value(json_object_get(tok, "ttl"));
         printf("    token: %s, %s%s, ", str_member(tok, "type") ? str_member(tok, "type") : "?",
