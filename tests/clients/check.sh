@@ -10,10 +10,14 @@
 #  3. a token lacking one capability in turn (transit sign, keys list, keys read, key create,
 #     key delete, key config, KV read, KV write, KV list): the message names the path and the
 #     capability, and the exit status says whether the slot can still sign;
-#  4. a wrong address: exit non-zero, the address named; a config error: exit 2, file and line.
+#  4. a bad token; AppRole with a right and a wrong secret_id; auth = pin without and with
+#     --pin-stdin (no role_id, secret_id or PIN in the output);
+#  5. a wrong address: exit non-zero, the address named; a config error: exit 2, file and line.
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=tests/connect/lib.sh
+. "$(dirname "$0")/../connect/lib.sh"
 
 vtp_require jq python3
 CHECK=$VTP_BUILDDIR/src/vault-transit-pkcs11-check
@@ -30,30 +34,19 @@ cd "$VTP_TMP"
 export ASAN_OPTIONS=detect_leaks=1:exitcode=86 # a leak is never taken for exit status 1
 unset VAULT_TRANSIT_PKCS11_DEBUG
 
-policies=() tokens=()
-at_exit() {
-    local a p
-    for a in "${tokens[@]}"; do
-        vtp_api POST auth/token/revoke-accessor "{\"accessor\":\"$a\"}" >/dev/null 2>&1 || true
-    done
-    for p in "${policies[@]}"; do vtp_api DELETE "sys/policies/acl/$p" >/dev/null 2>&1 || true; done
-}
-trap at_exit EXIT
+# policy NAME HCL: writes an ACL policy (removed at exit).
+policy() { vtp_conn_policy_hcl "$@"; }
 
-# policy NAME HCL: writes an ACL policy.
-policy() {
-    vtp_api PUT "sys/policies/acl/$1" "$(jq -n --arg p "$2" '{policy: $p}')" >/dev/null ||
-        vtp_fail "cannot write policy $1"
-    policies+=("$1")
-}
-
-# token POLICY...: prints a new token with these policies (and "default").
-token() {
+# new_token POLICY...: TOK = a new token with these policies (and "default"), revoked at exit
+# (not in a command substitution, whose subshell could not register that).
+new_token() {
     local body
     body=$(vtp_api POST auth/token/create "$(printf '%s\n' "$@" | jq -R . |
         jq -s '{policies: ., ttl: "20m"}')") || vtp_fail "cannot create a token"
-    tokens+=("$(jq -r .auth.accessor <<<"$body")")
-    jq -r .auth.client_token <<<"$body"
+    vtp_conn_at_exit vtp_api POST auth/token/revoke-accessor \
+        "$(jq '{accessor: .auth.accessor}' <<<"$body")"
+    TOK=$(jq -r .auth.client_token <<<"$body")
+    secrets+=("$TOK")
 }
 
 # run_check WANT_STATUS TOKEN ARGS...: runs the check with that token; its output is in OUT.
@@ -93,8 +86,8 @@ no_secrets() {
     done
 }
 
-vtp_check "a key ${P}ec1" vtp_api POST "$M/keys/${P}ec1" '{"type":"ecdsa-p256"}'
-vtp_check "a key ${P}rsa1" vtp_api POST "$M/keys/${P}rsa1" '{"type":"rsa-2048"}'
+vtp_conn_key ec1
+vtp_conn_key rsa1 rsa-2048
 
 # ---- 1. every capability the module uses ----
 # full POLICY-NAME [VAR=CAPS...]: every path the module uses; a VAR narrows one stanza.
@@ -119,8 +112,8 @@ path \"$KV/metadata/$PFX/certs/$M\" { capabilities = [\"list\"] }
 "
 }
 full "${P}full"
-tok=$(token "${P}full")
-secrets+=("$tok")
+new_token "${P}full"
+tok=$TOK
 run_check 0 "$tok"
 for op in list sign decrypt generate destroy certificates; do op_line "$op" allowed; done
 has "the config file and how it was chosen" \
@@ -171,10 +164,9 @@ assert slot["sign_test"]["ok"] is True
 nokv=$VTP_TMP/nokv.conf
 printf '[slot test]\nmount = %s\nkey_prefix = %s\nlabel = vtp-test\n' "$M" "$P" >"$nokv"
 chmod 600 "$nokv"
-policy "${P}sign" "$(sed "s|\"transit/|\"$M/|" "$VTP_SRCDIR/conf/policies/sign-only.hcl")"
-tok=$(token "${P}sign")
-secrets+=("$tok")
-run_check 0 "$tok" --config "$nokv"
+vtp_conn_policy "${P}sign" "$VTP_SRCDIR/conf/policies/sign-only.hcl"
+new_token "${P}sign"
+run_check 0 "$TOK" --config "$nokv"
 has "--config is named as the chooser" "file: $nokv (chosen by --config"
 op_line list allowed
 op_line sign allowed
@@ -195,9 +187,9 @@ vtp_say "the sign-only report:"
 printf '%s\n' "$OUT" | sed 's/^/  | /'
 
 # sign-only.hcl with kv-certs.hcl, on the slot with KV: still signs
-policy "${P}kv" "$(sed -e "s|\"secret/|\"$KV/|" -e "s|/transit|/$M|g" \
-    "$VTP_SRCDIR/conf/policies/kv-certs.hcl")"
-run_check 0 "$(token "${P}sign" "${P}kv")"
+vtp_conn_policy "${P}kv" "$VTP_SRCDIR/conf/policies/kv-certs.hcl"
+new_token "${P}sign" "${P}kv"
+run_check 0 "$TOK"
 op_line certificates allowed
 op_line generate "NOT allowed"
 
@@ -207,7 +199,8 @@ lacking() {
     local name=$1 status=$2 op=$3 cap=$4 path=$5
     shift 5
     full "${P}$name" "$@"
-    run_check "$status" "$(token "${P}$name")"
+    new_token "${P}$name"
+    run_check "$status" "$TOK"
     op_line "$op" "NOT allowed"
     has "$name: the missing capability is named" "the token lacks \"$cap\" on $path"
     has "$name: a stanza grants it" "to allow it, add to a policy: path"
@@ -228,7 +221,47 @@ lacking nokvread 1 sign read "$KV/data/$PFX/$M/${P}ec1" KVDATA='"create", "updat
 lacking nokvwrite 0 generate create "$KV/data/$PFX/$M/${P}ec1" KVDATA='"read"'
 lacking nokvlist 1 list list "$KV/metadata/$PFX/$M" KVLIST='"read"' KVMETA='"read", "delete"'
 
-# ---- 4. a wrong address, a config error ----
+# ---- 4. authentication: a bad token, AppRole, auth = pin ----
+run_check 1 "not-a-token-$(vtp_random_hex 4)"
+has "a bad token is reported" "PROBLEM: Vault did not accept the token authentication"
+has "and nothing past it is checked" "Result: the authentication failed"
+
+mnt=$(vtp_conn_auth approle)
+vtp_check "an AppRole role with the full policy" vtp_api POST "auth/$mnt/role/check" \
+    "$(jq -n --arg p "${P}full" '{token_policies: [$p], token_ttl: "10m"}')"
+role_id=$(vtp_api GET "auth/$mnt/role/check/role-id" | jq -r .data.role_id)
+secret_id=$(vtp_api POST "auth/$mnt/role/check/secret-id" '{}' | jq -r .data.secret_id)
+secrets+=("$role_id" "$secret_id")
+printf '%s\n' "$secret_id" >secret-id
+chmod 600 secret-id
+approle=$VTP_TMP/approle.conf
+vtp_conn_config "$approle" "auth = approle" "auth_mount = $mnt" "role_id = $role_id" \
+    "secret_id_file = $VTP_TMP/secret-id"
+run_check 0 "" --config "$approle"
+has "the AppRole method and its secret_id file" \
+    "method: approle (auth_mount $mnt, secret_id $VTP_TMP/secret-id)"
+has "the token AppRole gave" "policies: default ${P}full"
+no_secrets
+printf 'wrong-%s\n' "$(vtp_random_hex 8)" >secret-id
+run_check 1 "" --config "$approle"
+has "a wrong secret_id is reported" "PROBLEM: Vault did not accept the approle authentication"
+no_secrets
+vtp_say "the report with a wrong secret_id:"
+printf '%s\n' "$OUT" | sed 's/^/  | /'
+
+pin=$VTP_TMP/pin.conf
+vtp_conn_config "$pin" "auth = pin"
+run_check 1 "" --config "$pin"
+has "auth = pin asks for --pin-stdin" "give it with --pin-stdin"
+new_token "${P}full"
+rc=0
+OUT=$(VAULT_TOKEN= "$CHECK" --config "$pin" --pin-stdin <<<"$TOK" 2>&1) || rc=$?
+[ "$rc" = 0 ] || vtp_fail "auth = pin with --pin-stdin: exit $rc: $OUT"
+has "auth = pin: the PIN's token is checked" "method: pin"
+has "auth = pin: and its slot" "Result: every slot can sign"
+no_secrets
+
+# ---- 5. a wrong address, a config error ----
 port=$(vtp_free_port)
 OUT=$(VAULT_ADDR="http://127.0.0.1:$port" "$CHECK" 2>&1) && vtp_fail "a wrong address: exit 0"
 has "a wrong address is named" "http://127.0.0.1:$port: NOT reachable"
