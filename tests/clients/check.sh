@@ -227,6 +227,8 @@ has "a bad token is reported" "PROBLEM: Vault did not accept the token authentic
 has "and nothing past it is checked" "Result: the authentication failed"
 
 mnt=$(vtp_conn_auth approle)
+# vtp_conn_auth ran in a subshell: its at-exit entry is lost, so register it here
+vtp_conn_at_exit vtp_api DELETE "sys/auth/$mnt"
 vtp_check "an AppRole role with the full policy" vtp_api POST "auth/$mnt/role/check" \
     "$(jq -n --arg p "${P}full" '{token_policies: [$p], token_ttl: "10m"}')"
 role_id=$(vtp_api GET "auth/$mnt/role/check/role-id" | jq -r .data.role_id)
