@@ -79,9 +79,25 @@ struct vtp_config {
 
 #define VTP_MAX_BATCH_ITEMS 240 /* = VTP_TRANSIT_MAX_BATCH (vault/transit.h); module.c checks */
 
+#define VTP_CONFIG_ENV "VAULT_TRANSIT_PKCS11_CONFIG"
+
 /* Where the config comes from: pReserved "config=/path" (may be NULL), else
  * $VAULT_TRANSIT_PKCS11_CONFIG, else VTP_DEFAULT_CONFIG_PATH. Returns a malloc'ed path. */
 char *vtp_config_locate(const char *reserved);
+/* The same, and which of the three chose it (vault-transit-pkcs11-check says so). */
+enum vtp_config_source {
+    VTP_CONFIG_FROM_RESERVED,
+    VTP_CONFIG_FROM_ENV,
+    VTP_CONFIG_FROM_DEFAULT,
+};
+char *vtp_config_locate_source(const char *reserved, enum vtp_config_source *source);
+/* The environment variables vtp_config_load reads besides VTP_CONFIG_ENV, NULL-terminated;
+ * secret says whether the value is a secret (never shown). */
+struct vtp_config_env {
+    const char *name;
+    bool secret;
+};
+extern const struct vtp_config_env vtp_config_env_vars[];
 /* The path of the "config=/path" word of a C_Initialize pReserved string, or NULL. */
 char *vtp_config_locate_reserved(const char *reserved);
 

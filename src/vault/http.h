@@ -98,6 +98,15 @@ bool vtp_http_token_refused(long status, const json_t *body);
  * 500 "node not active"? */
 bool vtp_http_unavailable(long status, const json_t *body);
 
+/* vault-transit-pkcs11-check: the number of addresses, and one unauthenticated GET of path
+ * (sys/health, sys/seal-status) on address i (0-based, config order) alone, within
+ * connect_timeout, with no retry and no redirect followed. CKR_OK with the answer, whatever its
+ * status; CKR_DEVICE_ERROR with *transport_error (a static text: "Couldn't connect to server")
+ * when none came. */
+size_t vtp_http_n_addresses(const struct vtp_http *h);
+CK_RV vtp_http_probe(struct vtp_http *h, size_t i, const char *path, struct vtp_http_resp *resp,
+                     const char **transport_error);
+
 /* Escapes one path segment (key names are [\w.-] already; this is belt and braces). */
 char *vtp_http_escape(const char *segment);
 

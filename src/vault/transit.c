@@ -106,8 +106,8 @@ static char *join_path(const char *first, ...)
 }
 
 /* "<mount>/<what>/<name>[/<suffix>]" with mount and name escaped. */
-static char *transit_path(const struct vtp_transit *t, const char *what, const char *name,
-                          const char *suffix)
+char *vtp_transit_path(const struct vtp_transit *t, const char *what, const char *name,
+                       const char *suffix)
 {
     char *mount = escape_segments(t->mount);
     char *ename = name != NULL ? vtp_http_escape(name) : strdup("");
@@ -121,8 +121,8 @@ static char *transit_path(const struct vtp_transit *t, const char *what, const c
 }
 
 /* "<kv_mount>/<kind>/<kv_prefix>/<path>" */
-static char *kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
-                        const char *path)
+char *vtp_kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
+                     const char *path)
 {
     char *mount = escape_segments(kv_mount);
     char *prefix = escape_segments(t->kv_prefix);
@@ -141,7 +141,7 @@ static char *kv_path(const struct vtp_transit *t, const char *kind, const char *
 {
     const char *kv_mount = vtp_kv_mount(t);
 
-    return kv_mount != NULL ? kv_path_in(t, kv_mount, kind, path) : NULL;
+    return kv_mount != NULL ? vtp_kv_path_in(t, kv_mount, kind, path) : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -557,7 +557,7 @@ static CK_RV real_list_keys(const struct vtp_transit *t, char ***names, size_t *
 
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
-    path = transit_path(t, "keys", NULL, NULL);
+    path = vtp_transit_path(t, "keys", NULL, NULL);
     if (path == NULL)
         return CKR_HOST_MEMORY;
     rv = list_names(t, path, names, n);
@@ -575,7 +575,7 @@ static CK_RV real_read_key(const struct vtp_transit *t, const char *name,
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL && out != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
+    path = vtp_transit_path(t, "keys", name, NULL);
     if (path == NULL)
         return CKR_HOST_MEMORY;
     rv = call(t, "GET", path, NULL, true, &resp, &vrv);
@@ -603,7 +603,7 @@ static CK_RV real_create_key(const struct vtp_transit *t, const char *name, cons
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL && type != NULL && out != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
+    path = vtp_transit_path(t, "keys", name, NULL);
     body = json_object();
     if (path == NULL || body == NULL || json_object_set_new(body, "type", json_string(type)) != 0)
         goto out;
@@ -639,8 +639,8 @@ static CK_RV real_delete_key(const struct vtp_transit *t, const char *name)
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
-    cfg_path = transit_path(t, "keys", name, "config");
+    path = vtp_transit_path(t, "keys", name, NULL);
+    cfg_path = vtp_transit_path(t, "keys", name, "config");
     body = json_object();
     if (path == NULL || cfg_path == NULL || body == NULL ||
         json_object_set_new(body, "deletion_allowed", json_true()) != 0)
@@ -1233,7 +1233,7 @@ static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned l
     rv = build_sign_body(version, p, items, n, &body);
     if (rv != CKR_OK)
         goto out;
-    path = transit_path(t, "sign", name, NULL);
+    path = vtp_transit_path(t, "sign", name, NULL);
     if (path == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -1369,7 +1369,7 @@ static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char **
 }
 
 /* Does caps (a capabilities list) hold one of want (NULL-terminated), or "root"? */
-static bool has_cap(const json_t *caps, const char *const *want)
+bool vtp_caps_have(const json_t *caps, const char *const *want)
 {
     size_t i;
     const json_t *c;
@@ -1406,25 +1406,22 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
     static const char *const list[] = {"list", NULL};
     struct vtp_http_resp resp = {0};
     char *rel = vtp_kv_meta_dir(t), *entry = NULL, *dir = NULL, *entry_rel = NULL;
-    json_t *body = NULL;
-    const json_t *d;
+    json_t *caps = NULL;
     CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
 
     *ok = false;
     entry_rel = rel != NULL ? vtp_join3(rel, "/", "vtp-probe") : NULL;
-    entry = entry_rel != NULL ? kv_path_in(t, mount, "data", entry_rel) : NULL;
-    dir = rel != NULL ? kv_path_in(t, mount, "metadata", rel) : NULL;
-    body = json_pack("{s:[s,s]}", "paths", entry ? entry : "", dir ? dir : "");
-    if (entry == NULL || dir == NULL || body == NULL)
+    entry = entry_rel != NULL ? vtp_kv_path_in(t, mount, "data", entry_rel) : NULL;
+    dir = rel != NULL ? vtp_kv_path_in(t, mount, "metadata", rel) : NULL;
+    if (entry == NULL || dir == NULL)
         goto out;
-    rv = call(t, "POST", "sys/capabilities-self", body, false, &resp, &vrv);
+    rv = vtp_vault_capabilities(t, (const char *const[]){entry, dir}, 2, &caps, &vrv);
     if (rv != CKR_OK)
         goto out;
     if (vrv == CKR_OK) {
-        d = resp_data(&resp) != NULL ? resp_data(&resp) : resp.json;
-        *ok = has_cap(json_object_get(d, entry), write) &&
-              has_cap(json_object_get(d, entry), read) &&
-              has_cap(json_object_get(d, dir), list);
+        *ok = vtp_caps_have(json_object_get(caps, entry), write) &&
+              vtp_caps_have(json_object_get(caps, entry), read) &&
+              vtp_caps_have(json_object_get(caps, dir), list);
         if (!*ok)
             VTP_LOG_INFO("KV: this token may not write and list %s/%s/%s/", mount, t->kv_prefix,
                          rel);
@@ -1435,7 +1432,6 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
         goto out;
     }
     /* no capabilities-self for this token: can it list the directory? */
-    vtp_http_resp_clear(&resp);
     rv = call(t, "LIST", dir, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
@@ -1447,11 +1443,76 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
         VTP_LOG_INFO("KV: this token may not list %s", dir);
 out:
     vtp_http_resp_clear(&resp);
-    json_decref(body);
+    json_decref(caps);
     free(rel);
     free(entry_rel);
     free(entry);
     free(dir);
+    return rv;
+}
+
+CK_RV vtp_vault_capabilities(const struct vtp_transit *t, const char *const *paths, size_t n,
+                             json_t **caps, CK_RV *rv_vault)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = json_object(), *list = json_array();
+    const json_t *d;
+    CK_RV rv = CKR_HOST_MEMORY;
+    size_t i;
+
+    *caps = NULL;
+    if (body == NULL || list == NULL || json_object_set(body, "paths", list) != 0)
+        goto out;
+    for (i = 0; i < n; i++)
+        if (json_array_append_new(list, json_string(paths[i])) != 0)
+            goto out;
+    rv = call(t, "POST", "sys/capabilities-self", body, false, &resp, rv_vault);
+    if (rv != CKR_OK || *rv_vault != CKR_OK)
+        goto out;
+    /* the paths are in "data" (and, older servers, at the top level) */
+    d = resp_data(&resp) != NULL ? resp_data(&resp) : resp.json;
+    *caps = json_incref((json_t *)d);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(list);
+    json_decref(body);
+    return rv;
+}
+
+/* sys/internal/ui/mounts/<mount>: what a mount is, to any token that may use a path in it (the
+ * Vault CLI asks it to tell KV v1 from v2). */
+CK_RV vtp_vault_mount_info(const struct vtp_transit *t, const char *mount, char **type,
+                           char **version, CK_RV *rv_vault)
+{
+    struct vtp_http_resp resp = {0};
+    const json_t *d;
+    const char *ty = NULL, *ver = NULL;
+    char *m = escape_segments(mount), *p = NULL;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    *type = *version = NULL;
+    p = m != NULL ? join_path("sys/internal/ui/mounts", m, (const char *)NULL) : NULL;
+    if (p == NULL)
+        goto out;
+    rv = call(t, "GET", p, NULL, true, &resp, rv_vault);
+    if (rv != CKR_OK || *rv_vault != CKR_OK)
+        goto out;
+    d = resp_data(&resp);
+    if (d != NULL) {
+        ty = json_string_value(json_object_get(d, "type"));
+        ver = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
+    }
+    *type = vtp_strdup_or_null(ty);
+    *version = vtp_strdup_or_null(ver);
+    if ((ty != NULL && *type == NULL) || (ver != NULL && *version == NULL)) {
+        free(*type);
+        *type = NULL;
+        rv = CKR_HOST_MEMORY;
+    }
+out:
+    vtp_http_resp_clear(&resp);
+    free(m);
+    free(p);
     return rv;
 }
 
@@ -1462,27 +1523,16 @@ out:
  * did not take, leaves it to be asked again. */
 static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool *usable)
 {
-    struct vtp_http_resp resp = {0};
-    const json_t *d;
-    const char *type = NULL, *version = NULL;
-    char *m = escape_segments(mount), *p = NULL;
-    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+    char *type = NULL, *version = NULL;
+    CK_RV rv, vrv = CKR_OK;
 
     *usable = false;
-    p = m != NULL ? join_path("sys/internal/ui/mounts", m, (const char *)NULL) : NULL;
-    if (p == NULL)
-        goto out;
-    rv = call(t, "GET", p, NULL, true, &resp, &vrv);
+    rv = vtp_vault_mount_info(t, mount, &type, &version, &vrv);
     if (rv != CKR_OK)
         goto out;
     if (kv_ask_again(vrv) || vrv == VTP_ERR_FAILED) {
         rv = vrv; /* no answer to go by: ask again later */
         goto out;
-    }
-    d = resp_data(&resp);
-    if (vrv == CKR_OK && d != NULL) {
-        type = json_string_value(json_object_get(d, "type"));
-        version = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
     }
     if (vrv != CKR_OK) {
         VTP_LOG_INFO("KV: %s/ is not a mount this token may use", mount);
@@ -1494,9 +1544,8 @@ static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool 
         rv = kv_access(t, mount, usable);
     }
 out:
-    vtp_http_resp_clear(&resp);
-    free(m);
-    free(p);
+    free(type);
+    free(version);
     return rv;
 }
 
@@ -1529,7 +1578,7 @@ static CK_RV real_decrypt(const struct vtp_transit *t, const char *name, unsigne
     b64 = vtp_b64_encode(ct, ct_len);
     wire_len = (b64 ? strlen(b64) : 0) + 32;
     wire = b64 ? malloc(wire_len) : NULL;
-    path = transit_path(t, "decrypt", name, NULL);
+    path = vtp_transit_path(t, "decrypt", name, NULL);
     if (wire == NULL || path == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -1572,7 +1621,7 @@ static CK_RV real_random(const struct vtp_transit *t, unsigned char *out, size_t
         const json_t *data;
         const char *b64;
         json_t *body = json_pack("{s:I}", "bytes", (json_int_t)chunk);
-        char *path = transit_path(t, "random", NULL, NULL);
+        char *path = vtp_transit_path(t, "random", NULL, NULL);
         CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
 
         if (body != NULL && path != NULL) {

@@ -137,6 +137,27 @@ CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, 
 
 void vtp_strv_free(char **v, size_t n);
 
+/* Paths the module uses (malloc'ed, segments escaped): "<mount>/<what>/<name>[/<suffix>]" of
+ * the slot's Transit mount (name may be NULL: "<mount>/<what>"), and
+ * "<kv_mount>/<kind>/<kv_prefix>/<path>" of a KV v2 mount (kind "data" or "metadata"). */
+char *vtp_transit_path(const struct vtp_transit *t, const char *what, const char *name,
+                       const char *suffix);
+char *vtp_kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
+                     const char *path);
+
+/* POST sys/capabilities-self for n paths: CKR_OK when Vault answered (*rv_vault says what;
+ * when CKR_OK, *caps is an object path -> array of capabilities, a new reference). Not one of
+ * the seam's operations: only the real server has policies (kv_mount = auto and
+ * vault-transit-pkcs11-check ask it). */
+CK_RV vtp_vault_capabilities(const struct vtp_transit *t, const char *const *paths, size_t n,
+                             json_t **caps, CK_RV *rv_vault);
+/* Does caps (an array of capability names) hold one of want (NULL-terminated), or "root"? */
+bool vtp_caps_have(const json_t *caps, const char *const *want);
+/* GET sys/internal/ui/mounts/<mount>: its type ("kv", "transit") and options.version (KV:
+ * "2"), malloc'ed or NULL, when Vault answered with *rv_vault CKR_OK. */
+CK_RV vtp_vault_mount_info(const struct vtp_transit *t, const char *mount, char **type,
+                           char **version, CK_RV *rv_vault);
+
 /* What an answer of Vault or OpenBao means: CKR_OK for 2xx, else its internal error kind
  * (docs/errors.md has the table; unit-tested). body may be NULL. */
 CK_RV vtp_transit_classify(long status, const json_t *body);
