@@ -57,7 +57,7 @@ static void queue_drop_locked(struct queue *q);
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
 static size_t n_queues;
-static struct vtp_batch_conf conf = {true, 200, 4, 30000};
+static struct vtp_batch_conf conf = {true, 200, 2, false, 30000};
 /* The largest batch the server took after it refused a bigger one as too large (a listener
  * with lower JSON limits than the defaults); 0 while none was refused. */
 static size_t learned_max;
@@ -385,8 +385,7 @@ static int sleep_until(struct waiter *w, int64_t until_us)
 }
 
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
-                     const struct vtp_sign_params *p, bool batchable,
-                     struct vtp_sign_item *item)
+                     const struct vtp_sign_params *p, bool rsa, struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
     struct waiter me = {.item = item, .state = W_WAITING};
@@ -396,7 +395,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     size_t n, max;
 
     pthread_mutex_lock(&lock);
-    if (!conf.enabled || !batchable) {
+    if (!conf.enabled || (rsa && !conf.rsa)) {
         stat_requests++; /* a request of its own: counted as a batch of one */
         stat_items++;
         if (stat_max == 0)

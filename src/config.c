@@ -112,6 +112,7 @@ static const struct opt module_opts[] = {
     {"batching", OPT_BOOL, offsetof(struct vtp_config, batching)},
     {"batch_max_items", OPT_COUNT, offsetof(struct vtp_config, batch_max_items)},
     {"batch_concurrency", OPT_COUNT, offsetof(struct vtp_config, batch_concurrency)},
+    {"batch_rsa", OPT_BOOL, offsetof(struct vtp_config, batch_rsa)},
     {"cache_dir", OPT_FILE, offsetof(struct vtp_config, cache_dir)},
 };
 
@@ -811,7 +812,7 @@ static CK_RV config_new(struct vtp_config **out)
     cfg->vault.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->batching = true;
     cfg->batch_max_items = 200;
-    cfg->batch_concurrency = 4;
+    cfg->batch_concurrency = 2;
     cfg->vault.connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
     *out = cfg;
     return CKR_OK;

@@ -322,10 +322,10 @@ static CK_RV transit_sign(struct vtp_session *s, struct vtp_op *op, const unsign
     /* Transit signs the items of a batch one after another in one request, while it works on
      * several requests at once. For ECDSA and Ed25519 a signature costs far less than a
      * request, and batching wins; an RSA signature costs more server time than the request
-     * around it, and batching RSA was measured slower than sending each request (see
-     * docs/performance.md): RSA signatures are sent as they come. */
+     * around it, and RSA cohorts were measured against sending each request (see
+     * docs/performance.md): RSA goes in cohorts only with batch_rsa. */
     rv = vtp_batch_sign(vtp_slot_transit(vtp_session_slot(s)), op->key->name, op->key->version, &p,
-                        op->key->kt->kind != VTP_KIND_RSA, &item);
+                        op->key->kt->kind == VTP_KIND_RSA, &item);
     if (rv == CKR_OK)
         rv = item.rv;
     if (rv != CKR_OK)
