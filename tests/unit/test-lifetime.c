@@ -6,6 +6,10 @@
  *    and afterwards no request slot is in flight (issue 9, defect 1);
  *  - batch-taken-timeout: a queued caller that a leader took into its request waits for that
  *    request even past its own deadline, and gets its signature (defect 2);
+ *  - batch-cohorts: with batch_concurrency 2 and both requests in flight, two callers queue;
+ *    the first request to return sends them as one cohort of two beside the other; a caller
+ *    that then arrives alone, its cohort unfilled, leaves after the gather time while the
+ *    other requests are still held, instead of waiting for them (issue 11);
  *  - finalize-in-flight: C_Finalize while a C_Sign is inside the module waits for it; calls
  *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
  *  - reinit-under-load: 8 threads sign (and read slot and token info) while the module is
@@ -205,6 +209,84 @@ static void batch_taken_timeout(EVP_PKEY *pk)
     vtp_batch_get_stats(&st);
     CHECK(st.in_flight == 0 && st.waiting == 0, "batch-taken-timeout: %lu in flight, %lu waiting",
           st.in_flight, st.waiting);
+}
+
+static unsigned long requests_now(void)
+{
+    struct vtp_batch_stats st;
+
+    vtp_batch_get_stats(&st);
+    return st.requests;
+}
+
+static bool has_returned(const struct caller *c)
+{
+    return __atomic_load_n(&c->returned, __ATOMIC_SEQ_CST);
+}
+
+/* Until a returned, or b and c (when given) both returned. */
+static bool wait_returned(const struct caller *a, const struct caller *b, const struct caller *c,
+                          long timeout_ms)
+{
+    int64_t until = now_ms() + timeout_ms;
+
+    while (!has_returned(a) &&
+           !(b != NULL && has_returned(b) && (c == NULL || has_returned(c)))) {
+        if (now_ms() > until)
+            return false;
+        sleep_ms(1);
+    }
+    return true;
+}
+
+/* Key k3: a queue of its own. */
+static void batch_cohorts(EVP_PKEY *pk)
+{
+    struct caller c[5];
+    struct vtp_batch_stats st;
+    unsigned long before;
+
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, false, 5000});
+    before = requests_now();
+    fake_transit_gate_close();
+    start_caller(&c[0], "k3", 20); /* idle: alone */
+    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    start_caller(&c[1], "k3", 21); /* two callers, two slots: alone too */
+    REQUIRE_RV(fake_transit_wait_at_gate(2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    start_caller(&c[2], "k3", 22);
+    start_caller(&c[3], "k3", 23);
+    REQUIRE_RV(wait_for(waiting_is, 2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    /* Four callers, two slots: a cohort is two. The first return (either request: the gate
+     * lets one go, not a chosen one) sends both waiting. */
+    fake_transit_gate_release(1);
+    REQUIRE_RV(wait_returned(&c[0], &c[1], NULL, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    CHECK(fake_transit_wait_at_gate(2, 5000),
+          "batch-cohorts: the two waiting callers did not go out when a request returned");
+    vtp_batch_get_stats(&st);
+    CHECK(st.waiting == 0 && st.in_flight == 2 && st.max_batch >= 2,
+          "batch-cohorts: %lu waiting, %lu in flight, largest batch %lu after the first return",
+          st.waiting, st.in_flight, st.max_batch);
+    /* A caller alone with both slots taken waits; when one returns, its cohort (two) is not
+     * full and the other request is still held: it must leave after the gather time. */
+    start_caller(&c[4], "k3", 24);
+    REQUIRE_RV(wait_for(waiting_is, 1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    fake_transit_gate_release(1); /* the single still held, or the cohort */
+    REQUIRE_RV(wait_returned(has_returned(&c[0]) ? &c[1] : &c[0], &c[2], &c[3], 5000) ? CKR_OK
+                                                                               : CKR_GENERAL_ERROR,
+               CKR_OK);
+    CHECK(fake_transit_wait_at_gate(2, 2000),
+          "batch-cohorts: a caller with a free slot waited for the request still in flight");
+    fake_transit_gate_open();
+    finish_caller(&c[0], pk, "cohorts: alone");
+    finish_caller(&c[1], pk, "cohorts: alone");
+    finish_caller(&c[2], pk, "cohorts: cohort");
+    finish_caller(&c[3], pk, "cohorts: cohort");
+    finish_caller(&c[4], pk, "cohorts: alone after the gather time");
+    vtp_batch_get_stats(&st);
+    CHECK(st.requests - before == 4 && st.in_flight == 0 && st.waiting == 0,
+          "batch-cohorts: %lu requests (4 expected), %lu in flight, %lu waiting",
+          st.requests - before, st.in_flight, st.waiting);
+    printf("batch-cohorts: 5 signatures in %lu requests\n", st.requests - before);
 }
 
 /* --- the whole module through its function list --- */
@@ -622,7 +704,7 @@ static void health_threads(void)
 int main(void)
 {
     struct sigaction sa;
-    EVP_PKEY *pk, *pk2;
+    EVP_PKEY *pk, *pk2, *pk3;
     char dir[] = "/tmp/vtp-lifetime.XXXXXX", path[300], path2[300];
     FILE *fp;
 
@@ -639,9 +721,12 @@ int main(void)
     pk = fake_transit_key("k");
     REQUIRE_RV(fake_transit_add_ec_key("k2") ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     pk2 = fake_transit_key("k2");
+    REQUIRE_RV(fake_transit_add_ec_key("k3") ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    pk3 = fake_transit_key("k3");
 
     batch_slot_leak(pk);
     batch_taken_timeout(pk2);
+    batch_cohorts(pk3);
 
     /* The module: a config whose Vault is a closed port (the fake answers every Transit call). */
     REQUIRE_RV(mkdtemp(dir) != NULL ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
@@ -673,6 +758,7 @@ int main(void)
     rmdir(dir);
     EVP_PKEY_free(pk);
     EVP_PKEY_free(pk2);
+    EVP_PKEY_free(pk3);
     fake_transit_uninstall();
     return p11t_summary("test-lifetime");
 }
