@@ -6,21 +6,24 @@
 #                              [--callers "1 16 64"] [--kms "disk softhsm module"] [--verify N]
 #                              [--json-out FILE] [--smoke]
 #
-# spire-server runs once per KeyManager, with the same configuration otherwise (trust domain
-# example.org, ca_key_type ec-p256, default CA and SVID TTLs, sqlite3 datastore in a scratch
-# dir, log_level INFO, API socket in the scratch dir):
+# One spire-server per KeyManager, the three side by side, the same configuration but for the
+# KeyManager (trust domain example.org, ca_key_type ec-p256, default CA and SVID TTLs, sqlite3
+# datastore, log_level INFO, API socket, all in a scratch dir):
 #   disk      SPIRE's built-in disk KeyManager (keys in a JSON file, signing in spire-server)
 #   softhsm   spire-keymanager-pkcs11 over SoftHSM2 (a fresh token in the scratch dir)
 #   module    spire-keymanager-pkcs11 over vault-transit-pkcs11.so, its keys in OpenBao Transit
-# Against each, tests/bench/spire-mint (Go, spire-api-sdk) runs at each caller count: N callers,
-# each on its own connection to the server's socket (a local caller, whom SPIRE lets mint),
-# call svid/v1 MintX509SVID in a loop with a fresh P-256 CSR each; -warmup seconds, then -seconds
-# measured. Every caller's first SVID and each --verify'th after it are checked against the
-# server's bundle (chain, SPIFFE ID, the CSR's key); for the plugin runs the CA key that signed
-# them must be a key of the PKCS#11 token (pkcs11-tool lists it). Prints the commit, the load
-# average before and after, and a markdown table: SVIDs/s, p50 and p99 latency (ms) of one
-# MintX509SVID call, and the rate as a share of the disk KeyManager's at the same caller count.
-# Exit status 1 when any mint failed, a checked SVID did not verify, or a server did not start.
+# For each caller count N, against each server in turn (the others idle), tests/bench/spire-mint
+# (Go, spire-api-sdk): N callers, each on its own connection to the server's API socket (a
+# local caller, whom SPIRE lets mint), call svid/v1 MintX509SVID in a loop with a fresh P-256
+# CSR each; --warmup seconds, then --seconds measured. Every caller's first SVID and each
+# --verify'th after it are checked against the server's bundle (chain, SPIFFE ID, the CSR's
+# key); for the plugin the CA key that signed them must be a key of the PKCS#11 token
+# (pkcs11-tool lists it). Prints the commit, the load average before and after, and a markdown
+# table: SVIDs/s, p50 and p99 latency (ms) of one MintX509SVID call, the rate as a share of the
+# disk KeyManager's at the same caller count, and CPU time per SVID minted (warm-up included)
+# of spire-server with its plugin process, of OpenBao (when its process is known: ours, or
+# run-test's), and of the callers. Exit status 1 when a mint failed, a checked SVID did not
+# verify, or a server did not start or stop.
 #
 # --smoke: --seconds 2 --warmup 0.5 --callers 4 --verify 5, and spire-mint's go test first
 # (about 20 s once everything is built; tests/bench/spire-smoke.sh runs it under
@@ -59,7 +62,7 @@ while [ $# -gt 0 ]; do
     --verify) verify=$2; shift 2 ;;
     --json-out) json_out=$2; shift 2 ;;
     --smoke) seconds=2 warmup=0.5 callers=4 verify=5 smoke=yes; shift ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "spire-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -112,17 +115,17 @@ vtp_say "commit $COMMIT, spire-server $SPIRE_VERSION ($SPIRE_BIN), $(nproc) CPUs
 # ---- cleanup: the server, the run's Transit keys, our OpenBao ----
 OWN_BAO=no
 PREFIX=
-SERVER_PID=
+declare -A PIDS=() # KeyManager -> its spire-server's process group
 cleanup() {
-    local rc=$?
+    local rc=$? km
     trap - EXIT INT TERM
-    if [ -n "$SERVER_PID" ]; then
-        vtp_stop_group "$SERVER_PID" || true
-    fi
-    if [ "$rc" != 0 ] && [ -n "${SERVER_LOG:-}" ] && [ -s "$SERVER_LOG" ]; then
-        echo "----- the end of ${SERVER_LOG#"$VTP_TMP"/} -----"
-        tail -n 30 "$SERVER_LOG"
-    fi
+    for km in "${!PIDS[@]}"; do
+        vtp_stop_group "${PIDS[$km]}" || true
+        if [ "$rc" != 0 ] && [ -s "$VTP_TMP/$km/server.log" ]; then
+            echo "----- the end of $km/server.log -----"
+            tail -n 30 "$VTP_TMP/$km/server.log"
+        fi
+    done
     if [ -n "$PREFIX" ] && [ "$OWN_BAO" = no ]; then
         vtp_cleanup_prefix "$PREFIX" || echo "spire-bench: WARNING: could not delete the Transit keys $PREFIX*" >&2
     fi
@@ -214,16 +217,16 @@ plugins {
 EOF
 }
 
-# server_start DIR: spire-server in its own process group (SERVER_PID); healthy within 90 s
+# server_start KM: spire-server with DIR=$VTP_TMP/KM/server.conf in its own process group
+# (PIDS[KM]); healthy within 90 s
 server_start() {
-    local dir=$1 end
-    SERVER_LOG=$dir/server.log
+    local dir=$VTP_TMP/$1 end
     setsid env -u VAULT_TOKEN VAULT_TRANSIT_PKCS11_CONFIG="$VTP_TMP/module.conf" \
-        "$SPIRE_BIN/spire-server" run -config "$dir/server.conf" >>"$SERVER_LOG" 2>&1 </dev/null &
-    SERVER_PID=$!
+        "$SPIRE_BIN/spire-server" run -config "$dir/server.conf" >>"$dir/server.log" 2>&1 </dev/null &
+    PIDS[$1]=$!
     end=$(($(date +%s) + 90))
     until timeout 10 "$SPIRE_BIN/spire-server" healthcheck -socketPath "$dir/api.sock" >/dev/null 2>&1; do
-        kill -0 "$SERVER_PID" 2>/dev/null || { echo "spire-server exited"; return 1; }
+        kill -0 "${PIDS[$1]}" 2>/dev/null || { echo "spire-server exited"; return 1; }
         [ "$(date +%s)" -lt "$end" ] || { echo "spire-server is not healthy after 90s"; return 1; }
         sleep 0.5
     done
@@ -266,23 +269,27 @@ BAO_PID=${VTP_BAO_PID:-}
 [ -z "$BAO_PID" ] || kill -0 "$BAO_PID" 2>/dev/null || BAO_PID=
 
 # ---- the runs ----
+# The three servers run side by side, idle but for the one measured, and each caller count is
+# measured on each KeyManager in turn: a change in the machine's load hits the rows that are
+# compared with each other alike.
+for km in $kms; do
+    server_config "$km" "$VTP_TMP/$km"
+    # not in vtp_check's subshell: the server must be this shell's child
+    server_start "$km" >"$VTP_TMP/start.out" 2>&1 ||
+        vtp_fail "spire-server with KeyManager $km did not start: $(cat "$VTP_TMP/start.out")"
+    vtp_say "spire-server with KeyManager $km is healthy"
+done
 RESULTS=$VTP_TMP/results.jsonl
 : >"$RESULTS"
 FAILED=0
-for km in $kms; do
-    dir=$VTP_TMP/$km
-    server_config "$km" "$dir"
-    # not in vtp_check's subshell: the server must be this shell's child
-    server_start "$dir" >"$VTP_TMP/start.out" 2>&1 ||
-        vtp_fail "spire-server with KeyManager $km did not start: $(cat "$VTP_TMP/start.out")"
-    vtp_say "spire-server with KeyManager $km is healthy"
-    for n in $callers; do
+for n in $callers; do
+    for km in $kms; do
         rc=0
-        spire0=$(cpu_ticks "$SERVER_PID")
+        spire0=$(cpu_ticks "${PIDS[$km]}")
         bao0=$(cpu_ticks ${BAO_PID:+"-$BAO_PID"})
-        out=$("$MINT" -socket "$dir/api.sock" -trust-domain "$TD" -callers "$n" \
+        out=$("$MINT" -socket "$VTP_TMP/$km/api.sock" -trust-domain "$TD" -callers "$n" \
             -seconds "$seconds" -warmup "$warmup" -verify "$verify" 2>"$VTP_TMP/mint.err") || rc=$?
-        spire_cpu=$((($(cpu_ticks "$SERVER_PID") - spire0) * 1000 / TICK))
+        spire_cpu=$((($(cpu_ticks "${PIDS[$km]}") - spire0) * 1000 / TICK))
         bao_cpu=null
         [ -z "$BAO_PID" ] || [ "$km" != module ] || bao_cpu=$((($(cpu_ticks "-$BAO_PID") - bao0) * 1000 / TICK))
         if [ -z "$out" ]; then
@@ -305,10 +312,12 @@ for km in $kms; do
                 signer_in_token "$km" "${issuers[@]}"
         fi
     done
-    vtp_stop_group "$SERVER_PID" >"$VTP_TMP/stop.out" ||
+    vtp_say "load average after $n callers: $(loadavg)"
+done
+for km in $kms; do
+    vtp_stop_group "${PIDS[$km]}" >"$VTP_TMP/stop.out" ||
         vtp_fail "spire-server ($km) did not stop on SIGTERM: $(cat "$VTP_TMP/stop.out")"
-    SERVER_PID=
-    vtp_say "load average after $km: $(loadavg)"
+    unset "PIDS[$km]"
 done
 [ -z "$json_out" ] || cp "$RESULTS" "$json_out"
 
