@@ -59,6 +59,8 @@
 
 # shellcheck source=tests/lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=tests/spire/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # plugin_cmd and module_path must be absolute
 VTP_BUILDDIR=$(cd "$VTP_BUILDDIR" && pwd)
@@ -70,20 +72,9 @@ if [ "${1:-}" = --disk ]; then
     KM=disk
     T=
 fi
-HERE=$(cd "$(dirname "$0")" && pwd)
 TD=example.org
 UID_NOW=$(id -u)
 vtp_require openssl jq curl python3 sha256sum setsid timeout
-
-# skip_or_error MSG: exit 77 (skip), or 99 under CI=true, where nothing may be skipped
-skip_or_error() {
-    if [ "${CI:-}" = true ]; then
-        printf '%s: ERROR: %s, and CI must skip nothing\n' "$VTP_NAME" "$1"
-        exit 99
-    fi
-    printf '%s: SKIP: %s\n' "$VTP_NAME" "$1"
-    exit 77
-}
 
 # Every HTTP call to Vault (vtp_api's curl) ends within 10 s, so a stuck server fails the test
 # instead of hanging it.
@@ -91,36 +82,12 @@ printf 'connect-timeout = 5\nmax-time = 10\n' >"$VTP_TMP/.curlrc"
 export CURL_HOME=$VTP_TMP
 
 # ---- SPIRE binaries and the plugin ----
-if [ -n "${VTP_SPIRE_BIN:-}" ]; then
-    SPIRE_BIN=$VTP_SPIRE_BIN
-else
-    rc=0
-    t0=$(date +%s)
-    # an in-tree build keeps SPIRE in <repo>/_build (ignored by git), not beside the sources
-    cache_parent=$VTP_BUILDDIR
-    [ "$(cd "$VTP_BUILDDIR" && pwd)" != "$(cd "$VTP_SRCDIR" && pwd)" ] || cache_parent=$VTP_SRCDIR/_build
-    [ -x "$cache_parent/spire-v1.13.3/bin/spire-server" ] ||
-        vtp_say "building SPIRE v1.13.3 into $cache_parent/spire-v1.13.3 (~35 s, ~6 minutes cold)"
-    SPIRE_BIN=$(VTP_BUILDDIR=$cache_parent "$HERE/build-spire.sh" 2>"$VTP_TMP/build-spire.log" |
-        tail -n 1) || rc=$?
-    if [ "$rc" = 77 ]; then
-        sed 's/^/  | /' "$VTP_TMP/build-spire.log"
-        skip_or_error "tests/spire/build-spire.sh cannot build SPIRE here (Go >= 1.25.3 and gcc needed)"
-    elif [ "$rc" != 0 ]; then
-        tail -n 40 "$VTP_TMP/build-spire.log" | sed 's/^/  | /'
-        vtp_fail "tests/spire/build-spire.sh failed (exit $rc)"
-    fi
-    [ $(($(date +%s) - t0)) -lt 5 ] || vtp_say "SPIRE built in $(($(date +%s) - t0))s"
-fi
-[ -x "$SPIRE_BIN/spire-server" ] && [ -x "$SPIRE_BIN/spire-agent" ] ||
-    vtp_fail "no spire-server and spire-agent in $SPIRE_BIN"
-SPIRE_VERSION=$("$SPIRE_BIN/spire-server" --version 2>&1 | head -n 1)
-case $SPIRE_VERSION in 1.13.3*) ;; *) vtp_fail "spire-server is $SPIRE_VERSION, not 1.13.3" ;; esac
+vtp_spire_find
 
 PLUGIN=$(realpath -m "${VTP_SPIRE_PLUGIN:-$VTP_BUILDDIR/spire/spire-keymanager-pkcs11}")
 if [ "$KM" = pkcs11 ]; then
     vtp_require pkcs11-tool
-    [ -x "$PLUGIN" ] || skip_or_error "the plugin $PLUGIN is not built (make builds it; VTP_SPIRE_PLUGIN names another)"
+    [ -x "$PLUGIN" ] || vtp_skip_or_error "the plugin $PLUGIN is not built (make builds it; VTP_SPIRE_PLUGIN names another)"
     [ -e "$VTP_MODULE" ] || vtp_fail "module $VTP_MODULE is not built"
     if [ -n "$VTP_PRELOAD" ]; then
         # A sanitizer build of the module: the plugin process that loads it needs the ASan
@@ -143,30 +110,6 @@ POLICIES=()  # the run's Vault policies, tokens (by accessor) and Transit key pr
 ACCESSORS=()
 MODPREFIX=   # the servers' slot key_prefix
 AGPREFIX=    # agent a1's slot key_prefix
-
-# group_alive PGID: a process of that group is alive (not a zombie)
-group_alive() {
-    ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
-}
-
-# stop_group PGID: SIGTERM to the SPIRE process (the group's leader), which stops its plugins;
-# up to 15 s for the whole group to exit, then SIGKILL to what is left. Returns 1 if SIGKILL
-# was needed.
-stop_group() {
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        if ! group_alive "$pid"; then
-            wait "$pid" 2>/dev/null || true
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "process group $pid still alive 15s after SIGTERM: $(ps -e -o pgid=,pid=,args= | awk -v g="$pid" '$1 == g' | head -n 5)"
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    return 1
-}
 
 # check_here DESC CMD...: vtp_check, but CMD runs in this shell (not a subshell), so that the
 # processes it starts are this shell's children
@@ -195,7 +138,7 @@ stop_all() {
     done
     end=$(($(date +%s) + 15))
     for pid in "${pids[@]}"; do
-        while group_alive "$pid" && [ "$(date +%s)" -lt "$end" ]; do
+        while vtp_group_alive "$pid" && [ "$(date +%s)" -lt "$end" ]; do
             sleep 0.1
         done
         kill -KILL -- "-$pid" 2>/dev/null || true
@@ -397,7 +340,7 @@ srv_stop() { # srv_stop NAME: stop server or agent NAME; 1 if it needed SIGKILL
     local f rc=0
     f=$(srv_dir "$1")/pid
     if [ -s "$f" ]; then
-        stop_group "$(cat "$f")" || rc=1
+        vtp_stop_group "$(cat "$f")" || rc=1
         rm -f "$f"
     fi
     return "$rc"
