@@ -4,7 +4,7 @@
 #   tests/bench/run-bench.sh [--builddir DIR] [--seconds S] [--warmup S] [--rounds N]
 #       [--threads "1 4 16 64"] [--modes "module direct hand softhsm"]
 #       [--rsa-modes "module rsabatch direct softhsm"] [--verify N]
-#       [--json-out FILE] [--plot FILE.svg]
+#       [--json-out FILE] [--plot FILE.svg] [--baseline MODULE.so]
 #
 # ECDSA P-256 (CKM_ECDSA over a SHA-256 digest) at each thread count, each way of signing:
 #   module    p11bench --module vault-transit-pkcs11.so (Transit through the module, defaults)
@@ -15,6 +15,8 @@
 #             module has threads: every schedule of C connections x B signatures per request
 #             with C in 1 2 4 and C x B = threads (--connections C --batch B); the best counts
 #   softhsm   p11bench --module libsofthsm2.so (local software keys, for scale)
+#   baseline  with --baseline: another build of this module (e.g. an older commit's), same
+#             config, ECDSA only: the before/after columns
 # then RSA-2048 PSS (CKM_RSA_PKCS_PSS, SHA-256, MGF1-SHA-256, salt 32) with --rsa-modes, where
 #   rsabatch  the module with `[module] batch_rsa = true` (RSA in cohorts, as ECDSA)
 # Rounds are interleaved (every configuration once, then again) and each figure is the median
@@ -38,6 +40,7 @@ threads="1 4 16 64"
 verify=100
 json_out=
 plot=
+baseline=
 modes="module direct hand softhsm"
 rsa_modes="module rsabatch direct softhsm"
 
@@ -53,7 +56,8 @@ while [ $# -gt 0 ]; do
     --rsa-modes) rsa_modes=$2; shift 2 ;;
     --json-out) json_out=$2; shift 2 ;;
     --plot) plot=$2; shift 2 ;;
-    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+    --baseline) baseline=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -148,6 +152,11 @@ else
     rsa_modes=$(tr ' ' '\n' <<<"$rsa_modes" | grep -vx softhsm | tr '\n' ' ')
 fi
 
+if [ -n "$baseline" ]; then
+    [ -e "$baseline" ] || { echo "run-bench: --baseline $baseline is missing" >&2; exit 2; }
+    grep -qw baseline <<<"$modes" || modes="$modes baseline"
+fi
+
 results=$tmp/results.jsonl
 : >"$results"
 common=(--seconds "$seconds" --warmup "$warmup" --verify "$verify" --json)
@@ -159,6 +168,7 @@ run() {
     local conf=$tmp/module.conf
     case $mode in
     module) args=(--module "$module" --label "$key" --threads "$n") ;;
+    baseline) args=(--module "$baseline" --label "$key" --threads "$n") ;;
     nobatch | rsabatch)
         args=(--module "$module" --label "$key" --threads "$n")
         conf=$tmp/module-$mode.conf
@@ -238,22 +248,22 @@ jq -r --arg modes "$modes" --arg rsa_modes "$rsa_modes" '
     def ratio(a; b): if a == null or b == null or b == 0 then "-"
         else ((a / b * 100 | round / 100 | tostring) + "x") end;
     {module: "Module", nobatch: "Module, batching off", rsabatch: "Module, batch_rsa",
-     direct: "Direct HTTP", hand: "Best hand-batched", softhsm: "softhsm2"} as $names |
+     direct: "Direct HTTP", hand: "Best hand-batched", softhsm: "softhsm2",
+     baseline: "Baseline module"} as $names |
+    def costly: . == "module" or . == "direct" or . == "rsabatch" or . == "baseline";
     def table($alg; $ms):
         ("| Threads (outstanding) | "
          + ($ms | map("\($names[.]) sig/s | p50 ms"
-              + (if . == "module" or . == "direct" or . == "rsabatch"
-                 then " | CPU us/sig | ctx sw/sig" else "" end)
+              + (if costly then " | CPU us/sig | ctx sw/sig" else "" end)
               + (if . == "hand" then " | schedule" else "" end)) | join(" | "))
          + " | Module/direct | Module/best hand-batched | Module p50/direct p50 |"),
         ("|--:|" + ($ms | map("--:|--:|"
-              + (if . == "module" or . == "direct" or . == "rsabatch" then "--:|--:|" else "" end)
+              + (if costly then "--:|--:|" else "" end)
               + (if . == "hand" then ":-:|" else "" end)) | join("")) + "--:|--:|--:|"),
         (.[] | select(.alg == $alg) | .r as $r |
             "| \(.n) | "
             + ($ms | map($r[.] as $x | "\(r($x.ops)) | \(ms($x.p50))"
-                + (if . == "module" or . == "direct" or . == "rsabatch"
-                   then " | \(one($x.cpu)) | \(two($x.cs))" else "" end)
+                + (if costly then " | \(one($x.cpu)) | \(two($x.cs))" else "" end)
                 + (if . == "hand" then " | \($x.schedule // "-" | sub("hand "; ""))"
                    else "" end)) | join(" | "))
             + " | \(ratio($r.module.ops; $r.direct.ops))"
