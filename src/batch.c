@@ -371,16 +371,42 @@ static size_t take_locked(struct queue *q, struct waiter *leader, struct vtp_sig
     return n;
 }
 
+#if defined(__SANITIZE_THREAD__)
+#define VTP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VTP_TSAN 1
+#endif
+#endif
+
 /* Sleeps until the semaphore is posted or the monotonic time until_us: 0, or ETIMEDOUT. */
 static int sleep_until(struct waiter *w, int64_t until_us)
 {
-    struct timespec ts = {(time_t)(until_us / 1000000), (long)(until_us % 1000000) * 1000};
+    struct timespec ts;
+    int rc;
 
-    while (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &ts) != 0) {
-        if (errno == ETIMEDOUT)
+    do {
+#ifdef VTP_TSAN
+        /* ThreadSanitizer intercepts sem_timedwait but not sem_clockwait: without its
+         * interceptor it would see no order between a post and the wait, and could not run a
+         * signal handler in the waiting thread until it next took a lock. In that build the
+         * deadline is on CLOCK_REALTIME, converted from the monotonic one at each wait. */
+        int64_t left = until_us - now_us(), at;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + (left > 0 ? left : 0);
+        ts.tv_sec = (time_t)(at / 1000000);
+        ts.tv_nsec = (long)(at % 1000000) * 1000;
+        rc = sem_timedwait(&w->sem, &ts);
+#else
+        ts.tv_sec = (time_t)(until_us / 1000000);
+        ts.tv_nsec = (long)(until_us % 1000000) * 1000;
+        rc = sem_clockwait(&w->sem, CLOCK_MONOTONIC, &ts);
+#endif
+        if (rc != 0 && errno == ETIMEDOUT)
             return ETIMEDOUT;
         /* EINTR: a signal handler ran; wait on */
-    }
+    } while (rc != 0);
     return 0;
 }
 
