@@ -4,7 +4,8 @@
 # `make install DESTDIR=$tmp` must put every file under the configured prefix (unless configure
 # was given --with-module-dir or --with-p11-kit-config-dir, which may point outside it: then the
 # test skips), including the module, its p11-kit .module file, the man page, the example config
-# and the policies, and no libtool archive; `make uninstall` must take them all away again. The
+# and the policies (and the check program with its man page, once the tree has them), and no
+# libtool archive; `make uninstall` must take them all away again. The
 # module's default config path must be the one configure chose, and, when --with-config-file
 # was not given, the one the man page and README show.
 
@@ -30,6 +31,7 @@ configfile=$(mkvar configfile)
 pkgdatadir=$(mkvar pkgdatadir)
 docdir=$(mkvar docdir)
 mandir=$(mkvar mandir)
+bindir=$(mkvar bindir)
 configured=$(./config.status --config)
 vtp_say "prefix $prefix; module dir $moduledir; p11-kit dir $p11kitconfdir; config $configfile"
 vtp_say "configured with: $configured"
@@ -67,10 +69,14 @@ outside=$(cd "$dest" && find . ! -type d | sed 's|^\.||' | grep -v "^$prefix/" |
 [ -z "$outside" ] || vtp_fail "make install wrote outside the prefix $prefix: $outside"
 vtp_say "ok: every installed file is under $prefix"
 
-for f in "$moduledir/vault-transit-pkcs11.so" "$p11kitconfdir/vault-transit-pkcs11.module" \
-    "$mandir/man5/vault-transit-pkcs11.conf.5" \
-    "$docdir/examples/vault-transit-pkcs11.conf.example" \
-    "$pkgdatadir/policies/spire.hcl" "$pkgdatadir/policies/sign-only.hcl"; do
+want=("$moduledir/vault-transit-pkcs11.so" "$p11kitconfdir/vault-transit-pkcs11.module"
+    "$mandir/man5/vault-transit-pkcs11.conf.5" "$docdir/examples/vault-transit-pkcs11.conf.example"
+    "$pkgdatadir/policies/spire.hcl" "$pkgdatadir/policies/sign-only.hcl")
+# The check program, once the tree has it (its man page is the sign).
+if [ -e "$VTP_SRCDIR/docs/vault-transit-pkcs11-check.1" ]; then
+    want+=("$bindir/vault-transit-pkcs11-check" "$mandir/man1/vault-transit-pkcs11-check.1")
+fi
+for f in "${want[@]}"; do
     [ -f "$dest$f" ] || vtp_fail "make install did not install $f"
 done
 [ ! -e "$dest$moduledir/vault-transit-pkcs11.la" ] ||
