@@ -1,8 +1,11 @@
 /* batch.c - group commit of concurrent signatures. */
+#define _GNU_SOURCE 1 /* sem_clockwait: a semaphore wait on CLOCK_MONOTONIC */
 #include "common.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,17 +14,23 @@
 #include "util.h"
 #include "vault/http.h"
 
-/* One caller's place in a queue. Each waiter sleeps on its own condition variable, so a
- * returning request wakes exactly the callers it carried and the next leader, not every
- * thread queued on the key. */
+/* One caller's place in a queue. A caller sleeps on its own semaphore, posted once: by a
+ * returning request that makes it the next leader (under the lock), or by the leader whose
+ * request carried its item (after the lock is released: the caller reads its result without
+ * the lock, so a batch of n wakes n callers that take no lock on the way out). */
+enum waiter_state {
+    W_WAITING, /* queued */
+    W_LEADER,  /* promoted: holds a request slot and sends the waiting items */
+    W_TAKEN,   /* off the queue in a leader's request: waits for it, whatever the time */
+    W_DONE,    /* its item has its result */
+};
+
 struct waiter {
     struct vtp_sign_item *item;
     struct waiter *next;
-    bool done;
-    bool leader;   /* promoted: holds a request slot and sends the waiting items */
-    bool taken;    /* off the queue in a leader's request: wait for it, whatever the time */
-    int64_t start; /* when the caller arrived (vtp_now_ms) */
-    pthread_cond_t cond; /* on CLOCK_MONOTONIC: a wall-clock step times out no one */
+    _Atomic int state;
+    int64_t start_us; /* when the caller arrived (monotonic) */
+    sem_t sem;
 };
 
 /* The requests of one key, version and parameter set. */
@@ -30,7 +39,12 @@ struct queue {
     char *name;
     unsigned long version;
     struct vtp_sign_params p; /* strings point to the mechanism table, which is static */
-    size_t in_flight;
+    size_t in_flight;           /* requests under way */
+    size_t waiting;             /* callers queued (W_WAITING) */
+    size_t inside;              /* callers between arrival and result */
+    size_t peak, peak_prev;     /* most callers inside in this window and the one before */
+    int64_t window_us;          /* when this window started */
+    int64_t request_us;         /* average duration of a request (moving average) */
     struct waiter *head, *tail; /* waiting, in arrival order */
     struct queue *next;
 };
@@ -43,7 +57,7 @@ static void queue_drop_locked(struct queue *q);
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
 static size_t n_queues;
-static struct vtp_batch_conf conf = {true, 200, 4, 30000};
+static struct vtp_batch_conf conf = {true, 200, 2, false, 30000};
 /* The largest batch the server took after it refused a bigger one as too large (a listener
  * with lower JSON limits than the defaults); 0 while none was refused. */
 static size_t learned_max;
@@ -99,8 +113,7 @@ void vtp_batch_get_stats(struct vtp_batch_stats *out)
     out->in_flight = out->waiting = 0;
     for (const struct queue *q = queues; q != NULL; q = q->next) {
         out->in_flight += q->in_flight;
-        for (const struct waiter *w = q->head; w != NULL; w = w->next)
-            out->waiting++;
+        out->waiting += q->waiting;
     }
     pthread_mutex_unlock(&lock);
 }
@@ -201,16 +214,79 @@ static void sign_items(struct queue *q, struct vtp_sign_item *arr, size_t n)
     }
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* How many callers sign with this queue's key at once: the most that were inside at the same
+ * time in the last one or two windows of WINDOW_US (a caller between two signatures is not
+ * inside, so the count of the moment dips each time a batch returns). */
+#define WINDOW_US 250000
+
+static size_t callers_locked(struct queue *q, int64_t now)
+{
+    if (now - q->window_us >= WINDOW_US) {
+        q->peak_prev = now - q->window_us >= 2 * WINDOW_US ? 0 : q->peak;
+        q->peak = q->inside;
+        q->window_us = now;
+    }
+    if (q->inside > q->peak)
+        q->peak = q->inside;
+    return q->peak > q->peak_prev ? q->peak : q->peak_prev;
+}
+
+/* The batch a request should carry: the callers spread evenly over the request slots, so
+ * that the requests in flight carry about the same number each (Transit signs the items of
+ * one request one after another on one core; equal cohorts keep the server's cores busy). */
+static size_t cohort_locked(struct queue *q, int64_t now)
+{
+    size_t callers = callers_locked(q, now);
+
+    return callers <= conf.concurrency ? 1 : (callers + conf.concurrency - 1) / conf.concurrency;
+}
+
+/* How long the oldest waiter waits for its cohort to fill while a request slot is free:
+ * half a request, within [GATHER_MIN_US, GATHER_MAX_US]. Callers of a cohort that just
+ * returned come back one after another; going out with the first of them would send a
+ * request of one beside a full one. */
+#define GATHER_MIN_US 50
+#define GATHER_MAX_US 2000
+
+static int64_t gather_us(const struct queue *q)
+{
+    int64_t g = q->request_us / 2;
+
+    return g < GATHER_MIN_US ? GATHER_MIN_US : g > GATHER_MAX_US ? GATHER_MAX_US : g;
+}
+
+/* Whether the waiting callers should go now: a request slot is free and either nothing is in
+ * flight (the server is idle), or a cohort's worth is waiting, or the oldest has waited for
+ * its cohort long enough. */
+static bool ready_locked(struct queue *q, int64_t now)
+{
+    if (q->waiting == 0 || q->in_flight >= conf.concurrency)
+        return false;
+    return q->in_flight == 0 || q->waiting >= cohort_locked(q, now) ||
+           now - q->head->start_us >= gather_us(q);
+}
+
 /* Sends items (with the lock released) and records the results. */
 static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
 {
     struct vtp_sign_item *arr = NULL, one;
+    int64_t t0;
 
     stat_requests++;
     stat_items += n;
     if (n > stat_max)
         stat_max = n;
     pthread_mutex_unlock(&lock);
+    t0 = now_us();
     if (n == 1) {
         one = *items[0];
         arr = &one;
@@ -232,24 +308,10 @@ static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
         if (arr != &one)
             free(arr);
     }
+    t0 = now_us() - t0;
     pthread_mutex_lock(&lock);
-}
-
-/* After a request returned: hand its slot to the first waiter that has none, or give the slot
- * back. A waiter promoted by an earlier return that has not run yet keeps the slot it got;
- * promoting it again would make two slots one (and leak the other). */
-static void hand_over_locked(struct queue *q)
-{
-    for (struct waiter *w = q->head; w != NULL; w = w->next) {
-        if (!w->leader) {
-            w->leader = true;
-            pthread_cond_signal(&w->cond);
-            return; /* in_flight stays: the new leader uses this request slot */
-        }
-    }
-    q->in_flight--;
-    if (q->in_flight == 0 && n_queues > MAX_QUEUES)
-        queue_drop_locked(q);
+    /* moving average over about 8 requests */
+    q->request_us = q->request_us == 0 ? t0 : q->request_us + (t0 - q->request_us) / 8;
 }
 
 static void unlink_locked(struct queue *q, struct waiter *w)
@@ -262,49 +324,78 @@ static void unlink_locked(struct queue *q, struct waiter *w)
             if (q->tail == w)
                 q->tail = prev;
             w->next = NULL;
+            q->waiting--;
             return;
         }
     }
 }
 
-/* The leader's request: the leader's own item first, then the waiters behind it that have no
- * slot of their own, in arrival order, up to max. Other promoted leaders stay queued: each
- * sends its own request with its own slot. */
+/* A request returned and its n callers are leaving: give its slot to the oldest waiter when
+ * the waiting callers should go now (it takes the others along), or give the slot back; a
+ * waiter left queued either fills its cohort, is taken by the next return, or leads when it
+ * has waited long enough. The post is made under the lock: the promoted waiter may time out
+ * at the same moment and must find itself promoted. */
+static void request_done_locked(struct queue *q, size_t n)
+{
+    struct waiter *w = q->head;
+
+    q->inside -= n;
+    q->in_flight--;
+    if (ready_locked(q, now_us())) {
+        unlink_locked(q, w);
+        q->in_flight++; /* the slot goes to the new leader */
+        atomic_store(&w->state, W_LEADER);
+        sem_post(&w->sem);
+        return;
+    }
+    if (q->in_flight == 0 && q->inside == 0 && n_queues > MAX_QUEUES)
+        queue_drop_locked(q);
+}
+
+/* The leader's request: the leader's own item first, then the waiters, in arrival order, up
+ * to max. */
 static size_t take_locked(struct queue *q, struct waiter *leader, struct vtp_sign_item **items,
                           struct waiter **ws, size_t max)
 {
-    struct waiter *w, *next;
+    struct waiter *w;
     size_t n = 0;
 
-    unlink_locked(q, leader);
     ws[n] = leader;
     items[n++] = leader->item;
-    for (w = q->head; w != NULL && n < max; w = next) {
-        next = w->next;
-        if (w->leader)
-            continue;
+    while ((w = q->head) != NULL && n < max) {
         unlink_locked(q, w);
-        w->taken = true;
+        atomic_store(&w->state, W_TAKEN);
         ws[n] = w;
         items[n++] = w->item;
     }
     return n;
 }
 
+/* Sleeps until the semaphore is posted or the monotonic time until_us: 0, or ETIMEDOUT. */
+static int sleep_until(struct waiter *w, int64_t until_us)
+{
+    struct timespec ts = {(time_t)(until_us / 1000000), (long)(until_us % 1000000) * 1000};
+
+    while (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &ts) != 0) {
+        if (errno == ETIMEDOUT)
+            return ETIMEDOUT;
+        /* EINTR: a signal handler ran; wait on */
+    }
+    return 0;
+}
+
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
-                     const struct vtp_sign_params *p, bool batchable,
-                     struct vtp_sign_item *item)
+                     const struct vtp_sign_params *p, bool rsa, struct vtp_sign_item *item)
 {
     struct vtp_sign_item *items[VTP_TRANSIT_MAX_BATCH];
-    struct waiter me = {item, NULL, false, false, false, vtp_now_ms(), PTHREAD_COND_INITIALIZER};
-    pthread_condattr_t attr;
+    struct waiter me = {.item = item, .state = W_WAITING};
     struct waiter *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
-    struct timespec until;
+    int64_t now, deadline_us;
     size_t n, max;
 
     pthread_mutex_lock(&lock);
-    if (!conf.enabled || !batchable) {
+    if (!conf.enabled || (rsa && !conf.rsa)) {
         stat_requests++; /* a request of its own: counted as a batch of one */
         stat_items++;
         if (stat_max == 0)
@@ -317,73 +408,99 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         pthread_mutex_unlock(&lock);
         return CKR_HOST_MEMORY;
     }
-    if (q->in_flight < conf.concurrency) {
-        /* A free request slot: go now, alone. */
+    now = now_us();
+    q->inside++;
+    if (q->head == NULL && (q->in_flight == 0 || (q->in_flight < conf.concurrency &&
+                                                  cohort_locked(q, now) == 1))) {
+        /* Idle, or a slot free and few enough callers for one each: go now, alone, as a plain
+         * sign request. */
         q->in_flight++;
         send_locked(q, &item, 1);
-        hand_over_locked(q);
+        request_done_locked(q, 1);
         pthread_mutex_unlock(&lock);
         return CKR_OK;
     }
-    /* Wait for a returning request to hand over, or for a leader to carry this item. */
-    if (pthread_condattr_init(&attr) != 0 ||
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&me.cond, &attr) != 0) {
+    if (sem_init(&me.sem, 0, 0) != 0) {
+        q->inside--;
         pthread_mutex_unlock(&lock);
         return CKR_HOST_MEMORY;
     }
-    pthread_condattr_destroy(&attr);
+    me.start_us = now;
+    deadline_us = now + conf.timeout_ms * 1000;
     if (q->tail != NULL)
         q->tail->next = &me;
     else
         q->head = &me;
     q->tail = &me;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += conf.timeout_ms / 1000;
-    until.tv_nsec += (conf.timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
+    q->waiting++;
+    if (ready_locked(q, now)) {
+        /* This arrival completes a cohort (or finds the server idle): lead it at once. */
+        unlink_locked(q, &me);
+        q->in_flight++;
+        atomic_store(&me.state, W_LEADER);
     }
-    while (!me.done && !me.leader) {
-        if (me.taken) {
-            /* A leader's request carries this item and will write its result here: wait for
-             * it (it ends at the leader's deadline, which comes before this caller's). */
-            pthread_cond_wait(&me.cond, &lock);
-            continue;
+    while (atomic_load(&me.state) == W_WAITING) {
+        /* The oldest waiter also wakes when it has waited long enough for its cohort; when
+         * every slot is taken then, the next request to return makes it the leader. */
+        int64_t until = deadline_us, gathered = me.start_us + gather_us(q);
+
+        if (q->head == &me && gathered > now && gathered < until)
+            until = gathered;
+        pthread_mutex_unlock(&lock);
+        if (sleep_until(&me, until) == 0) {
+            if (atomic_load(&me.state) == W_DONE) {
+                sem_destroy(&me.sem);
+                return CKR_OK; /* carried; the leader has done the accounting */
+            }
+            pthread_mutex_lock(&lock); /* promoted: the post was made under the lock */
+            break;
         }
-        if (pthread_cond_timedwait(&me.cond, &lock, &until) == ETIMEDOUT && !me.done &&
-            !me.leader && !me.taken) {
+        pthread_mutex_lock(&lock);
+        if (atomic_load(&me.state) != W_WAITING)
+            break; /* promoted or taken just now */
+        now = now_us();
+        if (q->head == &me && ready_locked(q, now)) {
+            unlink_locked(q, &me);
+            q->in_flight++;
+            atomic_store(&me.state, W_LEADER);
+            break;
+        }
+        if (now >= deadline_us) {
             /* Still waiting after a whole deadline (the requests ahead are that slow): give
              * up rather than start a request of its own that would double it. */
             unlink_locked(q, &me);
+            q->inside--;
             pthread_mutex_unlock(&lock);
             VTP_LOG_ERR("signature with %s waited %ld ms for a request slot", name,
                         conf.timeout_ms);
-            pthread_cond_destroy(&me.cond);
+            sem_destroy(&me.sem);
             item->rv = CKR_DEVICE_ERROR;
             return CKR_OK;
         }
     }
-    if (me.done) {
+    if (atomic_load(&me.state) != W_LEADER) {
+        /* Taken: a leader's request carries this item and posts once, when it is done (the
+         * post may not have come yet even if the state says so): wait for it, whatever the
+         * time (it ends at the leader's deadline, which comes before this caller's). */
         pthread_mutex_unlock(&lock);
-        pthread_cond_destroy(&me.cond);
+        while (sem_wait(&me.sem) != 0 && errno == EINTR)
+            ;
+        sem_destroy(&me.sem);
         return CKR_OK;
     }
-    /* Leader (this item is at the head): carry everyone waiting, up to the cap. */
+    /* Leader (in_flight counts its slot): carry everyone waiting, up to the cap. */
     max = learned_max != 0 && learned_max < conf.max_items ? learned_max : conf.max_items;
     n = take_locked(q, &me, items, ws, max);
-    /* The leader is the oldest waiter: the request ends when its operation's time is up. */
-    vtp_http_call_deadline(me.start + conf.timeout_ms);
+    /* The leader is the oldest of them: the request ends when its operation's time is up. */
+    vtp_http_call_deadline(me.start_us / 1000 + conf.timeout_ms);
     send_locked(q, items, n);
     vtp_http_call_deadline(0);
-    for (size_t i = 0; i < n; i++) {
-        ws[i]->done = true;
-        if (ws[i] != &me)
-            pthread_cond_signal(&ws[i]->cond);
-    }
-    hand_over_locked(q); /* may free q: nothing touches it after this */
+    request_done_locked(q, n); /* may free q: nothing touches it after this */
     pthread_mutex_unlock(&lock);
-    pthread_cond_destroy(&me.cond);
+    for (size_t i = 1; i < n; i++) {
+        atomic_store(&ws[i]->state, W_DONE);
+        sem_post(&ws[i]->sem);
+    }
+    sem_destroy(&me.sem);
     return CKR_OK;
 }

@@ -18,6 +18,7 @@ struct vtp_batch_conf {
     bool enabled;
     size_t max_items;
     size_t concurrency;
+    bool rsa; /* RSA signatures in cohorts too (batch_rsa) */
     long timeout_ms; /* a caller waits in a queue at most this long (the operation deadline) */
 };
 
@@ -27,11 +28,10 @@ void vtp_batch_atfork_child(void);
 /* C_Finalize: drop the (idle) queues. */
 void vtp_batch_clear(void);
 
-/* Signs one item through the group-commit queues, or directly when batching is off or the
- * key is not worth batching (batchable false: RSA, see sign.c). */
+/* Signs one item through the group-commit queues, or directly when batching is off or the key
+ * is an RSA key and batch_rsa is off (see sign.c). */
 CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned long version,
-                     const struct vtp_sign_params *p, bool batchable,
-                     struct vtp_sign_item *item);
+                     const struct vtp_sign_params *p, bool rsa, struct vtp_sign_item *item);
 
 struct vtp_batch_stats {
     unsigned long requests; /* sign requests sent */

@@ -75,15 +75,32 @@ struct vtp_config {
     char *log_errors; /* [module] log_errors = stderr | syslog; NULL = off */
     bool batching;    /* [module] batching: group concurrent signatures; default true */
     long batch_max_items;   /* [module] batch_max_items: default 200, 1..VTP_MAX_BATCH_ITEMS */
-    long batch_concurrency; /* [module] batch_concurrency: requests in flight per key; default 4 */
+    long batch_concurrency; /* [module] batch_concurrency: requests in flight per key; default 2 */
+    bool batch_rsa;   /* [module] batch_rsa: RSA signatures in cohorts too; default false */
     char *cache_dir;  /* [module] cache_dir: on-disk copy of key lists and public keys; NULL = off */
 };
 
 #define VTP_MAX_BATCH_ITEMS 240 /* = VTP_TRANSIT_MAX_BATCH (vault/transit.h); module.c checks */
 
+#define VTP_CONFIG_ENV "VAULT_TRANSIT_PKCS11_CONFIG"
+
 /* Where the config comes from: pReserved "config=/path" (may be NULL), else
  * $VAULT_TRANSIT_PKCS11_CONFIG, else VTP_DEFAULT_CONFIG_PATH. Returns a malloc'ed path. */
 char *vtp_config_locate(const char *reserved);
+/* The same, and which of the three chose it (vault-transit-pkcs11-check says so). */
+enum vtp_config_source {
+    VTP_CONFIG_FROM_RESERVED,
+    VTP_CONFIG_FROM_ENV,
+    VTP_CONFIG_FROM_DEFAULT,
+};
+char *vtp_config_locate_source(const char *reserved, enum vtp_config_source *source);
+/* The environment variables vtp_config_load reads besides VTP_CONFIG_ENV, NULL-terminated;
+ * secret says whether the value is a secret (never shown). */
+struct vtp_config_env {
+    const char *name;
+    bool secret;
+};
+extern const struct vtp_config_env vtp_config_env_vars[];
 /* The path of the "config=/path" word of a C_Initialize pReserved string, or NULL. */
 char *vtp_config_locate_reserved(const char *reserved);
 

@@ -25,7 +25,6 @@
 #include <ini.h>
 #include <openssl/crypto.h>
 
-#define CFG_ENV_PATH "VAULT_TRANSIT_PKCS11_CONFIG"
 #define CFG_DEFAULT_ADDRESS "https://127.0.0.1:8200"
 #define CFG_DEFAULT_MOUNT "transit"
 #define CFG_DEFAULT_KV_PREFIX "vault-transit-pkcs11"
@@ -113,6 +112,7 @@ static const struct opt module_opts[] = {
     {"batching", OPT_BOOL, offsetof(struct vtp_config, batching)},
     {"batch_max_items", OPT_COUNT, offsetof(struct vtp_config, batch_max_items)},
     {"batch_concurrency", OPT_COUNT, offsetof(struct vtp_config, batch_concurrency)},
+    {"batch_rsa", OPT_BOOL, offsetof(struct vtp_config, batch_rsa)},
     {"cache_dir", OPT_FILE, offsetof(struct vtp_config, cache_dir)},
 };
 
@@ -812,7 +812,7 @@ static CK_RV config_new(struct vtp_config **out)
     cfg->vault.timeout_ms = CFG_DEFAULT_TIMEOUT_MS;
     cfg->batching = true;
     cfg->batch_max_items = 200;
-    cfg->batch_concurrency = 4;
+    cfg->batch_concurrency = 2;
     cfg->vault.connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
     *out = cfg;
     return CKR_OK;
@@ -862,6 +862,19 @@ out:
     free(ctx.key_lines);
     return rv;
 }
+
+const struct vtp_config_env vtp_config_env_vars[] = {
+    {"VAULT_ADDR", false},
+    {"VAULT_TOKEN", true},
+    {"VAULT_CACERT", false},
+    {"VAULT_CAPATH", false},
+    {"VAULT_CLIENT_CERT", false},
+    {"VAULT_CLIENT_KEY", false},
+    {"VAULT_TLS_SERVER_NAME", false},
+    {"VAULT_NAMESPACE", false},
+    {"VAULT_SKIP_VERIFY", false},
+    {NULL, false},
+};
 
 static const char *env_value(const char *name)
 {
@@ -1157,17 +1170,27 @@ char *vtp_config_locate_reserved(const char *reserved)
     return NULL;
 }
 
-char *vtp_config_locate(const char *reserved)
+char *vtp_config_locate_source(const char *reserved, enum vtp_config_source *source)
 {
     char *path = vtp_config_locate_reserved(reserved);
     const char *env;
 
+    *source = VTP_CONFIG_FROM_RESERVED;
     if (path != NULL)
         return path;
-    env = env_value(CFG_ENV_PATH);
+    env = env_value(VTP_CONFIG_ENV);
+    *source = VTP_CONFIG_FROM_ENV;
     if (env != NULL)
         return strdup(env);
+    *source = VTP_CONFIG_FROM_DEFAULT;
     return strdup(VTP_DEFAULT_CONFIG_PATH);
+}
+
+char *vtp_config_locate(const char *reserved)
+{
+    enum vtp_config_source source;
+
+    return vtp_config_locate_source(reserved, &source);
 }
 
 CK_RV vtp_config_parse_string(const char *text, bool apply_env, struct vtp_config **out)

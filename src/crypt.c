@@ -207,7 +207,7 @@ CK_RV vtp_digest_init(struct vtp_session *s, CK_MECHANISM_PTR m)
     op->md = EVP_MD_CTX_new();
     if (op->md == NULL)
         return CKR_HOST_MEMORY;
-    if (EVP_DigestInit_ex(op->md, EVP_get_digestbyname(mech->md_name), NULL) != 1) {
+    if (EVP_DigestInit_ex(op->md, vtp_md(mech->md_name), NULL) != 1) {
         vtp_op_reset(op);
         return CKR_GENERAL_ERROR;
     }

@@ -41,6 +41,10 @@ static atomic_int log_ready;
 static atomic_int log_env_level;
 static atomic_int log_fd = -1; /* the debug log file, or -1 for stderr */
 static atomic_int log_sink = SINK_NONE;
+/* vtp_log_set_capture: set before the program's first request, read without a lock */
+static atomic_int capture_level = VTP_LOG_OFF;
+static vtp_log_capture_fn capture_fn;
+static void *capture_arg;
 
 static void write_all(int fd, const char *buf, size_t len)
 {
@@ -150,16 +154,24 @@ void vtp_log_set_error_sink(const char *sink)
     atomic_store(&log_sink, s);
 }
 
+void vtp_log_set_capture(int level, vtp_log_capture_fn fn, void *arg)
+{
+    capture_fn = fn;
+    capture_arg = arg;
+    atomic_store(&capture_level, fn != NULL ? level : VTP_LOG_OFF);
+}
+
 int vtp_log_level(void)
 {
-    int level;
+    int level, captured;
 
     if (!atomic_load_explicit(&log_ready, memory_order_acquire))
         vtp_log_init();
     level = atomic_load_explicit(&log_env_level, memory_order_relaxed);
     if (level < VTP_LOG_ERROR && atomic_load_explicit(&log_sink, memory_order_relaxed) != SINK_NONE)
         level = VTP_LOG_ERROR;
-    return level;
+    captured = atomic_load_explicit(&capture_level, memory_order_relaxed);
+    return captured > level ? captured : level;
 }
 
 static const char *level_word(int level)
@@ -184,7 +196,7 @@ void vtp_log_write(int level, const char *func, const char *fmt, ...)
     struct tm tm;
     va_list ap;
     int saved_errno = errno, n, env_level, sink, fd;
-    bool to_debug, to_stderr_sink;
+    bool to_debug, to_stderr_sink, to_capture;
 
     if (level <= VTP_LOG_OFF)
         goto out;
@@ -196,7 +208,8 @@ void vtp_log_write(int level, const char *func, const char *fmt, ...)
     fd = atomic_load(&log_fd);
     /* No second copy on stderr when the debug log already goes there. */
     to_stderr_sink = sink == SINK_STDERR && !(to_debug && fd < 0);
-    if (!to_debug && sink == SINK_NONE)
+    to_capture = level <= atomic_load(&capture_level);
+    if (!to_debug && sink == SINK_NONE && !to_capture)
         goto out;
 
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || gmtime_r(&ts.tv_sec, &tm) == NULL) {
@@ -230,6 +243,11 @@ void vtp_log_write(int level, const char *func, const char *fmt, ...)
     line[len++] = '\n';
     line[len] = '\0';
 
+    if (to_capture) {
+        line[len - 1] = '\0';
+        capture_fn(level, line + msg_start, capture_arg);
+        line[len - 1] = '\n';
+    }
     if (to_debug)
         write_all(fd >= 0 ? fd : STDERR_FILENO, line, len);
     if (to_stderr_sink)

@@ -24,6 +24,11 @@ void vtp_log_reset(void);
 /* Errors also go to stderr or syslog when the config says so ([module] log_errors =). */
 void vtp_log_set_error_sink(const char *sink); /* "stderr", "syslog" or NULL */
 int vtp_log_level(void);
+/* A program that links the module's code (vault-transit-pkcs11-check) may also receive every
+ * line of level <= level as it is written, the message alone (no time, pid or function); fn
+ * may run on any thread. fn NULL stops it. */
+typedef void (*vtp_log_capture_fn)(int level, const char *msg, void *arg);
+void vtp_log_set_capture(int level, vtp_log_capture_fn fn, void *arg);
 void vtp_log_write(int level, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -1,6 +1,7 @@
 /* mech.c - the key type and mechanism table. */
 #include "common.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "mech.h"
@@ -207,4 +208,41 @@ bool vtp_mech_allowed_for(const struct vtp_mech *m, enum vtp_key_kind kind)
 {
     return m->kind == kind &&
            (m->flags & (CKF_SIGN | CKF_VERIFY | CKF_ENCRYPT | CKF_DECRYPT)) != 0;
+}
+
+/* The digests of the mechanism table; a name missing here is fetched on each call. */
+static const char *const md_names[] = {"SHA1",     "SHA224",   "SHA256",   "SHA384",
+                                       "SHA512",   "SHA3-224", "SHA3-256", "SHA3-384",
+                                       "SHA3-512"};
+static _Atomic(EVP_MD *) mds[VTP_ARRAY_SIZE(md_names)];
+
+const EVP_MD *vtp_md(const char *md_name)
+{
+    EVP_MD *md, *none = NULL;
+    size_t i;
+
+    if (md_name == NULL)
+        return NULL;
+    for (i = 0; i < VTP_ARRAY_SIZE(md_names); i++)
+        if (strcmp(md_names[i], md_name) == 0)
+            break;
+    if (i == VTP_ARRAY_SIZE(md_names))
+        return EVP_get_digestbyname(md_name);
+    md = atomic_load(&mds[i]);
+    if (md != NULL)
+        return md;
+    md = EVP_MD_fetch(NULL, md_name, NULL);
+    if (md == NULL)
+        return NULL;
+    if (!atomic_compare_exchange_strong(&mds[i], &none, md)) {
+        EVP_MD_free(md); /* another thread was first */
+        return none;
+    }
+    return md;
+}
+
+void vtp_md_clear(void)
+{
+    for (size_t i = 0; i < VTP_ARRAY_SIZE(md_names); i++)
+        EVP_MD_free(atomic_exchange(&mds[i], NULL));
 }

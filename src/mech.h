@@ -74,6 +74,13 @@ const char *vtp_mech_md_for_hash(CK_MECHANISM_TYPE hash);
 /* Maps CKG_MGF1_SHA* to its OpenSSL digest name; NULL if unknown. */
 const char *vtp_mech_md_for_mgf(CK_RSA_PKCS_MGF_TYPE mgf);
 
+/* The OpenSSL digest of that name, fetched once and kept (a digest initialised from
+ * EVP_get_digestbyname() is fetched again each time, on every signature's path); NULL if
+ * unknown. Thread-safe. */
+const EVP_MD *vtp_md(const char *md_name);
+/* C_Finalize, once no call is inside: frees them. */
+void vtp_md_clear(void);
+
 /* Does a key of kind allow this mechanism (for CKA_ALLOWED_MECHANISMS)? */
 bool vtp_mech_allowed_for(const struct vtp_mech *m, enum vtp_key_kind kind);
 

@@ -324,7 +324,7 @@ static CK_RV module_initialize(CK_VOID_PTR init_args)
     vtp_log_set_error_sink(m->config->log_errors);
     vtp_batch_configure(&(struct vtp_batch_conf){
         m->config->batching, (size_t)m->config->batch_max_items,
-        (size_t)m->config->batch_concurrency, m->config->vault.timeout_ms});
+        (size_t)m->config->batch_concurrency, m->config->batch_rsa, m->config->vault.timeout_ms});
     rv = vtp_http_new(&m->config->vault, &m->http);
     if (rv != CKR_OK)
         goto out;
@@ -408,6 +408,7 @@ static CK_RV fn_Finalize(CK_VOID_PTR reserved)
         log_stats(m);
         vtp_sessions_finalize();
         vtp_batch_clear();
+        vtp_md_clear();
         module_free(m);
     }
     pthread_mutex_unlock(&init_lock);

@@ -500,6 +500,7 @@ void vtp_http_resp_clear(struct vtp_http_resp *resp)
         json_decref(resp->json);
     resp->json = NULL;
     resp->status = 0;
+    resp->scanned = false;
 }
 
 char *vtp_http_escape(const char *segment)
@@ -801,29 +802,57 @@ static void mark_bad(struct vtp_http *h, size_t i, const char *why)
                      h->addresses[i], why, RECHECK_MS);
 }
 
+/* One GET of path (no token, no retry, no redirect followed) on address i within budget ms:
+ * the attempt's result in *a (a->location freed) and the body in *rb. CKR_OK unless a local
+ * failure (memory, a URL that does not parse) stopped it before the transfer. */
+static CK_RV get_once(struct vtp_http *h, size_t i, const char *path, long budget, struct body *rb,
+                      struct attempt *a)
+{
+    struct curl_slist *headers = NULL, *connect_to = NULL;
+    char *url = NULL;
+    CURL *c = NULL;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    a->cc = CURLE_FAILED_INIT;
+    a->status = 0;
+    a->location = NULL;
+    if (!headers_add(&headers, "X-Vault-Request: true"))
+        goto out;
+    rv = build_url(h, h->addresses[i], path, &url, &connect_to);
+    if (rv != CKR_OK)
+        goto out;
+    c = pool_take(h);
+    rv = c != NULL ? perform(h, c, "GET", url, headers, connect_to, NULL, 0, budget, rb, a)
+                   : CKR_HOST_MEMORY;
+out:
+    free(a->location);
+    a->location = NULL;
+    free(url);
+    curl_slist_free_all(connect_to);
+    curl_slist_free_all(headers);
+    if (c != NULL) {
+        if (rv == CKR_OK && a->cc == CURLE_OK)
+            pool_give(h, c);
+        else
+            curl_easy_cleanup(c);
+    }
+    return rv;
+}
+
 /* GET /v1/sys/health on address i, within HEALTH_TIMEOUT_MS and the deadline. Usable: 200
  * (active), 429 (standby: forwards requests), 473 (Vault performance standby). Not usable:
  * 503 (sealed), 501 (not initialised), anything else, no answer. */
 static bool health_ok(struct vtp_http *h, size_t i, int64_t deadline)
 {
-    struct curl_slist *headers = NULL, *connect_to = NULL;
     struct body rb = {0};
     struct attempt a = {CURLE_FAILED_INIT, 0, NULL};
     int64_t t0 = vtp_now_ms();
     long budget = HEALTH_TIMEOUT_MS;
-    char *url = NULL;
-    CURL *c = NULL;
     bool ok = false;
 
     if (deadline - t0 < budget)
         budget = (long)(deadline - t0);
-    if (budget <= 0 || !headers_add(&headers, "X-Vault-Request: true"))
-        goto out;
-    if (build_url(h, h->addresses[i], "sys/health", &url, &connect_to) != CKR_OK)
-        goto out;
-    c = pool_take(h);
-    if (c == NULL ||
-        perform(h, c, "GET", url, headers, connect_to, NULL, 0, budget, &rb, &a) != CKR_OK)
+    if (budget <= 0 || get_once(h, i, "sys/health", budget, &rb, &a) != CKR_OK)
         goto out;
     ok = a.cc == CURLE_OK && (a.status == 200 || a.status == 429 || a.status == 473);
     if (a.cc != CURLE_OK)
@@ -833,18 +862,40 @@ static bool health_ok(struct vtp_http *h, size_t i, int64_t deadline)
         VTP_LOG_INFO("health check of %s: HTTP %ld (%s, %lld ms)", h->addresses[i], a.status,
                      ok ? "usable" : "not usable", (long long)(vtp_now_ms() - t0));
 out:
-    free(a.location);
-    free(url);
-    curl_slist_free_all(connect_to);
-    curl_slist_free_all(headers);
     body_wipe(&rb);
-    if (c != NULL) {
-        if (a.cc == CURLE_OK)
-            pool_give(h, c);
-        else
-            curl_easy_cleanup(c);
-    }
     return ok;
+}
+
+size_t vtp_http_n_addresses(const struct vtp_http *h)
+{
+    return h->n_addresses;
+}
+
+CK_RV vtp_http_probe(struct vtp_http *h, size_t i, const char *path, struct vtp_http_resp *resp,
+                     const char **transport_error)
+{
+    struct body rb = {0};
+    struct attempt a = {CURLE_FAILED_INIT, 0, NULL};
+    json_error_t jerr;
+    CK_RV rv;
+
+    VTP_RETURN_VAL_IF_FAIL(h != NULL && i < h->n_addresses, CKR_ARGUMENTS_BAD);
+    VTP_RETURN_VAL_IF_FAIL(path != NULL && resp != NULL && transport_error != NULL,
+                           CKR_ARGUMENTS_BAD);
+    pthread_once(&global_once, global_init);
+    rv = get_once(h, i, path, h->connect_timeout_ms, &rb, &a);
+    if (rv != CKR_OK)
+        goto out;
+    if (a.cc != CURLE_OK) {
+        *transport_error = rb.too_large ? "response too large" : curl_easy_strerror(a.cc);
+        rv = CKR_DEVICE_ERROR;
+        goto out;
+    }
+    resp->status = a.status;
+    resp->json = rb.len > 0 ? json_loadb((const char *)rb.data, rb.len, 0, &jerr) : NULL;
+out:
+    body_wipe(&rb);
+    return rv;
 }
 
 struct check {
@@ -1212,7 +1263,9 @@ static CK_RV request_once(struct vtp_http *h, const struct vtp_http_req *req,
         rv = CKR_DEVICE_ERROR;
         goto out;
     }
-    if (rb.len > 0) {
+    resp->scanned = rb.len > 0 && req->scan != NULL && a.status >= 200 && a.status < 300 &&
+                    req->scan((const char *)rb.data, rb.len, req->scan_arg);
+    if (rb.len > 0 && !resp->scanned) {
         json = json_loadb((const char *)rb.data, rb.len, 0, &jerr);
         if (json == NULL)
             VTP_LOG_WARN("%s %s -> %ld: body is not JSON (%s)", req->method, req->path, a.status,

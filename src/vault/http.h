@@ -26,11 +26,17 @@ struct vtp_http_req {
     const json_t *body;     /* JSON body, or NULL for none */
     const char *raw_body;   /* or the body already serialised (the sign hot path) */
     bool no_token;          /* do not send X-Vault-Token (login endpoints) */
+    /* For a 2xx answer: reads the body before it is parsed; when it returns true the body is
+     * not parsed (resp->json stays NULL, resp->scanned is true). The sign hot path, where
+     * parsing the answer with jansson cost more than the rest of the client's work. */
+    bool (*scan)(const char *body, size_t len, void *arg);
+    void *scan_arg;
 };
 
 struct vtp_http_resp {
     long status;  /* final HTTP status */
-    json_t *json; /* parsed body (NULL for an empty body, e.g. 204) */
+    json_t *json; /* parsed body (NULL for an empty body, e.g. 204, or a scanned one) */
+    bool scanned; /* req->scan took the body */
 };
 
 /* Statistics (module counter, exposed in the debug log and to tests). */
@@ -91,6 +97,15 @@ bool vtp_http_token_refused(long status, const json_t *body);
  * until its deadline): no answer (0), a redirect not followed, 412, 429, 5xx other than 500, a
  * 500 "node not active"? */
 bool vtp_http_unavailable(long status, const json_t *body);
+
+/* vault-transit-pkcs11-check: the number of addresses, and one unauthenticated GET of path
+ * (sys/health, sys/seal-status) on address i (0-based, config order) alone, within
+ * connect_timeout, with no retry and no redirect followed. CKR_OK with the answer, whatever its
+ * status; CKR_DEVICE_ERROR with *transport_error (a static text: "Couldn't connect to server")
+ * when none came. */
+size_t vtp_http_n_addresses(const struct vtp_http *h);
+CK_RV vtp_http_probe(struct vtp_http *h, size_t i, const char *path, struct vtp_http_resp *resp,
+                     const char **transport_error);
 
 /* Escapes one path segment (key names are [\w.-] already; this is belt and braces). */
 char *vtp_http_escape(const char *segment);

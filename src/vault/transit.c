@@ -106,8 +106,8 @@ static char *join_path(const char *first, ...)
 }
 
 /* "<mount>/<what>/<name>[/<suffix>]" with mount and name escaped. */
-static char *transit_path(const struct vtp_transit *t, const char *what, const char *name,
-                          const char *suffix)
+char *vtp_transit_path(const struct vtp_transit *t, const char *what, const char *name,
+                       const char *suffix)
 {
     char *mount = escape_segments(t->mount);
     char *ename = name != NULL ? vtp_http_escape(name) : strdup("");
@@ -121,8 +121,8 @@ static char *transit_path(const struct vtp_transit *t, const char *what, const c
 }
 
 /* "<kv_mount>/<kind>/<kv_prefix>/<path>" */
-static char *kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
-                        const char *path)
+char *vtp_kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
+                     const char *path)
 {
     char *mount = escape_segments(kv_mount);
     char *prefix = escape_segments(t->kv_prefix);
@@ -141,7 +141,7 @@ static char *kv_path(const struct vtp_transit *t, const char *kind, const char *
 {
     const char *kv_mount = vtp_kv_mount(t);
 
-    return kv_mount != NULL ? kv_path_in(t, kv_mount, kind, path) : NULL;
+    return kv_mount != NULL ? vtp_kv_path_in(t, kv_mount, kind, path) : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -288,11 +288,14 @@ CK_RV vtp_transit_classify_item(const char *error)
  * return value is the transport result: no usable answer in time is VTP_ERR_UNAVAILABLE. */
 static CK_RV call_raw(const struct vtp_transit *t, const char *method, const char *path,
                       const json_t *body, const char *raw_body, bool quiet_missing,
-                      struct vtp_http_resp *resp, CK_RV *rv_vault)
+                      struct vtp_http_resp *resp, CK_RV *rv_vault,
+                      bool (*scan)(const char *body, size_t len, void *arg), void *scan_arg)
 {
     struct vtp_http_req req = {0};
     CK_RV rv;
 
+    req.scan = scan;
+    req.scan_arg = scan_arg;
     req.method = method;
     req.path = path;
     req.namespace_ = t->namespace_;
@@ -316,7 +319,7 @@ static CK_RV call(const struct vtp_transit *t, const char *method, const char *p
                   const json_t *body, bool quiet_missing, struct vtp_http_resp *resp,
                   CK_RV *rv_vault)
 {
-    return call_raw(t, method, path, body, NULL, quiet_missing, resp, rv_vault);
+    return call_raw(t, method, path, body, NULL, quiet_missing, resp, rv_vault, NULL, NULL);
 }
 
 static const json_t *resp_data(const struct vtp_http_resp *resp)
@@ -554,7 +557,7 @@ static CK_RV real_list_keys(const struct vtp_transit *t, char ***names, size_t *
 
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(names != NULL && n != NULL, CKR_ARGUMENTS_BAD);
-    path = transit_path(t, "keys", NULL, NULL);
+    path = vtp_transit_path(t, "keys", NULL, NULL);
     if (path == NULL)
         return CKR_HOST_MEMORY;
     rv = list_names(t, path, names, n);
@@ -572,7 +575,7 @@ static CK_RV real_read_key(const struct vtp_transit *t, const char *name,
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL && out != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
+    path = vtp_transit_path(t, "keys", name, NULL);
     if (path == NULL)
         return CKR_HOST_MEMORY;
     rv = call(t, "GET", path, NULL, true, &resp, &vrv);
@@ -600,7 +603,7 @@ static CK_RV real_create_key(const struct vtp_transit *t, const char *name, cons
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL && type != NULL && out != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
+    path = vtp_transit_path(t, "keys", name, NULL);
     body = json_object();
     if (path == NULL || body == NULL || json_object_set_new(body, "type", json_string(type)) != 0)
         goto out;
@@ -636,8 +639,8 @@ static CK_RV real_delete_key(const struct vtp_transit *t, const char *name)
     VTP_RETURN_VAL_IF_FAIL(t != NULL && t->mount != NULL, CKR_ARGUMENTS_BAD);
     VTP_RETURN_VAL_IF_FAIL(name != NULL, CKR_ARGUMENTS_BAD);
 
-    path = transit_path(t, "keys", name, NULL);
-    cfg_path = transit_path(t, "keys", name, "config");
+    path = vtp_transit_path(t, "keys", name, NULL);
+    cfg_path = vtp_transit_path(t, "keys", name, "config");
     body = json_object();
     if (path == NULL || cfg_path == NULL || body == NULL ||
         json_object_set_new(body, "deletion_allowed", json_true()) != 0)
@@ -819,6 +822,340 @@ out:
     return rv;
 }
 
+/* --- The sign answer, read without building a JSON tree ---
+ * A successful sign answer is scanned in place: the envelope's "data" object, its
+ * "signature" (one item) or its "batch_results" (each "signature" and "reference"); every
+ * other member is skipped, checked only for being well-formed JSON. Anything else (an item's
+ * error, a string with escapes where a value is read, a missing or repeated reference, a
+ * signature of another version, JSON that does not parse) gives up and leaves the items as they
+ * were: the answer is then parsed with jansson and read by the code above, which logs what is
+ * wrong with it. */
+
+struct scan {
+    const char *p, *end;
+};
+
+#define SCAN_MAX_DEPTH 32
+
+static void scan_ws(struct scan *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static bool scan_char(struct scan *c, char ch)
+{
+    scan_ws(c);
+    if (c->p >= c->end || *c->p != ch)
+        return false;
+    c->p++;
+    return true;
+}
+
+/* A string of printable ASCII without escapes; *s and *len span its contents. Anything else
+ * (an escape, a byte above 0x7f) gives up: jansson reads it. */
+static bool scan_string(struct scan *c, const char **s, size_t *len)
+{
+    const char *q;
+
+    if (!scan_char(c, '"'))
+        return false;
+    for (q = c->p; q < c->end && *q != '"'; q++)
+        if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e || *q == '\\')
+            return false;
+    if (q >= c->end)
+        return false;
+    *s = c->p;
+    *len = (size_t)(q - c->p);
+    c->p = q + 1;
+    return true;
+}
+
+static bool scan_digits(struct scan *c)
+{
+    const char *s = c->p;
+
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    return c->p > s;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool scan_number(struct scan *c)
+{
+    if (c->p < c->end && *c->p == '-')
+        c->p++;
+    if (c->p < c->end && *c->p == '0')
+        c->p++;
+    else if (!scan_digits(c))
+        return false;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (!scan_digits(c))
+            return false;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+            c->p++;
+        if (!scan_digits(c))
+            return false;
+    }
+    return true;
+}
+
+static bool scan_literal(struct scan *c, const char *word)
+{
+    size_t n = strlen(word);
+
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+        return false;
+    c->p += n;
+    return true;
+}
+
+static bool scan_skip(struct scan *c, int depth);
+
+/* An object's members, each handed to member() (which reads or skips its value), or an
+ * array's elements to element(); with NULL the values are skipped. */
+static bool scan_object(struct scan *c, int depth,
+                        bool (*member)(struct scan *c, const char *k, size_t klen, void *arg),
+                        void *arg)
+{
+    const char *k;
+    size_t klen;
+
+    if (depth > SCAN_MAX_DEPTH || !scan_char(c, '{'))
+        return false;
+    if (scan_char(c, '}'))
+        return true;
+    do {
+        if (!scan_string(c, &k, &klen) || !scan_char(c, ':'))
+            return false;
+        if (member != NULL ? !member(c, k, klen, arg) : !scan_skip(c, depth + 1))
+            return false;
+    } while (scan_char(c, ','));
+    return scan_char(c, '}');
+}
+
+static bool scan_array(struct scan *c, int depth, bool (*element)(struct scan *c, void *arg),
+                       void *arg)
+{
+    if (depth > SCAN_MAX_DEPTH || !scan_char(c, '['))
+        return false;
+    if (scan_char(c, ']'))
+        return true;
+    do {
+        if (element != NULL ? !element(c, arg) : !scan_skip(c, depth + 1))
+            return false;
+    } while (scan_char(c, ','));
+    return scan_char(c, ']');
+}
+
+static bool scan_skip(struct scan *c, int depth)
+{
+    const char *s;
+    size_t len;
+
+    scan_ws(c);
+    if (c->p >= c->end)
+        return false;
+    switch (*c->p) {
+    case '{':
+        return scan_object(c, depth, NULL, NULL);
+    case '[':
+        return scan_array(c, depth, NULL, NULL);
+    case '"':
+        return scan_string(c, &s, &len);
+    case 't':
+        return scan_literal(c, "true");
+    case 'f':
+        return scan_literal(c, "false");
+    case 'n':
+        return scan_literal(c, "null");
+    default:
+        return scan_number(c);
+    }
+}
+
+static bool key_is(const char *k, size_t klen, const char *name)
+{
+    return klen == strlen(name) && memcmp(k, name, klen) == 0;
+}
+
+struct sign_scan {
+    struct vtp_sign_item *items;
+    size_t n;
+    unsigned long version;
+    bool batch;
+    size_t seen;                                  /* results read */
+    const char *sig[VTP_TRANSIT_MAX_BATCH];       /* each item's "signature" */
+    size_t sig_len[VTP_TRANSIT_MAX_BATCH];
+    /* the result being read */
+    const char *r_sig, *r_ref;
+    size_t r_sig_len, r_ref_len;
+    bool r_error;
+};
+
+static bool result_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+    const char *v;
+    size_t len;
+
+    if (key_is(k, klen, "signature"))
+        return scan_string(c, &ss->r_sig, &ss->r_sig_len);
+    if (key_is(k, klen, "reference"))
+        return scan_string(c, &ss->r_ref, &ss->r_ref_len);
+    if (key_is(k, klen, "error")) {
+        if (!scan_string(c, &v, &len))
+            return false;
+        ss->r_error = len > 0; /* an item refused: read by the full parser */
+        return true;
+    }
+    return scan_skip(c, 3);
+}
+
+static bool result_element(struct scan *c, void *arg)
+{
+    struct sign_scan *ss = arg;
+    size_t idx = 0;
+
+    ss->r_sig = ss->r_ref = NULL;
+    ss->r_error = false;
+    if (!scan_object(c, 3, result_member, ss) || ss->r_error || ss->r_sig == NULL ||
+        ss->r_ref == NULL || ss->r_ref_len == 0 || ss->r_ref_len > 3)
+        return false;
+    for (size_t i = 0; i < ss->r_ref_len; i++) {
+        if (ss->r_ref[i] < '0' || ss->r_ref[i] > '9')
+            return false;
+        idx = idx * 10 + (size_t)(ss->r_ref[i] - '0');
+    }
+    if (idx >= ss->n || ss->sig[idx] != NULL)
+        return false;
+    ss->sig[idx] = ss->r_sig;
+    ss->sig_len[idx] = ss->r_sig_len;
+    ss->seen++;
+    return true;
+}
+
+static bool data_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+
+    if (!ss->batch && key_is(k, klen, "signature"))
+        return scan_string(c, &ss->sig[0], &ss->sig_len[0]);
+    if (ss->batch && key_is(k, klen, "batch_results")) {
+        /* a repeated member replaces the one before, as in jansson */
+        memset(ss->sig, 0, ss->n * sizeof(ss->sig[0]));
+        ss->seen = 0;
+        return scan_array(c, 2, result_element, ss);
+    }
+    return scan_skip(c, 2);
+}
+
+static bool envelope_member(struct scan *c, const char *k, size_t klen, void *arg)
+{
+    struct sign_scan *ss = arg;
+
+    if (key_is(k, klen, "data")) {
+        memset(ss->sig, 0, ss->n * sizeof(ss->sig[0]));
+        ss->seen = 0;
+        return scan_object(c, 1, data_member, arg);
+    }
+    return scan_skip(c, 1);
+}
+
+/* "vault:v<version>:<base64>" of the length given -> the decoded signature. */
+static bool scan_signature(const char *s, size_t len, unsigned long want, unsigned char **sig,
+                           size_t *sig_len)
+{
+    unsigned long v = 0;
+    size_t i = 7;
+
+    if (len < 9 || memcmp(s, "vault:v", 7) != 0)
+        return false;
+    for (; i < len && s[i] >= '0' && s[i] <= '9' && i < 7 + 9; i++)
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    if (i == 7 || i >= len || s[i] != ':' || (want != 0 && v != want))
+        return false;
+    if (!vtp_b64_decode(s + i + 1, len - i - 1, sig, sig_len))
+        return false;
+    if (*sig_len == 0) {
+        free(*sig);
+        *sig = NULL;
+        return false;
+    }
+    return true;
+}
+
+bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long version,
+                                  struct vtp_sign_item *items, size_t n)
+{
+    struct sign_scan *ss;
+    struct scan c = {body, body + len};
+    size_t i;
+    bool ok = false;
+
+    if (body == NULL || items == NULL || n == 0 || n > VTP_TRANSIT_MAX_BATCH)
+        return false;
+    ss = calloc(1, sizeof(*ss));
+    if (ss == NULL)
+        return false;
+    ss->items = items;
+    ss->n = n;
+    ss->version = version;
+    ss->batch = n > 1;
+    if (!scan_object(&c, 0, envelope_member, ss) || (scan_ws(&c), c.p != c.end))
+        goto out;
+    if (ss->batch ? ss->seen != n : ss->sig[0] == NULL)
+        goto out;
+    for (i = 0; i < n; i++) {
+        if (!scan_signature(ss->sig[i], ss->sig_len[i], version, &items[i].sig,
+                            &items[i].sig_len))
+            break;
+    }
+    if (i < n) {
+        while (i-- > 0) {
+            free(items[i].sig);
+            items[i].sig = NULL;
+            items[i].sig_len = 0;
+        }
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        items[i].rv = CKR_OK;
+    ok = true;
+out:
+    free(ss);
+    return ok;
+}
+
+struct sign_answer {
+    struct vtp_sign_item *items;
+    size_t n;
+    unsigned long version;
+};
+
+static bool scan_sign_answer(const char *body, size_t len, void *arg)
+{
+    const struct sign_answer *a = arg;
+
+    return vtp_transit_scan_sign_answer(body, len, a->version, a->items, a->n);
+}
+
+CK_RV vtp_transit_read_sign_answer(const json_t *body, unsigned long version,
+                                   struct vtp_sign_item *items, size_t n)
+{
+    const json_t *data = json_is_object(body) ? json_object_get(body, "data") : NULL;
+
+    if (!json_is_object(data))
+        data = NULL;
+    if (n == 1)
+        return parse_single(data, version, &items[0]);
+    return vtp_transit_parse_sign_results(data, version, items, n);
+}
+
 /* A name from the mechanism table is put into JSON as it is: it must need no escaping. */
 static bool json_safe(const char *v)
 {
@@ -884,6 +1221,7 @@ static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned l
                        const struct vtp_sign_params *p, struct vtp_sign_item *items, size_t n)
 {
     struct vtp_http_resp resp = {0};
+    struct sign_answer answer = {items, n, version};
     char *body = NULL;
     char *path = NULL;
     CK_RV rv, vrv = CKR_OK;
@@ -895,25 +1233,23 @@ static CK_RV real_sign(const struct vtp_transit *t, const char *name, unsigned l
     rv = build_sign_body(version, p, items, n, &body);
     if (rv != CKR_OK)
         goto out;
-    path = transit_path(t, "sign", name, NULL);
+    path = vtp_transit_path(t, "sign", name, NULL);
     if (path == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
     }
-    rv = call_raw(t, "POST", path, NULL, body, false, &resp, &vrv);
-    if (rv != CKR_OK)
+    rv = call_raw(t, "POST", path, NULL, body, false, &resp, &vrv, scan_sign_answer, &answer);
+    if (rv != CKR_OK || resp.scanned)
         goto out;
-    if (n == 1) {
+    if (n == 1 && vrv != CKR_OK) {
         /* single request: Vault's answer is the item's answer */
-        rv = vrv == CKR_OK ? parse_single(resp_data(&resp), version, &items[0]) : CKR_OK;
-        if (vrv != CKR_OK)
-            items[0].rv = vrv;
+        items[0].rv = vrv;
         goto out;
     }
     rv = vrv;
     if (rv != CKR_OK)
         goto out;
-    rv = vtp_transit_parse_sign_results(resp_data(&resp), version, items, n);
+    rv = vtp_transit_read_sign_answer(resp.json, version, items, n);
 out:
     vtp_http_resp_clear(&resp);
     free(body);
@@ -1033,7 +1369,7 @@ static CK_RV real_kv_list(const struct vtp_transit *t, const char *path, char **
 }
 
 /* Does caps (a capabilities list) hold one of want (NULL-terminated), or "root"? */
-static bool has_cap(const json_t *caps, const char *const *want)
+bool vtp_caps_have(const json_t *caps, const char *const *want)
 {
     size_t i;
     const json_t *c;
@@ -1070,25 +1406,22 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
     static const char *const list[] = {"list", NULL};
     struct vtp_http_resp resp = {0};
     char *rel = vtp_kv_meta_dir(t), *entry = NULL, *dir = NULL, *entry_rel = NULL;
-    json_t *body = NULL;
-    const json_t *d;
+    json_t *caps = NULL;
     CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
 
     *ok = false;
     entry_rel = rel != NULL ? vtp_join3(rel, "/", "vtp-probe") : NULL;
-    entry = entry_rel != NULL ? kv_path_in(t, mount, "data", entry_rel) : NULL;
-    dir = rel != NULL ? kv_path_in(t, mount, "metadata", rel) : NULL;
-    body = json_pack("{s:[s,s]}", "paths", entry ? entry : "", dir ? dir : "");
-    if (entry == NULL || dir == NULL || body == NULL)
+    entry = entry_rel != NULL ? vtp_kv_path_in(t, mount, "data", entry_rel) : NULL;
+    dir = rel != NULL ? vtp_kv_path_in(t, mount, "metadata", rel) : NULL;
+    if (entry == NULL || dir == NULL)
         goto out;
-    rv = call(t, "POST", "sys/capabilities-self", body, false, &resp, &vrv);
+    rv = vtp_vault_capabilities(t, (const char *const[]){entry, dir}, 2, &caps, &vrv);
     if (rv != CKR_OK)
         goto out;
     if (vrv == CKR_OK) {
-        d = resp_data(&resp) != NULL ? resp_data(&resp) : resp.json;
-        *ok = has_cap(json_object_get(d, entry), write) &&
-              has_cap(json_object_get(d, entry), read) &&
-              has_cap(json_object_get(d, dir), list);
+        *ok = vtp_caps_have(json_object_get(caps, entry), write) &&
+              vtp_caps_have(json_object_get(caps, entry), read) &&
+              vtp_caps_have(json_object_get(caps, dir), list);
         if (!*ok)
             VTP_LOG_INFO("KV: this token may not write and list %s/%s/%s/", mount, t->kv_prefix,
                          rel);
@@ -1099,7 +1432,6 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
         goto out;
     }
     /* no capabilities-self for this token: can it list the directory? */
-    vtp_http_resp_clear(&resp);
     rv = call(t, "LIST", dir, NULL, true, &resp, &vrv);
     if (rv != CKR_OK)
         goto out;
@@ -1111,11 +1443,76 @@ static CK_RV kv_access(const struct vtp_transit *t, const char *mount, bool *ok)
         VTP_LOG_INFO("KV: this token may not list %s", dir);
 out:
     vtp_http_resp_clear(&resp);
-    json_decref(body);
+    json_decref(caps);
     free(rel);
     free(entry_rel);
     free(entry);
     free(dir);
+    return rv;
+}
+
+CK_RV vtp_vault_capabilities(const struct vtp_transit *t, const char *const *paths, size_t n,
+                             json_t **caps, CK_RV *rv_vault)
+{
+    struct vtp_http_resp resp = {0};
+    json_t *body = json_object(), *list = json_array();
+    const json_t *d;
+    CK_RV rv = CKR_HOST_MEMORY;
+    size_t i;
+
+    *caps = NULL;
+    if (body == NULL || list == NULL || json_object_set(body, "paths", list) != 0)
+        goto out;
+    for (i = 0; i < n; i++)
+        if (json_array_append_new(list, json_string(paths[i])) != 0)
+            goto out;
+    rv = call(t, "POST", "sys/capabilities-self", body, false, &resp, rv_vault);
+    if (rv != CKR_OK || *rv_vault != CKR_OK)
+        goto out;
+    /* the paths are in "data" (and, older servers, at the top level) */
+    d = resp_data(&resp) != NULL ? resp_data(&resp) : resp.json;
+    *caps = json_incref((json_t *)d);
+out:
+    vtp_http_resp_clear(&resp);
+    json_decref(list);
+    json_decref(body);
+    return rv;
+}
+
+/* sys/internal/ui/mounts/<mount>: what a mount is, to any token that may use a path in it (the
+ * Vault CLI asks it to tell KV v1 from v2). */
+CK_RV vtp_vault_mount_info(const struct vtp_transit *t, const char *mount, char **type,
+                           char **version, CK_RV *rv_vault)
+{
+    struct vtp_http_resp resp = {0};
+    const json_t *d;
+    const char *ty = NULL, *ver = NULL;
+    char *m = escape_segments(mount), *p = NULL;
+    CK_RV rv = CKR_HOST_MEMORY;
+
+    *type = *version = NULL;
+    p = m != NULL ? join_path("sys/internal/ui/mounts", m, (const char *)NULL) : NULL;
+    if (p == NULL)
+        goto out;
+    rv = call(t, "GET", p, NULL, true, &resp, rv_vault);
+    if (rv != CKR_OK || *rv_vault != CKR_OK)
+        goto out;
+    d = resp_data(&resp);
+    if (d != NULL) {
+        ty = json_string_value(json_object_get(d, "type"));
+        ver = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
+    }
+    *type = vtp_strdup_or_null(ty);
+    *version = vtp_strdup_or_null(ver);
+    if ((ty != NULL && *type == NULL) || (ver != NULL && *version == NULL)) {
+        free(*type);
+        *type = NULL;
+        rv = CKR_HOST_MEMORY;
+    }
+out:
+    vtp_http_resp_clear(&resp);
+    free(m);
+    free(p);
     return rv;
 }
 
@@ -1126,27 +1523,16 @@ out:
  * did not take, leaves it to be asked again. */
 static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool *usable)
 {
-    struct vtp_http_resp resp = {0};
-    const json_t *d;
-    const char *type = NULL, *version = NULL;
-    char *m = escape_segments(mount), *p = NULL;
-    CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
+    char *type = NULL, *version = NULL;
+    CK_RV rv, vrv = CKR_OK;
 
     *usable = false;
-    p = m != NULL ? join_path("sys/internal/ui/mounts", m, (const char *)NULL) : NULL;
-    if (p == NULL)
-        goto out;
-    rv = call(t, "GET", p, NULL, true, &resp, &vrv);
+    rv = vtp_vault_mount_info(t, mount, &type, &version, &vrv);
     if (rv != CKR_OK)
         goto out;
     if (kv_ask_again(vrv) || vrv == VTP_ERR_FAILED) {
         rv = vrv; /* no answer to go by: ask again later */
         goto out;
-    }
-    d = resp_data(&resp);
-    if (vrv == CKR_OK && d != NULL) {
-        type = json_string_value(json_object_get(d, "type"));
-        version = json_string_value(json_object_get(json_object_get(d, "options"), "version"));
     }
     if (vrv != CKR_OK) {
         VTP_LOG_INFO("KV: %s/ is not a mount this token may use", mount);
@@ -1158,9 +1544,8 @@ static CK_RV real_kv_probe(const struct vtp_transit *t, const char *mount, bool 
         rv = kv_access(t, mount, usable);
     }
 out:
-    vtp_http_resp_clear(&resp);
-    free(m);
-    free(p);
+    free(type);
+    free(version);
     return rv;
 }
 
@@ -1193,7 +1578,7 @@ static CK_RV real_decrypt(const struct vtp_transit *t, const char *name, unsigne
     b64 = vtp_b64_encode(ct, ct_len);
     wire_len = (b64 ? strlen(b64) : 0) + 32;
     wire = b64 ? malloc(wire_len) : NULL;
-    path = transit_path(t, "decrypt", name, NULL);
+    path = vtp_transit_path(t, "decrypt", name, NULL);
     if (wire == NULL || path == NULL) {
         rv = CKR_HOST_MEMORY;
         goto out;
@@ -1236,7 +1621,7 @@ static CK_RV real_random(const struct vtp_transit *t, unsigned char *out, size_t
         const json_t *data;
         const char *b64;
         json_t *body = json_pack("{s:I}", "bytes", (json_int_t)chunk);
-        char *path = transit_path(t, "random", NULL, NULL);
+        char *path = vtp_transit_path(t, "random", NULL, NULL);
         CK_RV rv = CKR_HOST_MEMORY, vrv = CKR_OK;
 
         if (body != NULL && path != NULL) {

@@ -103,6 +103,16 @@ CK_RV vtp_transit_sign(const struct vtp_transit *t, const char *name, unsigned l
  * "vault:vN:<b64>" and checks N == version (unless version is 0). A missing or malformed
  * result leaves that item CKR_FUNCTION_FAILED. Sets every item's sig, sig_len and rv
  * (unit-tested). */
+/* A successful sign answer's body (the whole envelope) read without building a JSON tree: true
+ * when every item got its signature (rv CKR_OK). False when the body is anything but the plain
+ * answer (an item's error, escapes, non-ASCII, a signature of another version, a missing or
+ * repeated reference, malformed JSON): the items are then untouched, and the body is for
+ * jansson and vtp_transit_read_sign_answer. */
+bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long version,
+                                  struct vtp_sign_item *items, size_t n);
+/* The same answer parsed by jansson: data.signature (n == 1) or data.batch_results. */
+CK_RV vtp_transit_read_sign_answer(const json_t *body, unsigned long version,
+                                   struct vtp_sign_item *items, size_t n);
 CK_RV vtp_transit_parse_sign_results(const json_t *data, unsigned long version,
                                      struct vtp_sign_item *items, size_t n);
 
@@ -126,6 +136,27 @@ CK_RV vtp_kv_delete(const struct vtp_transit *t, const char *path);
 CK_RV vtp_kv_list(const struct vtp_transit *t, const char *path, char ***names, size_t *n);
 
 void vtp_strv_free(char **v, size_t n);
+
+/* Paths the module uses (malloc'ed, segments escaped): "<mount>/<what>/<name>[/<suffix>]" of
+ * the slot's Transit mount (name may be NULL: "<mount>/<what>"), and
+ * "<kv_mount>/<kind>/<kv_prefix>/<path>" of a KV v2 mount (kind "data" or "metadata"). */
+char *vtp_transit_path(const struct vtp_transit *t, const char *what, const char *name,
+                       const char *suffix);
+char *vtp_kv_path_in(const struct vtp_transit *t, const char *kv_mount, const char *kind,
+                     const char *path);
+
+/* POST sys/capabilities-self for n paths: CKR_OK when Vault answered (*rv_vault says what;
+ * when CKR_OK, *caps is an object path -> array of capabilities, a new reference). Not one of
+ * the seam's operations: only the real server has policies (kv_mount = auto and
+ * vault-transit-pkcs11-check ask it). */
+CK_RV vtp_vault_capabilities(const struct vtp_transit *t, const char *const *paths, size_t n,
+                             json_t **caps, CK_RV *rv_vault);
+/* Does caps (an array of capability names) hold one of want (NULL-terminated), or "root"? */
+bool vtp_caps_have(const json_t *caps, const char *const *want);
+/* GET sys/internal/ui/mounts/<mount>: its type ("kv", "transit") and options.version (KV:
+ * "2"), malloc'ed or NULL, when Vault answered with *rv_vault CKR_OK. */
+CK_RV vtp_vault_mount_info(const struct vtp_transit *t, const char *mount, char **type,
+                           char **version, CK_RV *rv_vault);
 
 /* What an answer of Vault or OpenBao means: CKR_OK for 2xx, else its internal error kind
  * (docs/errors.md has the table; unit-tested). body may be NULL. */

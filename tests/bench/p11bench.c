@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,6 +256,14 @@ static void usage(FILE *out)
             "                    message N times, each with a reference; default 1: a plain\n"
             "                    request). Counts N operations per request; latency is per\n"
             "                    request. Measures what Transit itself does with batches.\n"
+            "  --connections N   --direct-http: N keep-alive connections, each a thread that\n"
+            "                    sends its next request as soon as the last returns (the same\n"
+            "                    as --threads N); --connections 2 --batch 8 keeps 16\n"
+            "                    signatures outstanding as two concurrent batches of 8\n"
+            "\n"
+            "Besides throughput and latency, every run reports what the signing cost this\n"
+            "process (the module is in it) during the measured window: CPU microseconds\n"
+            "(user + system) and context switches (voluntary + involuntary) per signature.\n"
             "\n"
             "Exit status: 0 all good, 1 errors or wrong signatures or no operations, 2 usage or\n"
             "setup error.\n",
@@ -311,6 +320,7 @@ enum {
     OPT_MOUNT,
     OPT_KEY,
     OPT_BATCH,
+    OPT_CONNECTIONS,
     OPT_HELP,
 };
 
@@ -334,6 +344,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"mount", required_argument, NULL, OPT_MOUNT},
         {"key", required_argument, NULL, OPT_KEY},
         {"batch", required_argument, NULL, OPT_BATCH},
+        {"connections", required_argument, NULL, OPT_CONNECTIONS},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -416,6 +427,12 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         case OPT_KEY:
             o->key = optarg;
             break;
+        case OPT_CONNECTIONS:
+            if (parse_ulong("--connections", optarg, 1, 4096, &v) != 0)
+                return -1;
+            o->threads = (unsigned)v;
+            o->connections = true;
+            break;
         case OPT_BATCH:
             if (parse_ulong("--batch", optarg, 1, BENCH_MAX_BATCH, &v) != 0)
                 return -1;
@@ -460,6 +477,11 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
                             "--label\n");
             return -1;
         }
+        if (o->connections) {
+            fprintf(stderr, "p11bench: --connections is for --direct-http; a module has "
+                            "--threads\n");
+            return -1;
+        }
         if (o->batch != 1) {
             fprintf(stderr, "p11bench: --batch is for --direct-http; the module batches by "
                             "itself\n");
@@ -469,14 +491,38 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     return 0;
 }
 
+/* What this process spent between two getrusage() calls. */
+struct cost {
+    double cpu_us;    /* user + system */
+    double ctx_switches; /* voluntary + involuntary */
+    double involuntary;  /* of them: preempted while it could run */
+};
+
+static double tv_us(const struct timeval *tv)
+{
+    return (double)tv->tv_sec * 1e6 + (double)tv->tv_usec;
+}
+
+static struct cost cost_between(const struct rusage *a, const struct rusage *b)
+{
+    struct cost c;
+
+    c.cpu_us = tv_us(&b->ru_utime) - tv_us(&a->ru_utime) + tv_us(&b->ru_stime) -
+               tv_us(&a->ru_stime);
+    c.involuntary = (double)(b->ru_nivcsw - a->ru_nivcsw);
+    c.ctx_switches = (double)(b->ru_nvcsw - a->ru_nvcsw) + c.involuntary;
+    return c;
+}
+
 static double ms(uint64_t ns)
 {
     return (double)ns / 1e6;
 }
 
 static void print_text(const struct bench *b, const struct stats *t, double elapsed,
-                       const char *first_err)
+                       const struct cost *cost, const char *first_err)
 {
+    uint64_t sigs = t->ops * b->o.batch;
     const struct bench_opts *o = &b->o;
 
     printf("p11bench: %s\n", b->desc);
@@ -493,6 +539,9 @@ static void print_text(const struct bench *b, const struct stats *t, double elap
         printf("  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  (min %.3f  mean %.3f  max %.3f)\n",
                ms(percentile(t, 0.50)), ms(percentile(t, 0.90)), ms(percentile(t, 0.99)),
                ms(t->min_ns), ms(t->sum_ns) / (double)t->ops, ms(t->max_ns));
+    if (sigs > 0)
+        printf("  client cost per signature: %.1f us CPU, %.2f context switches\n",
+               cost->cpu_us / (double)sigs, cost->ctx_switches / (double)sigs);
     if (first_err != NULL)
         printf("  errors: %" PRIu64 " (first: %s)\n", t->errors, first_err);
     else
@@ -503,20 +552,26 @@ static void print_text(const struct bench *b, const struct stats *t, double elap
 }
 
 static int print_json(const struct bench *b, const struct stats *t, double elapsed,
-                      const char *first_err)
+                      const struct cost *cost, const char *first_err)
 {
     const struct bench_opts *o = &b->o;
-    json_t *root, *lat;
+    double sigs = (double)(t->ops * o->batch);
+    json_t *root, *lat, *client;
     char *s;
 
     lat = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "min", ms(t->min_ns), "mean",
                     t->ops ? ms(t->sum_ns) / (double)t->ops : 0.0, "p50", ms(percentile(t, 0.5)),
                     "p90", ms(percentile(t, 0.9)), "p99", ms(percentile(t, 0.99)), "max",
                     ms(t->max_ns));
+    client = json_pack("{s:f,s:f,s:f,s:f,s:f,s:f}", "cpu_us", cost->cpu_us, "ctx_switches",
+                       cost->ctx_switches, "involuntary", cost->involuntary, "cpu_us_per_sig",
+                       sigs > 0 ? cost->cpu_us / sigs : 0.0, "ctx_switches_per_sig",
+                       sigs > 0 ? cost->ctx_switches / sigs : 0.0, "involuntary_per_sig",
+                       sigs > 0 ? cost->involuntary / sigs : 0.0);
     root =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:I,s:I,s:f,s:I,s:s?,s:I,s:I,s:I,s:o,s:I,s:I}",
-                  "tool",
-                  "p11bench", "mode", o->direct_http ? "direct-http" : "module", "target", b->desc,
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:f,s:f,s:I,s:I,s:f,s:I,s:s?,s:I,s:I,s:I,s:o,s:I,"
+                  "s:I,s:I,s:o}",
+                  "tool", "p11bench", "mode", o->direct_http ? "direct-http" : "module", "target", b->desc,
                   "key", o->direct_http ? o->key : o->label, "mech", o->mech->name, "threads",
                   (json_int_t)o->threads, "seconds", elapsed, "warmup", o->warmup, "data_size",
                   (json_int_t)o->msg_len, "ops", (json_int_t)(t->ops * o->batch), "ops_per_sec",
@@ -524,7 +579,8 @@ static int print_json(const struct bench *b, const struct stats *t, double elaps
                   (json_int_t)t->errors,
                   "first_error", first_err, "verify_every", (json_int_t)o->verify_every, "verified",
                   (json_int_t)t->verified, "wrong", (json_int_t)t->wrong, "latency_ms", lat,
-                  "requests", (json_int_t)t->ops, "batch", (json_int_t)o->batch);
+                  "requests", (json_int_t)t->ops, "batch", (json_int_t)o->batch, "outstanding",
+                  (json_int_t)o->threads * (json_int_t)o->batch, "client", client);
     if (root == NULL) {
         fprintf(stderr, "p11bench: cannot build the JSON result\n");
         return -1;
@@ -545,6 +601,8 @@ int main(int argc, char **argv)
     struct stats total = {0};
     const char *first_err = NULL;
     uint64_t t_measure = 0, t_stop = 0, start;
+    struct rusage ru_measure, ru_stop;
+    struct cost cost = {0, 0, 0};
     double elapsed;
     unsigned i, j, setup_failed = 0;
     int rc = 2;
@@ -611,9 +669,12 @@ int main(int argc, char **argv)
         atomic_store_explicit(&b.phase, PHASE_WARMUP, memory_order_release);
         wait_until(&b, start + (uint64_t)(b.o.warmup * 1e9));
         t_measure = now_ns();
+        getrusage(RUSAGE_SELF, &ru_measure);
         atomic_store(&b.phase, PHASE_MEASURE);
         wait_until(&b, t_measure + (uint64_t)(b.o.seconds * 1e9));
         t_stop = now_ns();
+        getrusage(RUSAGE_SELF, &ru_stop);
+        cost = cost_between(&ru_measure, &ru_stop);
         atomic_store(&b.phase, PHASE_STOP);
     }
     for (i = 0; i < b.o.threads; i++)
@@ -646,10 +707,10 @@ int main(int argc, char **argv)
         total.min_ns = 0;
     elapsed = (double)(t_stop - t_measure) / 1e9;
     if (b.o.json) {
-        if (print_json(&b, &total, elapsed, first_err) != 0)
+        if (print_json(&b, &total, elapsed, &cost, first_err) != 0)
             goto out;
     } else {
-        print_text(&b, &total, elapsed, first_err);
+        print_text(&b, &total, elapsed, &cost, first_err);
     }
     if (fflush(stdout) != 0) {
         perror("p11bench: stdout");

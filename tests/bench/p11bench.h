@@ -102,6 +102,7 @@ struct bench_opts {
     const char *mount;
     const char *key;
     unsigned batch; /* --direct-http: signatures per request (batch_input when > 1) */
+    bool connections; /* --connections gave the thread count (a direct-HTTP schedule) */
 };
 
 /* --- PKCS#11 module (bench-p11.c) --- */

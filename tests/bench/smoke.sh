@@ -38,7 +38,8 @@ bench() {
     fi
     # with --batch N, ops counts signatures (N per request) and one per request is verified
     if ! jq -e '.ops > 0 and .errors == 0 and .wrong == 0 and .ops == .requests * .batch
-                and .verified == .requests
+                and .verified == .requests and .outstanding == .threads * .batch
+                and .client.cpu_us_per_sig > 0 and .client.ctx_switches_per_sig >= 0
                 and .latency_ms.p50 > 0 and .latency_ms.p99 >= .latency_ms.p50' \
         >/dev/null <<<"$out"; then
         printf '%s: FAIL: %s: unexpected result\n  command: %s %s\n  | %s\n' "$VTP_NAME" \
@@ -74,6 +75,18 @@ bench "direct HTTP RSA-2048 PSS, 4 threads" --direct-http --mount "$VTP_TEST_MOU
     --mech rsa-pss --threads 4
 bench "direct HTTP ECDSA P-256, batch_input of 8, 2 threads" --direct-http \
     --mount "$VTP_TEST_MOUNT" --key "$ec" --mech ecdsa --threads 2 --batch 8
+bench "direct HTTP ECDSA P-256, --connections 4 --batch 2" --direct-http \
+    --mount "$VTP_TEST_MOUNT" --key "$ec" --mech ecdsa --connections 4 --batch 2
+{
+    cat "$VAULT_TRANSIT_PKCS11_CONFIG"
+    printf '[module]\nbatch_rsa = true\n'
+} >"$VTP_TMP/batch-rsa.conf"
+chmod 600 "$VTP_TMP/batch-rsa.conf"
+VAULT_TRANSIT_PKCS11_CONFIG=$VTP_TMP/batch-rsa.conf bench \
+    "module RSA-2048 PSS in cohorts (batch_rsa), 4 threads" --module "$VTP_MODULE" \
+    --label bench-rsa --mech rsa-pss --threads 4
+vtp_check_fails "--connections with a module is refused" "$BENCH" --module "$VTP_MODULE" \
+    --label bench-ec --connections 2 --seconds 1
 vtp_check_fails "--batch with a module is refused" "$BENCH" --module "$VTP_MODULE" \
     --label bench-ec --batch 2 --seconds 1
 

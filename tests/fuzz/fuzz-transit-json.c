@@ -9,12 +9,16 @@
  *      two-call rules and show the stored label and ID, and through vtp_key_relabel;
  *  's' a sign answer's data: two more digits give the number of items (0..8) and the key
  *      version (0..3) for vtp_transit_parse_sign_results; each item ends with a signature or an
- * error, never both, and every result sits at the item its reference names; 'c' a certificate's KV
- * data: vtp_cert_from_json, then the checks of fuzz_check_cert; 'o' the on-disk copy of a slot's
- * cache (cache_dir), read as the cache reads it when Vault cannot be reached (every Transit call
- * fails here), with a read-only certificate file configured too: every key and certificate the
- * snapshot shows must be found by its handles. Any other first byte picks one of them by its value
- * modulo 4. */
+ *      error, never both, and every result sits at the item its reference names;
+ *  'c' a certificate's KV data: vtp_cert_from_json, then the checks of fuzz_check_cert;
+ *  'o' the on-disk copy of a slot's cache (cache_dir), read as the cache reads it when Vault
+ *      cannot be reached (every Transit call fails here), with a read-only certificate file
+ *      configured too: every key and certificate the snapshot shows must be found by its
+ *      handles;
+ *  'a' a whole sign answer's body, after the same two digits (1..8 items): what the hot path's
+ *      scanner (vtp_transit_scan_sign_answer) reads must be what jansson and
+ *      vtp_transit_read_sign_answer read, and a scan that gives up leaves the items alone.
+ * Any other first byte picks one of them by its value modulo 5. */
 #define _GNU_SOURCE 1 /* memfd_create */
 #include "config.h"
 
@@ -146,6 +150,43 @@ static void fuzz_sign(const json_t *data, size_t n, unsigned long version)
     for (i = 0; i < n; i++)
         free(items[i].sig); /* as sign.c does, whatever the item's result */
     free(items);
+}
+
+/* --- 'a' ---------------------------------------------------------------------------------- */
+
+/* The sign answer's scanner against jansson: when the scanner reads a body, jansson parses it
+ * too and reading that gives every item the same signature; when it gives up, the items are
+ * as they were. */
+static void fuzz_answer(const char *body, size_t len, size_t n, unsigned long version)
+{
+    struct vtp_sign_item fast[8], full[8];
+    json_error_t err;
+    json_t *root;
+    size_t i;
+    CK_RV rv;
+
+    for (i = 0; i < n; i++)
+        fast[i] = full[i] = (struct vtp_sign_item){NULL, 0, NULL, 0, CKR_GENERAL_ERROR};
+    if (!vtp_transit_scan_sign_answer(body, len, version, fast, n)) {
+        for (i = 0; i < n; i++)
+            FUZZ_CHECK(fast[i].sig == NULL && fast[i].rv == CKR_GENERAL_ERROR,
+                       "item %zu changed by a scan that gave up", i);
+        return;
+    }
+    root = json_loadb(body, len, 0, &err);
+    FUZZ_CHECK(root != NULL, "the scanner read what jansson refuses: %s", err.text);
+    rv = vtp_transit_read_sign_answer(root, version, full, n);
+    FUZZ_CHECK(rv == CKR_OK, "read_sign_answer: 0x%lx", rv);
+    for (i = 0; i < n; i++) {
+        FUZZ_CHECK(fast[i].rv == CKR_OK && full[i].rv == CKR_OK, "item %zu: 0x%lx vs 0x%lx", i,
+                   fast[i].rv, full[i].rv);
+        FUZZ_CHECK(fast[i].sig_len == full[i].sig_len &&
+                       memcmp(fast[i].sig, full[i].sig, fast[i].sig_len) == 0,
+                   "item %zu: the scanner read another signature", i);
+        free(fast[i].sig);
+        free(full[i].sig);
+    }
+    json_decref(root);
 }
 
 /* --- 'c' ---------------------------------------------------------------------------------- */
@@ -304,13 +345,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              : data[0] == 's' ? 1
              : data[0] == 'c' ? 2
              : data[0] == 'o' ? 3
-                              : data[0] % 4;
+             : data[0] == 'a' ? 4
+                              : data[0] % 5;
     data++;
     size--;
-    if (target == 1) {
+    if (target == 1 || target == 4) {
         if (size < 2)
             return 0;
         n = (uint8_t)(data[0] - '0') % 9; /* "31": 3 items, version 1 */
+        if (target == 4 && n == 0)
+            n = 1;
         version = (uint8_t)(data[1] - '0') % 4;
         data += 2;
         size -= 2;
@@ -318,6 +362,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (target == 3) {
         /* the cache reads the file itself; with KV or without (read-only certificates only) */
         fuzz_offline(data, size, size % 2 == 0);
+        return 0;
+    }
+    if (target == 4) {
+        fuzz_answer((const char *)data, size, n, version);
         return 0;
     }
     root = json_loadb((const char *)data, size, 0, &err);

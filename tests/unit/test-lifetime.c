@@ -77,7 +77,7 @@ static void *caller_main(void *arg)
     struct caller *c = arg;
 
     c->item = (struct vtp_sign_item){c->digest, sizeof(c->digest), NULL, 0, CKR_GENERAL_ERROR};
-    c->rv = vtp_batch_sign(&transit, c->key, 1, &ecdsa, true, &c->item);
+    c->rv = vtp_batch_sign(&transit, c->key, 1, &ecdsa, false, &c->item);
     __atomic_store_n(&c->returned, true, __ATOMIC_SEQ_CST);
     return NULL;
 }
@@ -151,7 +151,7 @@ static void batch_slot_leak(EVP_PKEY *pk)
     struct vtp_batch_stats st;
     char b = 0;
 
-    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, 5000});
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, false, 5000});
     fake_transit_gate_close();
     start_caller(&c[0], "k", 0);
     start_caller(&c[1], "k", 1);
@@ -181,7 +181,7 @@ static void batch_taken_timeout(EVP_PKEY *pk)
     struct vtp_batch_stats st;
     int64_t t0;
 
-    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 1, 300}); /* 300 ms deadline */
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 1, false, 300}); /* 300 ms deadline */
     fake_transit_gate_close();
     start_caller(&c[0], "k2", 10);
     REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
@@ -591,7 +591,7 @@ static void health_threads(void)
     struct vtp_vault_conf vc = {0};
     struct vtp_http *h = NULL;
     struct vtp_http_resp resp = {0};
-    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true};
+    struct vtp_http_req req = {"GET", "auth/token/lookup-self", NULL, NULL, NULL, true, NULL, NULL};
     char addr[64];
     int port = 0, fd = hanging_listener(&port), before = count_threads(), during;
 

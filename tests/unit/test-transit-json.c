@@ -20,6 +20,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <openssl/rand.h>
+
+#include "sign.h"
 #include "vault/transit.h"
 
 /* GET transit/keys/<ecdsa-p256 key>, OpenBao 2.7.2 */
@@ -110,6 +115,13 @@ static const char sign_errors[] =
     ":\"missing input\",\"reference\":\"1\"},{\"key_version\":0,\"error\":\"unable to decode "
     "input as base64: illegal base64 data at input byte 0\",\"reference\":\"2\"}]},\"wrap_inf"
     "o\":null,\"warnings\":null,\"auth\":null}";
+
+/* POST transit/sign/<ecdsa key> one item (a plain request, no batch_input), OpenBao 2.7.2 */
+static const char sign_single[] =
+    "{\"request_id\":\"cd6735e0-33a7-b7cf-2072-27cf5a99e5fd\",\"lease_id\":\"\",\"renewable\""
+    ":false,\"lease_duration\":0,\"data\":{\"key_version\":1,\"signature\":\"vault:v1:MEUCIQ"
+    "CaZNsaqV1X/wYIQMCyBYOl6pU8bYFcS5Mx1+mshRosrAIgJ2Ala4m2VMYv+oRsVtYtk8VXHFhq1hLxjYUBnlNvO08="
+    "\"},\"wrap_info\":null,\"warnings\":null,\"auth\":null}";
 
 /* the "data" object of a captured envelope; the caller json_decrefs *env */
 static json_t *data_of(const char *text, json_t **env)
@@ -403,6 +415,196 @@ static void test_sign_ecdsa(void **state)
     json_decref(env);
 }
 
+/* The hot path's scanner reads what jansson reads, or gives up and leaves the items alone. */
+static void check_scan(const char *body, unsigned long version, size_t n, bool expect)
+{
+    struct vtp_sign_item fast[4], full[4];
+    json_t *root;
+    size_t i;
+
+    assert_true(n <= 4);
+    memset(fast, 0, sizeof(fast));
+    memset(full, 0, sizeof(full));
+    for (i = 0; i < n; i++)
+        fast[i].rv = full[i].rv = CKR_GENERAL_ERROR;
+    assert_int_equal(vtp_transit_scan_sign_answer(body, strlen(body), version, fast, n), expect);
+    root = json_loads(body, 0, NULL);
+    assert_non_null(root);
+    assert_int_equal(vtp_transit_read_sign_answer(root, version, full, n), CKR_OK);
+    for (i = 0; i < n; i++) {
+        if (!expect) {
+            assert_null(fast[i].sig);
+            assert_int_equal(fast[i].rv, CKR_GENERAL_ERROR);
+            continue;
+        }
+        assert_int_equal(fast[i].rv, CKR_OK);
+        assert_int_equal(full[i].rv, CKR_OK);
+        assert_int_equal(fast[i].sig_len, full[i].sig_len);
+        assert_memory_equal(fast[i].sig, full[i].sig, fast[i].sig_len);
+    }
+    free_items(fast, n);
+    free_items(full, n);
+    json_decref(root);
+}
+
+/* body with the first occurrence of from replaced by to */
+static char *edited(const char *body, const char *from, const char *to)
+{
+    const char *at = strstr(body, from);
+    char *out;
+
+    assert_non_null(at);
+    out = malloc(strlen(body) + strlen(to) + 1);
+    assert_non_null(out);
+    memcpy(out, body, (size_t)(at - body));
+    strcpy(out + (at - body), to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+/* An answer the scanner must give up on while jansson reads it fine. */
+static void check_scan_gives_up(const char *body)
+{
+    struct vtp_sign_item it = {NULL, 0, NULL, 0, CKR_GENERAL_ERROR};
+
+    assert_false(vtp_transit_scan_sign_answer(body, strlen(body), 1, &it, 1));
+    assert_null(it.sig);
+}
+
+static void test_scan_sign_answer(void **state)
+{
+    char *e;
+
+    (void)state;
+    check_scan(sign_single, 1, 1, true);
+    check_scan(sign_single, 0, 1, true);
+    check_scan(sign_single, 2, 1, false); /* another version: jansson's reader logs it */
+    check_scan(sign_ecdsa_v2, 2, 2, true);
+    check_scan(sign_ecdsa_v2, 0, 2, true);
+    check_scan(sign_ecdsa_v2, 2, 3, false); /* a result missing */
+    check_scan(sign_ed25519, 1, 1, false);  /* a batch answer where a plain one was asked */
+    check_scan(sign_errors, 0, 3, false);   /* the items' errors are read by jansson */
+    /* references in another order, whitespace, numbers and nesting in what is skipped */
+    e = edited(sign_ecdsa_v2, "\"reference\":\"0\"", "\"reference\" : \"1\"");
+    {
+        char *e2 = edited(e, "\"reference\":\"1\"", "\"reference\":\"0\",\"x\":[1,-2.5e+3,{\"y\":[]}]");
+
+        check_scan(e2, 2, 2, true);
+        free(e2);
+    }
+    free(e);
+    /* an escape where a value is read: given up */
+    e = edited(sign_single, "MEUCIQ", "MEUCIQ\\/");
+    check_scan_gives_up(e);
+    free(e);
+    /* an escape or UTF-8 in a skipped value: given up too */
+    e = edited(sign_single, "\"lease_id\":\"\"", "\"lease_id\":\"a\\nb\"");
+    check_scan(e, 1, 1, false);
+    free(e);
+    e = edited(sign_single, "\"lease_id\":\"\"", "\"lease_id\":\"\xc3\xa9\"");
+    check_scan(e, 1, 1, false);
+    free(e);
+    /* a repeated reference, a reference out of range */
+    e = edited(sign_ecdsa_v2, "\"reference\":\"1\"", "\"reference\":\"0\"");
+    check_scan(e, 2, 2, false);
+    free(e);
+    /* malformed JSON: neither reads it */
+    {
+        static const char *const bad[] = {
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\"}",     /* unterminated */
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\"}} x",  /* trailing */
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\"},\"n\":01}", /* leading zero */
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\"},\"n\":-}",
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\"},\"n\":tru}",
+            "{\"data\":{\"signature\":\"vault:v1:AAAA\",}}",   /* trailing comma */
+            "[{\"data\":{\"signature\":\"vault:v1:AAAA\"}}]",  /* not an object */
+            "{\"data\":{\"signature\":\"vault:v1:\"}}",        /* empty signature */
+            "{\"data\":{\"signature\":\"vault:v:AAAA\"}}",
+            "{\"data\":{\"signature\":\"vault:v1AAAA\"}}",
+            "{\"data\":{\"signature\":\"vault:v1:AA=A\"}}",
+        };
+        struct vtp_sign_item it = {NULL, 0, NULL, 0, CKR_GENERAL_ERROR};
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            assert_false(vtp_transit_scan_sign_answer(bad[i], strlen(bad[i]), 1, &it, 1));
+            assert_null(it.sig);
+            assert_int_equal(it.rv, CKR_GENERAL_ERROR);
+        }
+    }
+}
+
+/* DER ECDSA-Sig-Value -> r || s, against OpenSSL's encoder, and what DER forbids. */
+static void test_ecdsa_der_to_raw(void **state)
+{
+    unsigned char raw[132], want[132], *der = NULL;
+    int der_len, i, sizes[] = {32, 48, 66};
+
+    (void)state;
+    for (i = 0; i < 3000; i++) {
+        int half = sizes[i % 3];
+        ECDSA_SIG *sig = ECDSA_SIG_new();
+        BIGNUM *r = BN_new(), *s = BN_new();
+
+        assert_non_null(sig);
+        assert_int_equal(RAND_bytes(want, 2 * half), 1);
+        /* short values too: leading zero bytes, and r = 0 ... */
+        if (i % 7 == 0)
+            memset(want, 0, (size_t)(i % 11));
+        if (i % 5 == 0)
+            want[half] = 0x80; /* an s with the top bit set (a 0x00 pad in DER) */
+        assert_non_null(BN_bin2bn(want, half, r));
+        assert_non_null(BN_bin2bn(want + half, half, s));
+        assert_int_equal(ECDSA_SIG_set0(sig, r, s), 1);
+        der_len = i2d_ECDSA_SIG(sig, &der);
+        assert_true(der_len > 0);
+        assert_int_equal(vtp_ecdsa_der_to_raw(der, (size_t)der_len, raw, (size_t)(2 * half)),
+                         CKR_OK);
+        assert_memory_equal(raw, want, (size_t)(2 * half));
+        /* one byte short, one byte more: refused */
+        assert_int_equal(vtp_ecdsa_der_to_raw(der, (size_t)der_len - 1, raw, (size_t)(2 * half)),
+                         CKR_DEVICE_ERROR);
+        OPENSSL_free(der);
+        der = NULL;
+        ECDSA_SIG_free(sig);
+    }
+    {
+        /* r = 1, s = 1 */
+        static const unsigned char ok[] = {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
+        /* the same with a leading 0x00 that is not needed */
+        static const unsigned char pad[] = {0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01};
+        /* r negative */
+        static const unsigned char neg[] = {0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01};
+        /* an empty INTEGER */
+        static const unsigned char empty[] = {0x30, 0x05, 0x02, 0x00, 0x02, 0x01, 0x01};
+        /* long-form length for a short SEQUENCE */
+        static const unsigned char longlen[] = {0x30, 0x81, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
+        /* trailing byte inside the SEQUENCE */
+        static const unsigned char extra[] = {0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00};
+        /* not a SEQUENCE */
+        static const unsigned char notseq[] = {0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01};
+        unsigned char big[40] = {0x30, 0x26, 0x02, 0x21, 0x01};
+
+        assert_int_equal(vtp_ecdsa_der_to_raw(ok, sizeof(ok), raw, 64), CKR_OK);
+        assert_int_equal(raw[31], 1);
+        assert_int_equal(raw[63], 1);
+        assert_int_equal(raw[0], 0);
+        assert_int_equal(vtp_ecdsa_der_to_raw(pad, sizeof(pad), raw, 64), CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(neg, sizeof(neg), raw, 64), CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(empty, sizeof(empty), raw, 64), CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(longlen, sizeof(longlen), raw, 64),
+                         CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(extra, sizeof(extra), raw, 64), CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(notseq, sizeof(notseq), raw, 64),
+                         CKR_DEVICE_ERROR);
+        /* r of 33 bytes (no pad) for P-256: too long for the curve */
+        big[37] = 0x02;
+        big[38] = 0x01;
+        big[39] = 0x01;
+        assert_int_equal(vtp_ecdsa_der_to_raw(big, sizeof(big), raw, 64), CKR_DEVICE_ERROR);
+        assert_int_equal(vtp_ecdsa_der_to_raw(NULL, 0, raw, 64), CKR_DEVICE_ERROR);
+    }
+}
+
 static void test_sign_ed25519(void **state)
 {
     struct vtp_sign_item item;
@@ -500,6 +702,8 @@ int main(void)
         cmocka_unit_test(test_bad_key_data),
         cmocka_unit_test(test_sign_ecdsa),
         cmocka_unit_test(test_sign_ed25519),
+        cmocka_unit_test(test_scan_sign_answer),
+        cmocka_unit_test(test_ecdsa_der_to_raw),
         cmocka_unit_test(test_sign_item_errors),
         cmocka_unit_test(test_sign_odd_answers),
     };
