@@ -9,8 +9,9 @@
 # 3. dpkg -i; p11-kit list-modules shows the module and its description;
 # 4. the pkcs11-tool flow (tests/clients/pkcs11-tool-flow.sh: key generation, sign, verify with
 #    OpenSSL and C_Verify) through the installed module's path, then through p11-kit's proxy
-#    (which finds the module by its .module file), each against a private OpenBao dev server
-#    (tests/lib/run-test; or the Vault of VAULT_ADDR/VAULT_TOKEN);
+#    (which finds the module by its .module file), and the installed vault-transit-pkcs11-check,
+#    each against a private OpenBao dev server (tests/lib/run-test; or the Vault of
+#    VAULT_ADDR/VAULT_TOKEN);
 # 5. dpkg -r and dpkg --purge leave none of its files.
 # A package already installed is removed first. Each check counts as a test; the last line is
 # "=== deb tests: P/T passed". Exits non-zero when one failed.
@@ -133,6 +134,15 @@ flow() {
 }
 t "the pkcs11-tool flow through $module" flow "$module"
 t "the pkcs11-tool flow through p11-kit's proxy ($proxy)" flow "$proxy"
+
+# The installed check program against a server (once the package has it): the slot can sign.
+checker() {
+    VTP_SRCDIR=$src VTP_BUILDDIR=$out VTP_MODULE=$module \
+        bash "$src/tests/lib/run-test" /usr/bin/$pkg-check
+}
+if [ -x /usr/bin/$pkg-check ]; then
+    t "/usr/bin/$pkg-check finds the slot able to sign" checker
+fi
 
 # --- remove ---
 t "dpkg -r $pkg" dpkg -r "$pkg"
