@@ -16,7 +16,9 @@
 
 #define VTP_MAX_ADDRESSES 8
 #define VTP_MAX_SLOTS 64
-#define VTP_DEFAULT_CONFIG_PATH VTP_SYSCONFDIR "/vault-transit-pkcs11/vault-transit-pkcs11.conf"
+/* configure --with-config-file; by default
+ * /etc/vault-transit-pkcs11/vault-transit-pkcs11.conf, whatever the prefix */
+#define VTP_DEFAULT_CONFIG_PATH VTP_CONFIG_FILE
 
 enum vtp_auth_method {
     VTP_AUTH_TOKEN = 0, /* token = ... or VAULT_TOKEN */

@@ -20,6 +20,8 @@ packages=(
     openjdk-17-jdk-headless
     # fuzzing (tests/fuzz): clang 14 and its libFuzzer runtime
     clang libclang-rt-14-dev
+    # the Debian package (debian/, tests/packaging/deb.sh)
+    dpkg-dev debhelper dh-autoreconf
 )
 
 missing=()
