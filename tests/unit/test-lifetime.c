@@ -6,10 +6,10 @@
  *    and afterwards no request slot is in flight (issue 9, defect 1);
  *  - batch-taken-timeout: a queued caller that a leader took into its request waits for that
  *    request even past its own deadline, and gets its signature (defect 2);
- *  - batch-cohorts: with batch_concurrency 2 and both requests in flight, two callers queue;
- *    the first request to return sends them as one cohort of two beside the other; a caller
- *    that then arrives alone, its cohort unfilled, leaves after the gather time while the
- *    other requests are still held, instead of waiting for them (issue 11);
+ *  - batch-cohorts: with batch_concurrency 2, four callers each send their own request; with
+ *    six, the next two wait while both slots are taken, and when a slot frees they go out
+ *    together beside the request still held (their cohort of three unfilled after the gather
+ *    time) instead of waiting for it (issue 11);
  *  - finalize-in-flight: C_Finalize while a C_Sign is inside the module waits for it; calls
  *    made meanwhile fail with CKR_CRYPTOKI_NOT_INITIALIZED (defect 3);
  *  - reinit-under-load: 8 threads sign (and read slot and token info) while the module is
@@ -155,9 +155,11 @@ static void batch_slot_leak(EVP_PKEY *pk)
     struct vtp_batch_stats st;
     char b = 0;
 
-    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, false, 5000});
+    /* batch_concurrency 1: two callers send a request each, the third queues */
+    vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 1, false, 5000});
     fake_transit_gate_close();
     start_caller(&c[0], "k", 0);
+    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     start_caller(&c[1], "k", 1);
     REQUIRE_RV(fake_transit_wait_at_gate(2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     start_caller(&c[2], "k", 2); /* both slots are taken: it queues */
@@ -181,31 +183,34 @@ static void batch_slot_leak(EVP_PKEY *pk)
 /* Key k2: a queue of its own. */
 static void batch_taken_timeout(EVP_PKEY *pk)
 {
-    struct caller c[3];
+    struct caller c[4];
     struct vtp_batch_stats st;
     int64_t t0;
 
     vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 1, false, 300}); /* 300 ms deadline */
     fake_transit_gate_close();
-    start_caller(&c[0], "k2", 10);
+    start_caller(&c[0], "k2", 10); /* two callers: a request each */
     REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     start_caller(&c[1], "k2", 11);
-    start_caller(&c[2], "k2", 12);
+    REQUIRE_RV(fake_transit_wait_at_gate(2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    start_caller(&c[2], "k2", 12); /* four: one slot, both taken: these two queue */
+    start_caller(&c[3], "k2", 13);
     REQUIRE_RV(wait_for(waiting_is, 2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     t0 = now_ms();
-    /* The first request returns; the second caller leads a batch of itself and the third,
-     * which waits at the gate well past the third caller's deadline. */
-    fake_transit_gate_release(1);
-    finish_caller(&c[0], pk, "lone");
+    /* Both requests return; the third caller leads a batch of itself and the fourth, which
+     * waits at the gate well past the fourth caller's deadline. */
+    fake_transit_gate_release(2);
     REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
     sleep_ms(700);
-    CHECK(!__atomic_load_n(&c[2].returned, __ATOMIC_SEQ_CST),
+    CHECK(!__atomic_load_n(&c[3].returned, __ATOMIC_SEQ_CST),
           "batch-taken-timeout: a caller carried in a leader's request returned after %lld ms "
           "while the request was still under way",
           (long long)(now_ms() - t0));
     fake_transit_gate_open();
-    finish_caller(&c[1], pk, "leader");
-    finish_caller(&c[2], pk, "carried");
+    finish_caller(&c[0], pk, "lone");
+    finish_caller(&c[1], pk, "lone");
+    finish_caller(&c[2], pk, "leader");
+    finish_caller(&c[3], pk, "carried");
     vtp_batch_get_stats(&st);
     CHECK(st.in_flight == 0 && st.waiting == 0, "batch-taken-timeout: %lu in flight, %lu waiting",
           st.in_flight, st.waiting);
@@ -224,14 +229,21 @@ static bool has_returned(const struct caller *c)
     return __atomic_load_n(&c->returned, __ATOMIC_SEQ_CST);
 }
 
-/* Until a returned, or b and c (when given) both returned. */
-static bool wait_returned(const struct caller *a, const struct caller *b, const struct caller *c,
-                          long timeout_ms)
+static bool returned_count_is(struct caller *c, size_t n, size_t want)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        k += has_returned(&c[i]);
+    return k == want;
+}
+
+/* Until want of c[0..n-1] returned. */
+static bool wait_returned(struct caller *c, size_t n, size_t want, long timeout_ms)
 {
     int64_t until = now_ms() + timeout_ms;
 
-    while (!has_returned(a) &&
-           !(b != NULL && has_returned(b) && (c == NULL || has_returned(c)))) {
+    while (!returned_count_is(c, n, want)) {
         if (now_ms() > until)
             return false;
         sleep_ms(1);
@@ -242,51 +254,51 @@ static bool wait_returned(const struct caller *a, const struct caller *b, const 
 /* Key k3: a queue of its own. */
 static void batch_cohorts(EVP_PKEY *pk)
 {
-    struct caller c[5];
+    struct caller c[6];
     struct vtp_batch_stats st;
     unsigned long before;
+    unsigned i;
 
     vtp_batch_configure(&(struct vtp_batch_conf){true, 200, 2, false, 5000});
     before = requests_now();
     fake_transit_gate_close();
-    start_caller(&c[0], "k3", 20); /* idle: alone */
-    REQUIRE_RV(fake_transit_wait_at_gate(1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    start_caller(&c[1], "k3", 21); /* two callers, two slots: alone too */
-    REQUIRE_RV(fake_transit_wait_at_gate(2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    start_caller(&c[2], "k3", 22);
-    start_caller(&c[3], "k3", 23);
+    /* Up to two callers a slot (4) each send their own request at once. */
+    for (i = 0; i < 4; i++) {
+        start_caller(&c[i], "k3", 20 + (int)i);
+        CHECK(fake_transit_wait_at_gate(i + 1, 5000),
+              "batch-cohorts: caller %u of 4 did not go out alone", i + 1);
+    }
+    /* Six callers: cohorts of three, two slots, both taken: the next two wait. */
+    start_caller(&c[4], "k3", 24);
+    start_caller(&c[5], "k3", 25);
     REQUIRE_RV(wait_for(waiting_is, 2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    /* Four callers, two slots: a cohort is two. The first return (either request: the gate
-     * lets one go, not a chosen one) sends both waiting. */
+    /* Two requests return (the gate lets one go at a time, not a chosen one): two still in
+     * flight, no slot free, they wait on. */
     fake_transit_gate_release(1);
-    REQUIRE_RV(wait_returned(&c[0], &c[1], NULL, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    CHECK(fake_transit_wait_at_gate(2, 5000),
-          "batch-cohorts: the two waiting callers did not go out when a request returned");
+    REQUIRE_RV(wait_returned(c, 4, 1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    fake_transit_gate_release(1);
+    REQUIRE_RV(wait_returned(c, 4, 2, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    vtp_batch_get_stats(&st);
+    CHECK(st.waiting == 2, "batch-cohorts: %lu waiting with no slot free (2 expected)",
+          st.waiting);
+    /* A third returns: a slot is free and the two have waited longer than the gather time
+     * for a third: they go out together, beside the request still held. */
+    fake_transit_gate_release(1);
+    REQUIRE_RV(wait_returned(c, 4, 3, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
+    CHECK(fake_transit_wait_at_gate(2, 2000),
+          "batch-cohorts: the waiting callers did not go out beside the request in flight");
     vtp_batch_get_stats(&st);
     CHECK(st.waiting == 0 && st.in_flight == 2 && st.max_batch >= 2,
-          "batch-cohorts: %lu waiting, %lu in flight, largest batch %lu after the first return",
-          st.waiting, st.in_flight, st.max_batch);
-    /* A caller alone with both slots taken waits; when one returns, its cohort (two) is not
-     * full and the other request is still held: it must leave after the gather time. */
-    start_caller(&c[4], "k3", 24);
-    REQUIRE_RV(wait_for(waiting_is, 1, 5000) ? CKR_OK : CKR_GENERAL_ERROR, CKR_OK);
-    fake_transit_gate_release(1); /* the single still held, or the cohort */
-    REQUIRE_RV(wait_returned(has_returned(&c[0]) ? &c[1] : &c[0], &c[2], &c[3], 5000) ? CKR_OK
-                                                                               : CKR_GENERAL_ERROR,
-               CKR_OK);
-    CHECK(fake_transit_wait_at_gate(2, 2000),
-          "batch-cohorts: a caller with a free slot waited for the request still in flight");
+          "batch-cohorts: %lu waiting, %lu in flight, largest batch %lu", st.waiting,
+          st.in_flight, st.max_batch);
     fake_transit_gate_open();
-    finish_caller(&c[0], pk, "cohorts: alone");
-    finish_caller(&c[1], pk, "cohorts: alone");
-    finish_caller(&c[2], pk, "cohorts: cohort");
-    finish_caller(&c[3], pk, "cohorts: cohort");
-    finish_caller(&c[4], pk, "cohorts: alone after the gather time");
+    for (i = 0; i < 6; i++)
+        finish_caller(&c[i], pk, "batch-cohorts");
     vtp_batch_get_stats(&st);
-    CHECK(st.requests - before == 4 && st.in_flight == 0 && st.waiting == 0,
-          "batch-cohorts: %lu requests (4 expected), %lu in flight, %lu waiting",
+    CHECK(st.requests - before == 5 && st.in_flight == 0 && st.waiting == 0,
+          "batch-cohorts: %lu requests (5 expected), %lu in flight, %lu waiting",
           st.requests - before, st.in_flight, st.waiting);
-    printf("batch-cohorts: 5 signatures in %lu requests\n", st.requests - before);
+    printf("batch-cohorts: 6 signatures in %lu requests\n", st.requests - before);
 }
 
 /* --- the whole module through its function list --- */
