@@ -57,7 +57,7 @@ static void queue_drop_locked(struct queue *q);
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct queue *queues;
 static size_t n_queues;
-static struct vtp_batch_conf conf = {true, 200, 2, false, 30000};
+static struct vtp_batch_conf conf = {true, 200, 2, true, 30000};
 /* The largest batch the server took after it refused a bigger one as too large (a listener
  * with lower JSON limits than the defaults); 0 while none was refused. */
 static size_t learned_max;

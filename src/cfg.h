@@ -76,7 +76,7 @@ struct vtp_config {
     bool batching;    /* [module] batching: group concurrent signatures; default true */
     long batch_max_items;   /* [module] batch_max_items: default 200, 1..VTP_MAX_BATCH_ITEMS */
     long batch_concurrency; /* [module] batch_concurrency: requests in flight per key; default 2 */
-    bool batch_rsa;   /* [module] batch_rsa: RSA signatures in cohorts too; default false */
+    bool batch_rsa;   /* [module] batch_rsa: RSA signatures in cohorts too; default true */
     char *cache_dir;  /* [module] cache_dir: on-disk copy of key lists and public keys; NULL = off */
 };
 

@@ -813,6 +813,7 @@ static CK_RV config_new(struct vtp_config **out)
     cfg->batching = true;
     cfg->batch_max_items = 200;
     cfg->batch_concurrency = 2;
+    cfg->batch_rsa = true;
     cfg->vault.connect_timeout_ms = CFG_DEFAULT_CONNECT_TIMEOUT_MS;
     *out = cfg;
     return CKR_OK;

@@ -3,7 +3,7 @@
 #
 #   tests/bench/run-bench.sh [--builddir DIR] [--seconds S] [--warmup S] [--rounds N]
 #       [--threads "1 4 16 64"] [--modes "module direct hand softhsm"]
-#       [--rsa-modes "module rsabatch direct softhsm"] [--verify N]
+#       [--rsa-modes "module rsasingle direct softhsm"] [--verify N]
 #       [--json-out FILE] [--plot FILE.svg] [--baseline MODULE.so]
 #
 # ECDSA P-256 (CKM_ECDSA over a SHA-256 digest) at each thread count, each way of signing:
@@ -18,7 +18,7 @@
 #   baseline  with --baseline: another build of this module (e.g. an older commit's), same
 #             config, ECDSA only: the before/after columns
 # then RSA-2048 PSS (CKM_RSA_PKCS_PSS, SHA-256, MGF1-SHA-256, salt 32) with --rsa-modes, where
-#   rsabatch  the module with `[module] batch_rsa = true` (RSA in cohorts, as ECDSA)
+#   rsasingle the module with `[module] batch_rsa = false` (a request per RSA signature)
 # Rounds are interleaved (every configuration once, then again) and each figure is the median
 # of the rounds. Prints markdown tables: signatures/s, p50 latency, what a signature cost the
 # signing process (CPU us and context switches), the module against direct HTTP and against the
@@ -42,7 +42,7 @@ json_out=
 plot=
 baseline=
 modes="module direct hand softhsm"
-rsa_modes="module rsabatch direct softhsm"
+rsa_modes="module rsasingle direct softhsm"
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -128,7 +128,7 @@ mount = $VTP_TEST_MOUNT
 key_prefix = $prefix
 label = bench
 EOF
-for extra in "batching = false:nobatch" "batch_rsa = true:rsabatch"; do
+for extra in "batching = false:nobatch" "batch_rsa = false:rsasingle"; do
     {
         cat "$tmp/module.conf"
         printf '\n[module]\n%s\n' "${extra%%:*}"
@@ -169,7 +169,7 @@ run() {
     case $mode in
     module) args=(--module "$module" --label "$key" --threads "$n") ;;
     baseline) args=(--module "$baseline" --label "$key" --threads "$n") ;;
-    nobatch | rsabatch)
+    nobatch | rsasingle)
         args=(--module "$module" --label "$key" --threads "$n")
         conf=$tmp/module-$mode.conf
         ;;
@@ -247,10 +247,10 @@ jq -r --arg modes "$modes" --arg rsa_modes "$rsa_modes" '
     def two(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
     def ratio(a; b): if a == null or b == null or b == 0 then "-"
         else ((a / b * 100 | round / 100 | tostring) + "x") end;
-    {module: "Module", nobatch: "Module, batching off", rsabatch: "Module, batch_rsa",
+    {module: "Module", nobatch: "Module, batching off", rsasingle: "Module, batch_rsa off",
      direct: "Direct HTTP", hand: "Best hand-batched", softhsm: "softhsm2",
      baseline: "Baseline module"} as $names |
-    def costly: . == "module" or . == "direct" or . == "rsabatch" or . == "baseline";
+    def costly: . == "module" or . == "direct" or . == "rsasingle" or . == "baseline";
     def table($alg; $ms):
         ("| Threads (outstanding) | "
          + ($ms | map("\($names[.]) sig/s | p50 ms"

@@ -79,11 +79,11 @@ bench "direct HTTP ECDSA P-256, --connections 4 --batch 2" --direct-http \
     --mount "$VTP_TEST_MOUNT" --key "$ec" --mech ecdsa --connections 4 --batch 2
 {
     cat "$VAULT_TRANSIT_PKCS11_CONFIG"
-    printf '[module]\nbatch_rsa = true\n'
+    printf '[module]\nbatch_rsa = false\n'
 } >"$VTP_TMP/batch-rsa.conf"
 chmod 600 "$VTP_TMP/batch-rsa.conf"
 VAULT_TRANSIT_PKCS11_CONFIG=$VTP_TMP/batch-rsa.conf bench \
-    "module RSA-2048 PSS in cohorts (batch_rsa), 4 threads" --module "$VTP_MODULE" \
+    "module RSA-2048 PSS, a request each (batch_rsa = false), 4 threads" --module "$VTP_MODULE" \
     --label bench-rsa --mech rsa-pss --threads 4
 vtp_check_fails "--connections with a module is refused" "$BENCH" --module "$VTP_MODULE" \
     --label bench-ec --connections 2 --seconds 1

@@ -90,7 +90,7 @@ static void test_defaults(void **state)
     assert_true(cfg->batching);
     assert_int_equal(cfg->batch_max_items, 200);
     assert_int_equal(cfg->batch_concurrency, 2);
-    assert_false(cfg->batch_rsa);
+    assert_true(cfg->batch_rsa);
     vtp_config_free(cfg);
 
     /* Comments, blank lines, CRLF, a BOM, an empty [vault]. */
@@ -501,8 +501,8 @@ static void test_values_validated(void **state)
     vtp_config_free(cfg);
     parse_fails("[module]\nbatch_max_items = 241\n", CKR_ARGUMENTS_BAD);
     parse_fails("[module]\nbatch_max_items = 0\n", CKR_ARGUMENTS_BAD);
-    cfg = parse_ok("[module]\nbatch_rsa = yes\nbatch_concurrency = 8\n", false);
-    assert_true(cfg->batch_rsa);
+    cfg = parse_ok("[module]\nbatch_rsa = no\nbatch_concurrency = 8\n", false);
+    assert_false(cfg->batch_rsa);
     assert_int_equal(cfg->batch_concurrency, 8);
     vtp_config_free(cfg);
     parse_fails("[module]\nbatch_rsa = sometimes\n", CKR_ARGUMENTS_BAD);
