@@ -4,7 +4,7 @@
 #   tests/bench/run-bench.sh [--builddir DIR] [--seconds S] [--warmup S] [--rounds N]
 #       [--threads "1 4 16 64"] [--modes "module direct hand softhsm"]
 #       [--rsa-modes "module rsasingle direct softhsm"] [--verify N]
-#       [--json-out FILE] [--plot FILE.svg] [--baseline MODULE.so]
+#       [--json-out FILE] [--plot FILE.svg] [--baseline MODULE.so] [--from-json FILE]
 #
 # ECDSA P-256 (CKM_ECDSA over a SHA-256 digest) at each thread count, each way of signing:
 #   module    p11bench --module vault-transit-pkcs11.so (Transit through the module, defaults)
@@ -20,7 +20,8 @@
 # then RSA-2048 PSS (CKM_RSA_PKCS_PSS, SHA-256, MGF1-SHA-256, salt 32) with --rsa-modes, where
 #   rsasingle the module with `[module] batch_rsa = false` (a request per RSA signature)
 # Rounds are interleaved (every configuration once, then again) and each figure is the median
-# of the rounds. Prints markdown tables: signatures/s, p50 latency, what a signature cost the
+# of the rounds (--from-json FILE: no run, the tables and the plot of a run saved with
+# --json-out). Prints markdown tables: signatures/s, p50 latency, what a signature cost the
 # signing process (CPU us and context switches), the module against direct HTTP and against the
 # best hand-batched schedule. With --plot, gnuplot draws ECDSA signatures/s against threads.
 #
@@ -41,6 +42,7 @@ verify=100
 json_out=
 plot=
 baseline=
+from_json=
 modes="module direct hand softhsm"
 rsa_modes="module rsasingle direct softhsm"
 
@@ -56,8 +58,9 @@ while [ $# -gt 0 ]; do
     --rsa-modes) rsa_modes=$2; shift 2 ;;
     --json-out) json_out=$2; shift 2 ;;
     --plot) plot=$2; shift 2 ;;
+    --from-json) from_json=$2; shift 2 ;;
     --baseline) baseline=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
-    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "run-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -105,6 +108,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# measure: the server, the keys and the tokens, then every run; the JSON lines go to $results.
+measure() {
 if [ -n "${VAULT_ADDR:-}" ] && [ -n "${VAULT_TOKEN:-}" ]; then
     echo "run-bench: using the Vault at $VAULT_ADDR" >&2
     mounts=$(vtp_api GET sys/mounts)
@@ -218,6 +223,17 @@ done
 echo "run-bench: load after: $(cut -d' ' -f1-3 /proc/loadavg)," \
     "$(($(date +%s) - start)) s" >&2
 [ -n "$json_out" ] && cp "$results" "$json_out"
+}
+
+if [ -n "$from_json" ]; then
+    results=$from_json
+    if [ "$(jq -s 'any(.[]; .run == "baseline")' "$results")" = true ] &&
+        ! grep -qw baseline <<<"$modes"; then
+        modes="$modes baseline"
+    fi
+else
+    measure
+fi
 
 # Medians over the rounds, per (alg, n, schedule); "hand" is the best hand-batched schedule.
 summary=$tmp/summary.json
@@ -297,14 +313,16 @@ set title "ECDSA P-256 signatures per second ($(nproc) cores, OpenBao on loopbac
 set xlabel "signing threads (outstanding signatures)"
 set ylabel "signatures/s"
 set logscale x 2
+set xrange [0.8:80]
 set xtics (1, 4, 16, 64)
 set key top left
+set offsets 0, 0, graph 0.3, 0
 set grid
 set yrange [0:*]
 plot "$tmp/ecdsa.dat" using 1:2 with linespoints lw 2 pt 7 title "vault-transit-pkcs11", \
      "" using 1:4 with linespoints lw 2 pt 5 title "best hand-batched direct HTTP", \
      "" using 1:3 with linespoints lw 2 pt 9 title "direct HTTP, one request each", \
-     "" using 1:5 with linespoints lw 2 pt 13 dt 2 title "softhsm2 (local keys)"
+     "" using 1:5 with linespoints lw 1 pt 13 title "softhsm2 (local keys)"
 EOF
     echo "run-bench: plot written to $plot" >&2
 fi
