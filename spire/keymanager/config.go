@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,6 +47,7 @@ type settings struct {
 	namespace string // key_prefix + key identifier + "."
 	ident     string
 	grace     time.Duration
+	warnings  []string // for the log: what is accepted but should be fixed
 }
 
 func (s *settings) wipe() { wipe(s.token.pin) }
@@ -107,11 +109,14 @@ func parseConfig(hclText string, create bool) (*settings, error) {
 		return nil, configError("token_label, slot and token_uri are mutually exclusive: give one")
 	}
 
-	pin, err := readPin(&c)
+	pin, warn, err := readPin(&c)
 	if err != nil {
 		return nil, err
 	}
 	s.token.pin = pin
+	if warn != "" {
+		s.warnings = append(s.warnings, warn)
+	}
 
 	s.token.maxSess = defaultMaxSessions
 	if c.MaxSessions != nil {
@@ -143,7 +148,46 @@ func parseConfig(hclText string, create bool) (*settings, error) {
 	return s, nil
 }
 
-func readPin(c *Config) ([]byte, error) {
+// checkPinFileMode refuses a PIN file that group or others may write (whoever can write it
+// chooses the PIN the plugin logs in with, and can lock the token's user out) and warns about
+// one others may read, as the module does for its token and secret_id files.
+func checkPinFileMode(path string, mode os.FileMode) (warning string, err error) {
+	mode = mode.Perm()
+	if mode&0o022 != 0 {
+		return "", configError("pin_file %q is writable by group or others (mode %04o): it holds "+
+			"the token's PIN; make it writable by its owner only (chmod go-w)", path, mode)
+	}
+	if mode&0o004 != 0 {
+		return fmt.Sprintf("pin_file %q is readable by others (mode %04o): it holds the token's "+
+			"PIN; chmod o-r it", path, mode), nil
+	}
+	return "", nil
+}
+
+// readPinFile reads the file it checked (opened once: the mode is the read file's).
+func readPinFile(path string) ([]byte, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", configError("pin_file: %v", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, "", configError("pin_file: %v", err)
+	}
+	warning, err := checkPinFileMode(path, st.Mode())
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxPinLen+3))
+	if err != nil {
+		wipe(b)
+		return nil, "", configError("pin_file: %v", err)
+	}
+	return b, warning, nil
+}
+
+func readPin(c *Config) (pin []byte, warning string, err error) {
 	n := 0
 	for _, v := range []string{c.Pin, c.PinFile, c.PinEnv} {
 		if v != "" {
@@ -151,32 +195,32 @@ func readPin(c *Config) ([]byte, error) {
 		}
 	}
 	if n > 1 {
-		return nil, configError("pin, pin_file and pin_env are mutually exclusive: give one")
+		return nil, "", configError("pin, pin_file and pin_env are mutually exclusive: give one")
 	}
 	switch {
 	case c.Pin != "":
-		return []byte(c.Pin), nil
+		return []byte(c.Pin), "", nil
 	case c.PinFile != "":
-		b, err := os.ReadFile(c.PinFile)
+		b, warning, err := readPinFile(c.PinFile)
 		if err != nil {
-			return nil, configError("pin_file: %v", err)
+			return nil, "", err
 		}
 		pin := bytes.TrimRight(b, "\r\n")
 		if len(pin) == 0 || len(pin) > maxPinLen {
 			wipe(b)
-			return nil, configError("pin_file %q holds no PIN (or one over %d bytes)", c.PinFile, maxPinLen)
+			return nil, "", configError("pin_file %q holds no PIN (or one over %d bytes)", c.PinFile, maxPinLen)
 		}
 		out := append([]byte(nil), pin...)
 		wipe(b)
-		return out, nil
+		return out, warning, nil
 	case c.PinEnv != "":
 		v, ok := os.LookupEnv(c.PinEnv)
 		if !ok || v == "" {
-			return nil, configError("pin_env: the environment variable %q is not set in spire-server's environment", c.PinEnv)
+			return nil, "", configError("pin_env: the environment variable %q is not set in spire-server's environment", c.PinEnv)
 		}
-		return []byte(v), nil
+		return []byte(v), "", nil
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
 func keyIdentifier(c *Config, create bool) (string, error) {

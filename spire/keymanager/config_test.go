@@ -63,6 +63,37 @@ func TestConfigValues(t *testing.T) {
 		s.token.maxSess != 32 || s.token.tokenURI.attrs["token"] != "SPIRE CA" || s.token.tokenURI.attrs["slot-id"] != "3" {
 		t.Fatalf("unexpected settings %+v", s)
 	}
+	if len(s.warnings) != 0 {
+		t.Fatalf("warnings for a 0600 pin_file: %v", s.warnings)
+	}
+
+	// pin_file writable by group or others: refused; readable by others: a warning.
+	for _, c := range []struct {
+		mode    os.FileMode
+		refused bool
+		warned  bool
+	}{{0o620, true, false}, {0o602, true, false}, {0o666, true, false}, {0o644, false, true}, {0o640, false, false}, {0o400, false, false}} {
+		if err := os.Chmod(pinFile, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		s, err := parseConfig(base+"key_identifier_value = \"a\"\npin_file = \""+pinFile+"\"\n", false)
+		if c.refused {
+			if err == nil || !strings.Contains(err.Error(), "writable by group or others") ||
+				!strings.Contains(err.Error(), pinFile) {
+				t.Fatalf("pin_file mode %04o: error %v, want it refused as writable", c.mode, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("pin_file mode %04o: %v", c.mode, err)
+		}
+		warned := len(s.warnings) == 1 && strings.Contains(s.warnings[0], "readable by others")
+		if warned != c.warned || (!c.warned && len(s.warnings) != 0) {
+			t.Fatalf("pin_file mode %04o: warnings %v", c.mode, s.warnings)
+		}
+		s.wipe()
+	}
+	os.Chmod(pinFile, 0o600)
 	s, err = parseConfig(base+"key_identifier_value = \"a\"\npin_env = \"SKM_TEST_PIN\"\ndisposal_grace_period = \"1h\"\nmax_sessions = 4\n", true)
 	if err != nil || string(s.token.pin) != "from-env" || s.grace != time.Hour || s.token.maxSess != 4 || s.namespace != "a." {
 		t.Fatalf("settings %+v, %v", s, err)

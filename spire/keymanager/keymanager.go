@@ -97,6 +97,9 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	captureModuleLog(p.log)
+	for _, w := range set.warnings {
+		p.log.Warn(w)
+	}
 	tok, err := openToken(&set.token)
 	if err != nil {
 		set.wipe()
@@ -131,7 +134,7 @@ func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*co
 		return &configv1.ValidateResponse{Valid: false, Notes: []string{err.Error()}}, nil
 	}
 	set.wipe()
-	return &configv1.ValidateResponse{Valid: true}, nil
+	return &configv1.ValidateResponse{Valid: true, Notes: set.warnings}, nil
 }
 
 // Close releases the token (used by tests and at exit).
