@@ -341,22 +341,28 @@ static void unlink_locked(struct queue *q, struct waiter *w)
     }
 }
 
-/* A request returned and its n callers are leaving: give its slot to the oldest waiter when
- * the waiting callers should go now (it takes the others along), or give the slot back; a
- * waiter left queued either fills its cohort, is taken by the next return, or leads when it
- * has waited long enough. The post is made under the lock: the promoted waiter may time out
- * at the same moment and must find itself promoted. */
-static void request_done_locked(struct queue *q, size_t n)
+/* The oldest waiter leads the next request, with a request slot. The post is made under the
+ * lock: the promoted waiter may time out at the same moment and must find itself promoted. */
+static void promote_head_locked(struct queue *q)
 {
     struct waiter *w = q->head;
 
+    unlink_locked(q, w);
+    q->in_flight++; /* a slot for the new leader */
+    atomic_store(&w->state, W_LEADER);
+    sem_post(&w->sem);
+}
+
+/* A request returned and its n callers are leaving: give its slot to the oldest waiter when
+ * the waiting callers should go now (it takes the others along), or give the slot back; a
+ * waiter left queued either fills its cohort, is taken by the next return, or leads when it
+ * has waited long enough. */
+static void request_done_locked(struct queue *q, size_t n)
+{
     q->inside -= n;
     q->in_flight--;
     if (ready_locked(q, now_us())) {
-        unlink_locked(q, w);
-        q->in_flight++; /* the slot goes to the new leader */
-        atomic_store(&w->state, W_LEADER);
-        sem_post(&w->sem);
+        promote_head_locked(q); /* the slot goes to the new leader */
         return;
     }
     if (q->in_flight == 0 && q->inside == 0 && n_queues > MAX_QUEUES)
@@ -382,11 +388,13 @@ static size_t take_locked(struct queue *q, struct waiter *leader, struct vtp_sig
     return n;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define VTP_TSAN 1
+/* Semaphore waits on CLOCK_REALTIME, converted from the monotonic deadline at each wait: where
+ * sem_clockwait is missing (glibc before 2.30, musl) and under ThreadSanitizer (below). */
+#if defined(__SANITIZE_THREAD__) || !defined(HAVE_SEM_CLOCKWAIT)
+#define VTP_REALTIME_WAIT 1
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define VTP_TSAN 1
+#define VTP_REALTIME_WAIT 1
 #endif
 #endif
 
@@ -397,7 +405,7 @@ static int sleep_until(struct waiter *w, int64_t until_us)
     int rc;
 
     do {
-#ifdef VTP_TSAN
+#ifdef VTP_REALTIME_WAIT
         /* ThreadSanitizer intercepts sem_timedwait but not sem_clockwait: without its
          * interceptor it would see no order between a post and the wait, and could not run a
          * signal handler in the waiting thread until it next took a lock. In that build the
@@ -428,7 +436,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     struct waiter me = {.item = item, .state = W_WAITING};
     struct waiter *ws[VTP_TRANSIT_MAX_BATCH];
     struct queue *q;
-    int64_t now, deadline_us;
+    int64_t now, deadline_us, oldest;
     size_t n, max;
 
     pthread_mutex_lock(&lock);
@@ -463,7 +471,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         return CKR_HOST_MEMORY;
     }
     me.start_us = now;
-    deadline_us = now + conf.timeout_ms * 1000;
+    deadline_us = now + (int64_t)conf.timeout_ms * 1000;
     if (q->tail != NULL)
         q->tail->next = &me;
     else
@@ -528,8 +536,17 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     /* Leader (in_flight counts its slot): carry everyone waiting, up to the cap. */
     max = learned_max != 0 && learned_max < conf.max_items ? learned_max : conf.max_items;
     n = take_locked(q, &me, items, ws, max);
-    /* The leader is the oldest of them: the request ends when its operation's time is up. */
-    vtp_http_call_deadline(me.start_us / 1000 + conf.timeout_ms);
+    oldest = me.start_us;
+    for (size_t i = 1; i < n; i++)
+        if (ws[i]->start_us < oldest)
+            oldest = ws[i]->start_us;
+    /* Left behind by the cap: they may go at once in a slot of their own (the new head's
+     * gather timer was not armed: it was not the head when it went to sleep). */
+    if (ready_locked(q, now_us()))
+        promote_head_locked(q);
+    /* The request ends when the operation of the oldest caller it carries is out of time (a
+     * carried caller waits for it whatever its own deadline). */
+    vtp_http_call_deadline(oldest / 1000 + conf.timeout_ms);
     send_locked(q, items, n);
     vtp_http_call_deadline(0);
     request_done_locked(q, n); /* may free q: nothing touches it after this */

@@ -880,28 +880,23 @@ static bool scan_digits(struct scan *c)
     return c->p > s;
 }
 
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+/* -?(0|[1-9][0-9]*) of at most 18 digits: what an answer's envelope holds (lease_duration,
+ * key_version). A fraction, an exponent or a longer integer gives up, to jansson, which
+ * refuses what does not fit its long long or double. */
 static bool scan_number(struct scan *c)
 {
+    const char *digits;
+
     if (c->p < c->end && *c->p == '-')
         c->p++;
+    digits = c->p;
     if (c->p < c->end && *c->p == '0')
         c->p++;
     else if (!scan_digits(c))
         return false;
-    if (c->p < c->end && *c->p == '.') {
-        c->p++;
-        if (!scan_digits(c))
-            return false;
-    }
-    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
-        c->p++;
-        if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
-            c->p++;
-        if (!scan_digits(c))
-            return false;
-    }
-    return true;
+    if (c->p - digits > 18)
+        return false;
+    return c->p >= c->end || (*c->p != '.' && *c->p != 'e' && *c->p != 'E');
 }
 
 static bool scan_literal(struct scan *c, const char *word)

@@ -487,7 +487,8 @@ static void test_scan_sign_answer(void **state)
     /* references in another order, whitespace, numbers and nesting in what is skipped */
     e = edited(sign_ecdsa_v2, "\"reference\":\"0\"", "\"reference\" : \"1\"");
     {
-        char *e2 = edited(e, "\"reference\":\"1\"", "\"reference\":\"0\",\"x\":[1,-2.5e+3,{\"y\":[]}]");
+        char *e2 = edited(e, "\"reference\":\"1\"",
+                          "\"reference\":\"0\",\"x\":[1,-25,0,{\"y\":[]}]");
 
         check_scan(e2, 2, 2, true);
         free(e2);
@@ -522,6 +523,11 @@ static void test_scan_sign_answer(void **state)
             "{\"data\":{\"signature\":\"vault:v:AAAA\"}}",
             "{\"data\":{\"signature\":\"vault:v1AAAA\"}}",
             "{\"data\":{\"signature\":\"vault:v1:AA=A\"}}",
+            /* numbers jansson refuses (too big for long long or double), or reads as reals */
+            "{\"n\":99999999999999999999,\"data\":{\"signature\":\"vault:v1:AAAA\"}}",
+            "{\"n\":-99999999999999999999,\"data\":{\"signature\":\"vault:v1:AAAA\"}}",
+            "{\"n\":1e999,\"data\":{\"signature\":\"vault:v1:AAAA\"}}",
+            "{\"n\":1.5,\"data\":{\"signature\":\"vault:v1:AAAA\"}}",
         };
         struct vtp_sign_item it = {NULL, 0, NULL, 0, CKR_GENERAL_ERROR};
 
