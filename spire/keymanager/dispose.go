@@ -32,6 +32,8 @@ func (p *Plugin) disposeLoop(ctx context.Context, st *state) {
 }
 
 func (p *Plugin) dispose(ctx context.Context, st *state) ([]string, error) {
+	st.mutate.Lock()
+	defer st.mutate.Unlock()
 	var stale []string
 	seen := map[string]bool{}
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {

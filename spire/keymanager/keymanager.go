@@ -59,6 +59,11 @@ type state struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	calls   sync.WaitGroup // calls using tok: a replaced state closes it after they leave
+	// mutate: a key generation and a disposal pass never run at once on the token. SoftHSM2's
+	// file object store fails key generation at random (CKR_GENERAL_ERROR) while another
+	// session of the process reads or deletes objects (SoftHSMv2 issue 573; seen once in the
+	// SPIRE conformance suite, the generation racing the first disposal pass after Configure).
+	mutate sync.Mutex
 }
 
 // Plugin implements the KeyManager and Config services.
@@ -301,6 +306,8 @@ func (p *Plugin) GenerateKey(ctx context.Context, req *keymanagerv1.GenerateKeyR
 		return nil, err
 	}
 	defer st.release()
+	st.mutate.Lock()
+	defer st.mutate.Unlock()
 	gen, err := newGeneration(p.now())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "random: %v", err)
