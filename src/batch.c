@@ -214,15 +214,6 @@ static void sign_items(struct queue *q, struct vtp_sign_item *arr, size_t n)
     }
 }
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* How many callers sign with this queue's key at once: the most that were inside at the same
  * time in the last one or two windows of WINDOW_US (a caller between two signatures is not
  * inside, so the count of the moment dips each time a batch returns). */
@@ -297,7 +288,7 @@ static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
     if (n > stat_max)
         stat_max = n;
     pthread_mutex_unlock(&lock);
-    t0 = now_us();
+    t0 = vtp_now_us();
     if (n == 1) {
         one = *items[0];
         arr = &one;
@@ -319,7 +310,7 @@ static void send_locked(struct queue *q, struct vtp_sign_item **items, size_t n)
         if (arr != &one)
             free(arr);
     }
-    t0 = now_us() - t0;
+    t0 = vtp_now_us() - t0;
     pthread_mutex_lock(&lock);
     /* moving average over about 8 requests */
     q->request_us = q->request_us == 0 ? t0 : q->request_us + (t0 - q->request_us) / 8;
@@ -341,15 +332,21 @@ static void unlink_locked(struct queue *q, struct waiter *w)
     }
 }
 
-/* The oldest waiter leads the next request, with a request slot. The post is made under the
- * lock: the promoted waiter may time out at the same moment and must find itself promoted. */
+/* w leaves the queue to lead a request, with a request slot of its own. */
+static void lead_locked(struct queue *q, struct waiter *w)
+{
+    unlink_locked(q, w);
+    q->in_flight++;
+    atomic_store(&w->state, W_LEADER);
+}
+
+/* The oldest waiter leads the next request. The post is made under the lock: the promoted
+ * waiter may time out at the same moment and must find itself promoted. */
 static void promote_head_locked(struct queue *q)
 {
     struct waiter *w = q->head;
 
-    unlink_locked(q, w);
-    q->in_flight++; /* a slot for the new leader */
-    atomic_store(&w->state, W_LEADER);
+    lead_locked(q, w);
     sem_post(&w->sem);
 }
 
@@ -361,7 +358,7 @@ static void request_done_locked(struct queue *q, size_t n)
 {
     q->inside -= n;
     q->in_flight--;
-    if (ready_locked(q, now_us())) {
+    if (ready_locked(q, vtp_now_us())) {
         promote_head_locked(q); /* the slot goes to the new leader */
         return;
     }
@@ -410,7 +407,7 @@ static int sleep_until(struct waiter *w, int64_t until_us)
          * interceptor it would see no order between a post and the wait, and could not run a
          * signal handler in the waiting thread until it next took a lock. In that build the
          * deadline is on CLOCK_REALTIME, converted from the monotonic one at each wait. */
-        int64_t left = until_us - now_us(), at;
+        int64_t left = until_us - vtp_now_us(), at;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + (left > 0 ? left : 0);
@@ -453,7 +450,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         pthread_mutex_unlock(&lock);
         return CKR_HOST_MEMORY;
     }
-    now = now_us();
+    now = vtp_now_us();
     q->inside++;
     if (q->head == NULL && (q->in_flight == 0 || (cohort_locked(q, now) == 1 &&
                                                   q->in_flight < slots_locked(q, now)))) {
@@ -480,9 +477,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
     q->waiting++;
     if (ready_locked(q, now)) {
         /* This arrival completes a cohort (or finds the server idle): lead it at once. */
-        unlink_locked(q, &me);
-        q->in_flight++;
-        atomic_store(&me.state, W_LEADER);
+        lead_locked(q, &me);
     }
     while (atomic_load(&me.state) == W_WAITING) {
         /* The oldest waiter also wakes when it has waited long enough for its cohort; when
@@ -503,11 +498,9 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
         pthread_mutex_lock(&lock);
         if (atomic_load(&me.state) != W_WAITING)
             break; /* promoted or taken just now */
-        now = now_us();
+        now = vtp_now_us();
         if (q->head == &me && ready_locked(q, now)) {
-            unlink_locked(q, &me);
-            q->in_flight++;
-            atomic_store(&me.state, W_LEADER);
+            lead_locked(q, &me);
             break;
         }
         if (now >= deadline_us) {
@@ -542,7 +535,7 @@ CK_RV vtp_batch_sign(const struct vtp_transit *t, const char *name, unsigned lon
             oldest = ws[i]->start_us;
     /* Left behind by the cap: they may go at once in a slot of their own (the new head's
      * gather timer was not armed: it was not the head when it went to sleep). */
-    if (ready_locked(q, now_us()))
+    if (ready_locked(q, vtp_now_us()))
         promote_head_locked(q);
     /* The request ends when the operation of the oldest caller it carries is out of time (a
      * carried caller waits for it whatever its own deadline). */

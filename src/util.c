@@ -230,13 +230,18 @@ out:
     return ok;
 }
 
-int64_t vtp_now_ms(void)
+int64_t vtp_now_us(void)
 {
     struct timespec ts;
 
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t vtp_now_ms(void)
+{
+    return vtp_now_us() / 1000;
 }
 
 void vtp_free_secret(char *s)

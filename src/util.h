@@ -19,6 +19,8 @@ bool vtp_pem_to_der(const char *pem, unsigned char **out, size_t *out_len);
 
 /* Monotonic milliseconds. */
 int64_t vtp_now_ms(void);
+/* The same clock (CLOCK_MONOTONIC) in microseconds. */
+int64_t vtp_now_us(void);
 
 /* Wipe and free (secrets). NULL is fine. */
 void vtp_free_secret(char *s);

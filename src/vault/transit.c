@@ -983,13 +983,15 @@ struct sign_scan {
     size_t n;
     unsigned long version;
     bool batch;
-    size_t seen;                                  /* results read */
-    const char *sig[VTP_TRANSIT_MAX_BATCH];       /* each item's "signature" */
-    size_t sig_len[VTP_TRANSIT_MAX_BATCH];
+    size_t seen; /* results read */
     /* the result being read */
     const char *r_sig, *r_ref;
     size_t r_sig_len, r_ref_len;
     bool r_error;
+    struct {
+        const char *p;
+        size_t len;
+    } sig[]; /* each item's "signature", n of them */
 };
 
 static bool result_member(struct scan *c, const char *k, size_t klen, void *arg)
@@ -1026,10 +1028,10 @@ static bool result_element(struct scan *c, void *arg)
             return false;
         idx = idx * 10 + (size_t)(ss->r_ref[i] - '0');
     }
-    if (idx >= ss->n || ss->sig[idx] != NULL)
+    if (idx >= ss->n || ss->sig[idx].p != NULL)
         return false;
-    ss->sig[idx] = ss->r_sig;
-    ss->sig_len[idx] = ss->r_sig_len;
+    ss->sig[idx].p = ss->r_sig;
+    ss->sig[idx].len = ss->r_sig_len;
     ss->seen++;
     return true;
 }
@@ -1039,7 +1041,7 @@ static bool data_member(struct scan *c, const char *k, size_t klen, void *arg)
     struct sign_scan *ss = arg;
 
     if (!ss->batch && key_is(k, klen, "signature"))
-        return scan_string(c, &ss->sig[0], &ss->sig_len[0]);
+        return scan_string(c, &ss->sig[0].p, &ss->sig[0].len);
     if (ss->batch && key_is(k, klen, "batch_results")) {
         /* a repeated member replaces the one before, as in jansson */
         memset(ss->sig, 0, ss->n * sizeof(ss->sig[0]));
@@ -1094,7 +1096,7 @@ bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long ve
 
     if (body == NULL || items == NULL || n == 0 || n > VTP_TRANSIT_MAX_BATCH)
         return false;
-    ss = calloc(1, sizeof(*ss));
+    ss = calloc(1, sizeof(*ss) + n * sizeof(ss->sig[0])); /* sized for this request */
     if (ss == NULL)
         return false;
     ss->items = items;
@@ -1103,10 +1105,10 @@ bool vtp_transit_scan_sign_answer(const char *body, size_t len, unsigned long ve
     ss->batch = n > 1;
     if (!scan_object(&c, 0, envelope_member, ss) || (scan_ws(&c), c.p != c.end))
         goto out;
-    if (ss->batch ? ss->seen != n : ss->sig[0] == NULL)
+    if (ss->batch ? ss->seen != n : ss->sig[0].p == NULL)
         goto out;
     for (i = 0; i < n; i++) {
-        if (!scan_signature(ss->sig[i], ss->sig_len[i], version, &items[i].sig,
+        if (!scan_signature(ss->sig[i].p, ss->sig[i].len, version, &items[i].sig,
                             &items[i].sig_len))
             break;
     }
